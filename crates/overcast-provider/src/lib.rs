@@ -1,0 +1,118 @@
+//! The provider interface: what a backend (AWS, QEMU, ...) says about itself, the
+//! capabilities it offers, and the error it reports. Backends implement [`Provider`]; the
+//! core holds one per environment and never sees an SDK or a hypervisor.
+
+use async_trait::async_trait;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+
+/// A family of calls a provider may offer. A provider lists the ones it has; a request for
+/// one it lacks is answered "not supported by provider X", never with a panic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Capability {
+    Compute,
+    Images,
+    Firewall,
+    KeyPairs,
+    ObjectStore,
+    Containers,
+    Secrets,
+    Parameters,
+}
+
+/// Whether a provider can be used now, and why not if it cannot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ProviderStatus {
+    pub reachable: bool,
+    /// Why it is unreachable, with what to do about it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Facts worth showing, e.g. the accelerator a local provider uses.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub details: BTreeMap<String, String>,
+}
+
+impl ProviderStatus {
+    pub fn unreachable(reason: impl Into<String>) -> Self {
+        ProviderStatus {
+            reachable: false,
+            reason: Some(reason.into()),
+            details: BTreeMap::new(),
+        }
+    }
+}
+
+/// A backend as the core sees it.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// The provider's name in config: `aws`, `qemu`, ...
+    fn kind(&self) -> &str;
+
+    /// What this provider offers.
+    fn capabilities(&self) -> Vec<Capability>;
+
+    /// Probes the backend; used by `/readyz` and the environment listing.
+    async fn status(&self) -> ProviderStatus;
+}
+
+/// An environment whose provider cannot run in this server (not built in, or missing a
+/// program on this host). It keeps the environment listed with the reason, so the rest of
+/// overcast works on.
+pub struct Unavailable {
+    kind: String,
+    reason: String,
+}
+
+impl Unavailable {
+    pub fn new(kind: impl Into<String>, reason: impl Into<String>) -> Self {
+        Unavailable {
+            kind: kind.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl Provider for Unavailable {
+    fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    fn capabilities(&self) -> Vec<Capability> {
+        Vec::new()
+    }
+
+    async fn status(&self) -> ProviderStatus {
+        ProviderStatus::unreachable(self.reason.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unavailable_provider_says_why_and_offers_nothing() {
+        let p = Unavailable::new("qemu", "qemu-system-x86_64 not found");
+        assert_eq!(p.kind(), "qemu");
+        assert!(p.capabilities().is_empty());
+        let status = poll_once(p.status());
+        assert!(!status.reachable);
+        assert_eq!(
+            status.reason.as_deref(),
+            Some("qemu-system-x86_64 not found")
+        );
+    }
+
+    /// Runs a future that never waits (the status of an unavailable provider).
+    fn poll_once<F: std::future::Future>(f: F) -> F::Output {
+        use std::task::{Context, Poll, Waker};
+        let mut f = std::pin::pin!(f);
+        match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(v) => v,
+            Poll::Pending => panic!("the future waited"),
+        }
+    }
+}

@@ -1,0 +1,483 @@
+//! The store contract: the same tests on SQLite (a temp file) and PostgreSQL (a fresh
+//! database in the cluster named by `OVERCAST_TEST_POSTGRES_URL`, which `scripts/test`
+//! starts on loopback).
+
+use overcast_store::{AuditFilter, Created, IdempotencyClaim, OperationFilter, PageRequest, Store};
+use overcast_types::{
+    AuditEntry, Operation, OperationError, OperationStatus, Progress, Role, TargetOutcome,
+    TargetResult, TokenInfo,
+};
+use std::collections::HashSet;
+use time::{Duration, OffsetDateTime};
+
+async fn sqlite_store() -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("store.db").display());
+    (Store::connect(&url).await.unwrap(), dir)
+}
+
+async fn postgres_store() -> Store {
+    let admin_url = std::env::var("OVERCAST_TEST_POSTGRES_URL").expect(
+        "OVERCAST_TEST_POSTGRES_URL is not set: run ./scripts/test, which starts a throwaway PostgreSQL",
+    );
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::AnyPool::connect(&admin_url).await.unwrap();
+    let name = format!("overcast_test_{}", std::process::id()) + &unique_suffix();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    let (base, _) = admin_url.rsplit_once('/').unwrap();
+    Store::connect(&format!("{base}/{name}")).await.unwrap()
+}
+
+fn unique_suffix() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let nanos = OffsetDateTime::now_utc().unix_timestamp_nanos() % 1_000_000_000;
+    format!("_{}_{}", nanos, NEXT.fetch_add(1, Ordering::SeqCst))
+}
+
+fn t(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap() + Duration::milliseconds(ms)
+}
+
+fn token(id: &str, org: &str) -> TokenInfo {
+    TokenInfo {
+        id: id.into(),
+        name: format!("name-{id}"),
+        org: org.into(),
+        role: Role::Operator,
+        created_at: t(0),
+        expires_at: Some(t(86_400_000)),
+        revoked_at: None,
+        created_by: "bootstrap".into(),
+    }
+}
+
+fn operation(id: &str, org: &str, kind: &str, created: i64) -> Operation {
+    Operation {
+        id: id.into(),
+        kind: kind.into(),
+        org: org.into(),
+        environment: Some("aws-dev".into()),
+        target: "aws-dev/instances".into(),
+        requested_by: "ci".into(),
+        status: OperationStatus::Pending,
+        progress: Progress::default(),
+        results: vec![],
+        error: None,
+        cancel_requested: false,
+        created_at: t(created),
+        started_at: None,
+        finished_at: None,
+        input: serde_json::json!({"count": 2}),
+    }
+}
+
+fn claim(key: &str, hash: &str) -> IdempotencyClaim {
+    IdempotencyClaim {
+        scope: "acme".into(),
+        key: key.into(),
+        request_hash: hash.into(),
+    }
+}
+
+async fn tokens_are_found_by_hash_and_revoked_once(store: &Store) {
+    store
+        .insert_token(&token("tok_1", "acme"), "hash-1")
+        .await
+        .unwrap();
+    store
+        .insert_token(&token("tok_2", "other"), "hash-2")
+        .await
+        .unwrap();
+    // A resumed create records the same token again: no error, no duplicate.
+    store
+        .insert_token(&token("tok_1", "acme"), "hash-1")
+        .await
+        .unwrap();
+    assert_eq!(store.token_count().await.unwrap(), 2);
+
+    let found = store.token_by_hash("hash-1").await.unwrap().unwrap();
+    assert_eq!(found, token("tok_1", "acme"));
+    assert!(store.token_by_hash("nope").await.unwrap().is_none());
+
+    let acme: Vec<_> = store
+        .tokens(Some("acme"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(acme, ["tok_1"]);
+    assert_eq!(store.tokens(None).await.unwrap().len(), 2);
+
+    assert!(store.revoke_token("tok_1", t(10)).await.unwrap());
+    assert!(store.revoke_token("tok_1", t(20)).await.unwrap());
+    assert_eq!(
+        store.token("tok_1").await.unwrap().unwrap().revoked_at,
+        Some(t(10))
+    );
+    assert!(!store.revoke_token("tok_404", t(10)).await.unwrap());
+}
+
+async fn operations_move_through_their_statuses(store: &Store) {
+    let op = operation("op_1", "acme", "token.create", 0);
+    assert_eq!(
+        store.create_operation(&op, None).await.unwrap(),
+        Created::New(op.clone())
+    );
+    assert_eq!(store.operation("op_1").await.unwrap().unwrap(), op);
+
+    assert!(store.mark_running("op_1", t(5)).await.unwrap());
+    // Resuming a running operation keeps its first start time.
+    assert!(store.mark_running("op_1", t(9)).await.unwrap());
+    let results = vec![TargetResult {
+        target: "i-1".into(),
+        outcome: TargetOutcome::Done,
+        message: None,
+        detail: Some(serde_json::json!({"state": "running"})),
+    }];
+    store
+        .save_progress("op_1", Progress { done: 1, total: 2 }, &results)
+        .await
+        .unwrap();
+    let error = OperationError {
+        code: "instance_limit_exceeded".into(),
+        message: "no".into(),
+    };
+    assert!(store
+        .finish_operation("op_1", OperationStatus::Failed, Some(&error), t(20))
+        .await
+        .unwrap());
+    // An ended operation stays as it ended.
+    assert!(!store
+        .finish_operation("op_1", OperationStatus::Succeeded, None, t(30))
+        .await
+        .unwrap());
+    assert!(!store.mark_running("op_1", t(40)).await.unwrap());
+    assert!(!store.request_cancel("op_1").await.unwrap());
+
+    let got = store.operation("op_1").await.unwrap().unwrap();
+    assert_eq!(got.status, OperationStatus::Failed);
+    assert_eq!(got.started_at, Some(t(5)));
+    assert_eq!(got.finished_at, Some(t(20)));
+    assert_eq!(got.progress, Progress { done: 1, total: 2 });
+    assert_eq!(got.results, results);
+    assert_eq!(got.error, Some(error));
+    assert_eq!(got.input, serde_json::json!({"count": 2}));
+}
+
+async fn unfinished_operations_are_found_for_resume(store: &Store) {
+    for (id, status) in [("op_a", None), ("op_b", Some("run")), ("op_c", Some("end"))] {
+        store
+            .create_operation(&operation(id, "acme", "k", 0), None)
+            .await
+            .unwrap();
+        if status.is_some() {
+            store.mark_running(id, t(1)).await.unwrap();
+        }
+        if status == Some("end") {
+            store
+                .finish_operation(id, OperationStatus::Succeeded, None, t(2))
+                .await
+                .unwrap();
+        }
+    }
+    assert!(store.request_cancel("op_a").await.unwrap());
+    let unfinished = store.unfinished_operations().await.unwrap();
+    let ids: Vec<_> = unfinished.iter().map(|o| o.id.as_str()).collect();
+    assert_eq!(ids, ["op_a", "op_b"]);
+    assert!(unfinished[0].cancel_requested && !unfinished[1].cancel_requested);
+}
+
+async fn an_idempotency_key_replays_or_conflicts(store: &Store) {
+    let first = operation("op_1", "acme", "token.create", 0);
+    assert!(matches!(
+        store
+            .create_operation(&first, Some(&claim("k1", "h1")))
+            .await
+            .unwrap(),
+        Created::New(_)
+    ));
+    let again = operation("op_2", "acme", "token.create", 1);
+    assert_eq!(
+        store
+            .create_operation(&again, Some(&claim("k1", "h1")))
+            .await
+            .unwrap(),
+        Created::Replayed(first.clone())
+    );
+    assert_eq!(
+        store
+            .create_operation(&again, Some(&claim("k1", "h2")))
+            .await
+            .unwrap(),
+        Created::KeyReused {
+            operation_id: "op_1".into()
+        }
+    );
+    assert!(
+        store.operation("op_2").await.unwrap().is_none(),
+        "a replay records nothing"
+    );
+}
+
+async fn concurrent_requests_with_one_key_create_one_operation(store: &Store) {
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let op = operation(&format!("op_{i}"), "acme", "k", i);
+                store
+                    .create_operation(&op, Some(&claim("same", "h")))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut ids = HashSet::new();
+    let mut new = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Created::New(op) => {
+                new += 1;
+                ids.insert(op.id);
+            }
+            Created::Replayed(op) => {
+                ids.insert(op.id);
+            }
+            Created::KeyReused { .. } => panic!("same body must replay"),
+        }
+    }
+    assert_eq!(new, 1);
+    assert_eq!(ids.len(), 1, "every request sees the one operation");
+    let (all, _) = store
+        .operations(
+            &OperationFilter::default(),
+            &PageRequest {
+                limit: 50,
+                after: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1);
+}
+
+async fn operations_are_paged_and_filtered(store: &Store) {
+    for i in 0..7 {
+        let org = if i % 2 == 0 { "acme" } else { "other" };
+        let kind = if i < 4 {
+            "token.create"
+        } else {
+            "token.revoke"
+        };
+        store
+            .create_operation(&operation(&format!("op_{i}"), org, kind, i * 1000), None)
+            .await
+            .unwrap();
+    }
+    store.mark_running("op_3", t(1)).await.unwrap();
+
+    let mut seen = vec![];
+    let mut after = None;
+    loop {
+        let (items, next) = store
+            .operations(
+                &OperationFilter::default(),
+                &PageRequest {
+                    limit: 3,
+                    after: after.clone(),
+                },
+            )
+            .await
+            .unwrap();
+        assert!(items.len() <= 3);
+        seen.extend(items.into_iter().map(|o| o.id));
+        match next {
+            Some(token) => after = Some(token),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        ["op_6", "op_5", "op_4", "op_3", "op_2", "op_1", "op_0"]
+    );
+
+    let ids = |filter: OperationFilter| async move {
+        let (items, _) = store
+            .operations(
+                &filter,
+                &PageRequest {
+                    limit: 100,
+                    after: None,
+                },
+            )
+            .await
+            .unwrap();
+        items.into_iter().map(|o| o.id).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(OperationFilter {
+            org: Some("acme".into()),
+            ..Default::default()
+        })
+        .await,
+        ["op_6", "op_4", "op_2", "op_0"]
+    );
+    assert_eq!(
+        ids(OperationFilter {
+            status: Some(OperationStatus::Running),
+            ..Default::default()
+        })
+        .await,
+        ["op_3"]
+    );
+    assert_eq!(
+        ids(OperationFilter {
+            kind: Some("token.revoke".into()),
+            ..Default::default()
+        })
+        .await,
+        ["op_6", "op_5", "op_4"]
+    );
+    assert_eq!(
+        ids(OperationFilter {
+            since: Some(t(5000)),
+            ..Default::default()
+        })
+        .await,
+        ["op_6", "op_5"]
+    );
+}
+
+async fn the_audit_log_is_appended_and_listed(store: &Store) {
+    for i in 0..5 {
+        store
+            .append_audit(&AuditEntry {
+                id: format!("au_{i}"),
+                at: t(i * 10),
+                token_id: format!("tok_{}", i % 2),
+                token_name: "ci".into(),
+                org: if i < 3 { "acme".into() } else { "other".into() },
+                role: Role::Admin,
+                method: "POST".into(),
+                route: "/v1/tokens".into(),
+                target: "/v1/tokens".into(),
+                operation_id: (i == 4).then(|| "op_9".to_string()),
+                outcome: "succeeded".into(),
+                status_code: 201,
+                request_id: format!("req-{i}"),
+            })
+            .await
+            .unwrap();
+    }
+    let list = |filter: AuditFilter, limit: u32| async move {
+        store
+            .audit(&filter, &PageRequest { limit, after: None })
+            .await
+            .unwrap()
+    };
+    let (page, next) = list(AuditFilter::default(), 2).await;
+    assert_eq!(
+        page.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        ["au_4", "au_3"]
+    );
+    assert_eq!(next.as_deref(), Some("au_3"));
+    assert_eq!(page[0].operation_id.as_deref(), Some("op_9"));
+    assert_eq!(page[0].status_code, 201);
+    let (acme, _) = list(
+        AuditFilter {
+            org: Some("acme".into()),
+            ..Default::default()
+        },
+        50,
+    )
+    .await;
+    assert_eq!(acme.len(), 3);
+    let (tok1, _) = list(
+        AuditFilter {
+            token_id: Some("tok_1".into()),
+            ..Default::default()
+        },
+        50,
+    )
+    .await;
+    assert_eq!(tok1.len(), 2);
+    let (by_op, _) = list(
+        AuditFilter {
+            operation_id: Some("op_9".into()),
+            ..Default::default()
+        },
+        50,
+    )
+    .await;
+    assert_eq!(by_op.len(), 1);
+    let (recent, _) = list(
+        AuditFilter {
+            since: Some(t(30)),
+            ..Default::default()
+        },
+        50,
+    )
+    .await;
+    assert_eq!(recent.len(), 2);
+}
+
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let (store, _dir) = super::sqlite_store().await;
+                    super::$name(&store).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let store = super::postgres_store().await;
+                    super::$name(&store).await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    tokens_are_found_by_hash_and_revoked_once,
+    operations_move_through_their_statuses,
+    unfinished_operations_are_found_for_resume,
+    an_idempotency_key_replays_or_conflicts,
+    concurrent_requests_with_one_key_create_one_operation,
+    operations_are_paged_and_filtered,
+    the_audit_log_is_appended_and_listed,
+);
+
+#[tokio::test]
+async fn reopening_a_store_keeps_its_data() {
+    let (store, dir) = sqlite_store().await;
+    store
+        .insert_token(&token("tok_1", "acme"), "hash-1")
+        .await
+        .unwrap();
+    store.close().await;
+    let url = format!("sqlite://{}", dir.path().join("store.db").display());
+    let reopened = Store::connect(&url).await.unwrap();
+    assert_eq!(reopened.token_count().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn an_unknown_database_url_is_refused() {
+    let err = Store::connect("mysql://u:pw@h/db").await.err().unwrap();
+    assert_eq!(
+        err.to_string(),
+        "unsupported database URL `mysql://u:***@h/db`: use sqlite://PATH or postgres://..."
+    );
+}

@@ -1,0 +1,181 @@
+//! Records the API shows: operations (every change overcast makes), audit entries and tokens.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use crate::{Error, Role};
+
+/// Where an operation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationStatus {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl OperationStatus {
+    pub const ALL: [OperationStatus; 5] = [
+        OperationStatus::Pending,
+        OperationStatus::Running,
+        OperationStatus::Succeeded,
+        OperationStatus::Failed,
+        OperationStatus::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationStatus::Pending => "pending",
+            OperationStatus::Running => "running",
+            OperationStatus::Succeeded => "succeeded",
+            OperationStatus::Failed => "failed",
+            OperationStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(field: &str, s: &str) -> Result<Self, Error> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| {
+                Error::invalid(
+                    field,
+                    format!("`{s}` is not a status; use pending, running, succeeded, failed or cancelled"),
+                )
+            })
+    }
+
+    /// Whether the operation has ended and will not change again.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            OperationStatus::Succeeded | OperationStatus::Failed | OperationStatus::Cancelled
+        )
+    }
+}
+
+/// How far an operation has come: `done` of `total` targets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Progress {
+    pub done: u64,
+    pub total: u64,
+}
+
+/// What happened to one target of an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetOutcome {
+    Done,
+    Skipped,
+    Failed,
+}
+
+/// The result for one target (an instance, a token, ...) of an operation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TargetResult {
+    pub target: String,
+    pub outcome: TargetOutcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// What the step produced, e.g. the created resource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<Value>,
+}
+
+/// Why an operation failed: the error's code and message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct OperationError {
+    pub code: String,
+    pub message: String,
+}
+
+impl From<&Error> for OperationError {
+    fn from(e: &Error) -> Self {
+        OperationError {
+            code: e.code.clone(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// A recorded change: persisted before any backend call, then run, resumed after a restart,
+/// and kept as history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Operation {
+    pub id: String,
+    /// What it does, e.g. `token.create`, `instance.start`.
+    pub kind: String,
+    pub org: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    /// What it acts on, e.g. a token id or `aws-dev/instances?stage=dev`.
+    pub target: String,
+    /// The name of the token that asked for it.
+    pub requested_by: String,
+    pub status: OperationStatus,
+    pub progress: Progress,
+    pub results: Vec<TargetResult>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<OperationError>,
+    pub cancel_requested: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub started_at: Option<OffsetDateTime>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub finished_at: Option<OffsetDateTime>,
+    /// The request as the executor needs it. Never holds a secret; not shown by the API.
+    #[serde(skip)]
+    pub input: Value,
+}
+
+/// One line of the append-only audit log: an authenticated change and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AuditEntry {
+    pub id: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub at: OffsetDateTime,
+    pub token_id: String,
+    pub token_name: String,
+    pub org: String,
+    pub role: Role,
+    pub method: String,
+    /// The route as declared, e.g. `/v1/tokens/{id}`.
+    pub route: String,
+    /// The concrete path or resource acted on.
+    pub target: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation_id: Option<String>,
+    /// `succeeded`, `accepted`, `denied` or `failed`.
+    pub outcome: String,
+    pub status_code: u16,
+    pub request_id: String,
+}
+
+/// A token as listed: never its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TokenInfo {
+    pub id: String,
+    pub name: String,
+    pub org: String,
+    pub role: Role,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<OffsetDateTime>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub revoked_at: Option<OffsetDateTime>,
+    /// The name of the token that created it; `bootstrap` for the first admin token.
+    pub created_by: String,
+}
