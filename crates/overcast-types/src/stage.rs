@@ -7,7 +7,6 @@ use crate::{validate_name, Error};
 
 /// How an environment orders its stages and where it keeps a machine's stage.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct StagePolicy {
     /// The stages in promotion order; a machine created without a stage gets the first.
     #[serde(default = "default_stages")]

@@ -1,0 +1,735 @@
+//! The one config file: a TOML document with `OVERCAST_*` environment overrides. Loading
+//! reports every problem it can find at once, each with its key path and line.
+
+use overcast_types::{validate_name, StagePolicy};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Where the server listens when nothing says otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// The whole configuration of a server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    /// Address and port to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Where overcast keeps its database (SQLite), the bootstrap admin token and local VMs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// `sqlite://PATH` or `postgres://USER:PASSWORD@HOST/DB`; default: SQLite in `data_dir`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    /// How long a request waits for its operation before answering 202 (`?timeout=` overrides).
+    #[serde(default = "default_operation_timeout")]
+    pub operation_timeout_secs: u64,
+    /// The longest wait a request may ask for with `?timeout=`.
+    #[serde(default = "default_max_operation_timeout")]
+    pub max_operation_timeout_secs: u64,
+    /// `text` for people, `json` for log collectors.
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// Serve `/openapi.json` and `/docs` without a token. Off by default: every route but
+    /// health and version needs a token.
+    #[serde(default)]
+    pub public_docs: bool,
+    /// Serve HTTPS with this certificate and key (PEM files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+    /// The stage policy of environments that do not set their own.
+    #[serde(default)]
+    pub stages: StagePolicy,
+    #[serde(default)]
+    pub environments: BTreeMap<String, EnvironmentConfig>,
+    #[serde(default)]
+    pub machine_types: BTreeMap<String, MachineType>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// The backends overcast knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    Aws,
+    Qemu,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Aws => "aws",
+            ProviderKind::Qemu => "qemu",
+        }
+    }
+}
+
+/// A named target: a provider and its settings. Fields that belong to one provider are
+/// refused on another.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnvironmentConfig {
+    pub provider: ProviderKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// This environment's stage policy; default: the top-level `[stages]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stages: Option<StagePolicy>,
+    /// aws: the regions this environment spans; the first is the default for creates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<String>,
+    /// aws: an AWS-compatible endpoint (moto, LocalStack, an S3-compatible store).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_url: Option<String>,
+    /// aws: a named profile from the shared config files; default: the default chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// aws: a role to assume, with its external id and session name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_name: Option<String>,
+    /// aws: defaults for creates that name none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security_groups: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_pair: Option<String>,
+    /// aws: the org that owns resources carrying no `overcast:org` tag; default: none, so
+    /// only admins see them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_org: Option<String>,
+}
+
+impl EnvironmentConfig {
+    fn local() -> Self {
+        EnvironmentConfig {
+            provider: ProviderKind::Qemu,
+            description: Some("virtual machines on this host (QEMU)".into()),
+            stages: None,
+            regions: vec![],
+            endpoint_url: None,
+            profile: None,
+            role_arn: None,
+            external_id: None,
+            session_name: None,
+            subnet: None,
+            security_groups: vec![],
+            key_pair: None,
+            default_org: None,
+        }
+    }
+
+    /// The names of AWS-only fields that are set.
+    fn aws_fields_set(&self) -> Vec<&'static str> {
+        [
+            ("regions", !self.regions.is_empty()),
+            ("endpoint_url", self.endpoint_url.is_some()),
+            ("profile", self.profile.is_some()),
+            ("role_arn", self.role_arn.is_some()),
+            ("external_id", self.external_id.is_some()),
+            ("session_name", self.session_name.is_some()),
+            ("subnet", self.subnet.is_some()),
+            ("security_groups", !self.security_groups.is_empty()),
+            ("key_pair", self.key_pair.is_some()),
+            ("default_org", self.default_org.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect()
+    }
+}
+
+/// A named size and image per provider.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MachineType {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws: Option<AwsMachine>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qemu: Option<QemuMachine>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AwsMachine {
+    pub instance_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct QemuMachine {
+    pub cpus: u32,
+    pub memory_mb: u64,
+    pub disk_gb: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+}
+
+fn default_listen() -> String {
+    DEFAULT_LISTEN.into()
+}
+
+fn default_operation_timeout() -> u64 {
+    60
+}
+
+fn default_max_operation_timeout() -> u64 {
+    3600
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        // An empty document yields every default; it cannot fail to parse.
+        toml::from_str("").unwrap_or_else(|_| unreachable!("an empty config parses"))
+    }
+}
+
+/// One thing wrong with a config: where, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The dotted key path, e.g. `environments.aws-dev.regions`; empty for the whole file.
+    pub path: String,
+    /// The 1-based line in the file, when the key is there.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(line) = self.line {
+            write!(f, "line {line}: ")?;
+        }
+        if !self.path.is_empty() {
+            write!(f, "{}: ", self.path)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Every problem found in a config, with the file it came from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub source_name: String,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        writeln!(
+            f,
+            "{}: {n} problem{}",
+            self.source_name,
+            if n == 1 { "" } else { "s" }
+        )?;
+        for problem in &self.problems {
+            writeln!(f, "  {}: {problem}", self.source_name)?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Finds the config file: `explicit`, else `OVERCAST_CONFIG`, else `./overcast.toml` if
+    /// present; `None` means run on defaults.
+    pub fn locate(explicit: Option<&Path>) -> Option<PathBuf> {
+        if let Some(path) = explicit {
+            return Some(path.to_path_buf());
+        }
+        if let Some(path) = std::env::var_os("OVERCAST_CONFIG").filter(|p| !p.is_empty()) {
+            return Some(PathBuf::from(path));
+        }
+        let local = PathBuf::from("overcast.toml");
+        local.exists().then_some(local)
+    }
+
+    /// Loads the file (or the defaults), applies `OVERCAST_*` overrides, fills in the
+    /// embedded defaults, and checks the result.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let (name, text) = match path {
+            Some(path) => {
+                let name = path.display().to_string();
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+                    source_name: name.clone(),
+                    problems: vec![Problem {
+                        path: String::new(),
+                        line: None,
+                        message: format!("cannot read the file: {e}"),
+                    }],
+                })?;
+                (name, text)
+            }
+            None => ("(defaults)".to_string(), String::new()),
+        };
+        let mut config = Config::parse(&name, &text)?;
+        let mut problems = config.apply_env(|key| std::env::var(key).ok());
+        config.fill_defaults();
+        problems.extend(config.problems());
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError {
+                source_name: name,
+                problems: locate_lines(&text, problems),
+            })
+        }
+    }
+
+    /// Parses a TOML document: every unknown key, the first type error, and every semantic
+    /// problem, each located.
+    pub fn parse(source_name: &str, text: &str) -> Result<Config, ConfigError> {
+        let fail = |problems: Vec<Problem>| ConfigError {
+            source_name: source_name.to_string(),
+            problems: locate_lines(text, problems),
+        };
+        let deserializer = toml::Deserializer::new(text);
+        let mut unknown = Vec::new();
+        let parsed: Result<Config, _> =
+            serde_ignored::deserialize(deserializer, |path| unknown.push(path.to_string()));
+        let mut problems: Vec<Problem> = unknown
+            .into_iter()
+            .map(|path| Problem {
+                path,
+                line: None,
+                message: "unknown key".into(),
+            })
+            .collect();
+        match parsed {
+            Ok(config) => {
+                problems.extend(config.problems());
+                if problems.is_empty() {
+                    Ok(config)
+                } else {
+                    Err(fail(problems))
+                }
+            }
+            Err(e) => {
+                let line = e.span().map(|span| line_of(text, span.start));
+                problems.push(Problem {
+                    path: String::new(),
+                    line,
+                    message: e.message().to_string(),
+                });
+                Err(fail(problems))
+            }
+        }
+    }
+
+    /// Applies `OVERCAST_*` overrides read through `var`; returns problems with their values.
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let mut number = |key: &str, target: &mut u64| {
+            if let Some(value) = var(key) {
+                match value.parse() {
+                    Ok(n) => *target = n,
+                    Err(_) => problems.push(Problem {
+                        path: key.into(),
+                        line: None,
+                        message: format!("`{value}` is not a whole number of seconds"),
+                    }),
+                }
+            }
+        };
+        number(
+            "OVERCAST_OPERATION_TIMEOUT_SECS",
+            &mut self.operation_timeout_secs,
+        );
+        number(
+            "OVERCAST_MAX_OPERATION_TIMEOUT_SECS",
+            &mut self.max_operation_timeout_secs,
+        );
+        if let Some(listen) = var("OVERCAST_LISTEN") {
+            self.listen = listen;
+        }
+        if let Some(dir) = var("OVERCAST_DATA_DIR") {
+            self.data_dir = Some(dir.into());
+        }
+        if let Some(url) = var("OVERCAST_DATABASE_URL") {
+            self.database_url = Some(url);
+        }
+        match var("OVERCAST_LOG_FORMAT").as_deref() {
+            None => {}
+            Some("text") => self.log_format = LogFormat::Text,
+            Some("json") => self.log_format = LogFormat::Json,
+            Some(other) => problems.push(Problem {
+                path: "OVERCAST_LOG_FORMAT".into(),
+                line: None,
+                message: format!("`{other}` is not a log format; use text or json"),
+            }),
+        }
+        match var("OVERCAST_PUBLIC_DOCS").as_deref() {
+            None => {}
+            Some("true" | "1") => self.public_docs = true,
+            Some("false" | "0") => self.public_docs = false,
+            Some(other) => problems.push(Problem {
+                path: "OVERCAST_PUBLIC_DOCS".into(),
+                line: None,
+                message: format!("`{other}` is not true or false"),
+            }),
+        }
+        problems
+    }
+
+    /// The embedded defaults: a `local` environment and the `tiny`, `small`, `medium`
+    /// machine types when the config names none.
+    pub fn fill_defaults(&mut self) {
+        if self.environments.is_empty() {
+            self.environments
+                .insert("local".into(), EnvironmentConfig::local());
+        }
+        if self.machine_types.is_empty() {
+            for (name, cpus, memory_mb, disk_gb) in [
+                ("tiny", 1, 256, 2),
+                ("small", 1, 1024, 10),
+                ("medium", 2, 4096, 20),
+            ] {
+                self.machine_types.insert(
+                    name.into(),
+                    MachineType {
+                        description: Some(format!(
+                            "{cpus} vCPU, {memory_mb} MiB, {disk_gb} GiB disk"
+                        )),
+                        aws: None,
+                        qemu: Some(QemuMachine {
+                            cpus,
+                            memory_mb,
+                            disk_gb,
+                            image: None,
+                        }),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Every semantic problem: bad addresses, names, stage policies, provider fields.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let mut at = |path: String, message: String| {
+            problems.push(Problem {
+                path,
+                line: None,
+                message,
+            })
+        };
+        if self.listen.parse::<SocketAddr>().is_err() {
+            at(
+                "listen".into(),
+                format!("`{}` is not an address like 127.0.0.1:8080", self.listen),
+            );
+        }
+        if let Some(url) = &self.database_url {
+            if !(url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
+            {
+                at(
+                    "database_url".into(),
+                    "must start with sqlite: or postgres://".into(),
+                );
+            }
+        }
+        if self.operation_timeout_secs > self.max_operation_timeout_secs {
+            at(
+                "operation_timeout_secs".into(),
+                format!(
+                    "{} is more than max_operation_timeout_secs ({})",
+                    self.operation_timeout_secs, self.max_operation_timeout_secs
+                ),
+            );
+        }
+        for e in self.stages.problems() {
+            at(format!("stages.{}", e.field.unwrap_or_default()), e.message);
+        }
+        for (name, env) in &self.environments {
+            let base = format!("environments.{name}");
+            if let Err(e) = validate_name("name", name) {
+                at(base.clone(), e.message);
+            }
+            for e in env.stages.iter().flat_map(StagePolicy::problems) {
+                at(
+                    format!("{base}.stages.{}", e.field.unwrap_or_default()),
+                    e.message,
+                );
+            }
+            match env.provider {
+                ProviderKind::Aws => {
+                    if env.regions.is_empty() {
+                        at(
+                            format!("{base}.regions"),
+                            "an aws environment needs at least one region".into(),
+                        );
+                    }
+                    for (i, region) in env.regions.iter().enumerate() {
+                        if !is_region_name(region) {
+                            at(
+                                format!("{base}.regions[{i}]"),
+                                format!("`{region}` is not a region name like eu-west-1"),
+                            );
+                        }
+                    }
+                    if env.external_id.is_some() && env.role_arn.is_none() {
+                        at(
+                            format!("{base}.external_id"),
+                            "only makes sense with role_arn".into(),
+                        );
+                    }
+                    if let Some(url) = &env.endpoint_url {
+                        if !(url.starts_with("http://") || url.starts_with("https://")) {
+                            at(
+                                format!("{base}.endpoint_url"),
+                                "must be an http:// or https:// URL".into(),
+                            );
+                        }
+                    }
+                }
+                ProviderKind::Qemu => {
+                    for field in env.aws_fields_set() {
+                        at(format!("{base}.{field}"), "only for provider aws".into());
+                    }
+                }
+            }
+        }
+        for (name, machine) in &self.machine_types {
+            let base = format!("machine_types.{name}");
+            if let Err(e) = validate_name("name", name) {
+                at(base.clone(), e.message);
+            }
+            if machine.aws.is_none() && machine.qemu.is_none() {
+                at(
+                    base.clone(),
+                    "gives no size for any provider (add aws or qemu)".into(),
+                );
+            }
+            if let Some(q) = &machine.qemu {
+                if q.cpus == 0 {
+                    at(format!("{base}.qemu.cpus"), "must be at least 1".into());
+                }
+                if q.memory_mb < 64 {
+                    at(
+                        format!("{base}.qemu.memory_mb"),
+                        "must be at least 64".into(),
+                    );
+                }
+                if q.disk_gb == 0 {
+                    at(format!("{base}.qemu.disk_gb"), "must be at least 1".into());
+                }
+            }
+            if let Some(a) = &machine.aws {
+                if a.instance_type.trim().is_empty() {
+                    at(
+                        format!("{base}.aws.instance_type"),
+                        "must not be empty".into(),
+                    );
+                }
+            }
+        }
+        problems
+    }
+
+    /// The data dir: as configured, else `$XDG_DATA_HOME/overcast`, else
+    /// `~/.local/share/overcast`, else `./overcast-data`.
+    pub fn data_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.data_dir {
+            return dir.clone();
+        }
+        if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+            return PathBuf::from(xdg).join("overcast");
+        }
+        if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+            return PathBuf::from(home).join(".local/share/overcast");
+        }
+        PathBuf::from("overcast-data")
+    }
+
+    /// The database URL: as configured, else SQLite in the data dir.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir().join("overcast.db").display()),
+        }
+    }
+
+    /// The stage policy in force for an environment.
+    pub fn stage_policy(&self, environment: &str) -> &StagePolicy {
+        self.environments
+            .get(environment)
+            .and_then(|e| e.stages.as_ref())
+            .unwrap_or(&self.stages)
+    }
+}
+
+fn is_region_name(s: &str) -> bool {
+    let parts: Vec<_> = s.split('-').collect();
+    parts.len() >= 3
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        })
+        && parts
+            .last()
+            .is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// Fills in each problem's line from where its key path stands in the document.
+fn locate_lines(text: &str, problems: Vec<Problem>) -> Vec<Problem> {
+    let doc = toml_edit::ImDocument::parse(text.to_string()).ok();
+    problems
+        .into_iter()
+        .map(|mut p| {
+            if p.line.is_none() {
+                p.line = doc
+                    .as_ref()
+                    .and_then(|doc| key_offset(doc, &p.path))
+                    .map(|offset| line_of(text, offset));
+            }
+            p
+        })
+        .collect()
+}
+
+/// The 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// The byte offset of the deepest key of `path` that the document has.
+fn key_offset(doc: &toml_edit::ImDocument<String>, path: &str) -> Option<usize> {
+    let mut item = doc.as_item();
+    let mut offset = None;
+    for segment in split_path(path) {
+        let (key, index) = match segment.split_once('[') {
+            Some((key, rest)) => (key, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (segment, None),
+        };
+        let table = item.as_table_like()?;
+        let (k, next) = table.get_key_value(key)?;
+        offset = k.span().map(|s| s.start).or(offset);
+        item = next;
+        if let Some(i) = index {
+            let value = item.as_array()?.get(i)?;
+            offset = value.span().map(|s| s.start).or(offset);
+            return offset;
+        }
+    }
+    offset
+}
+
+/// Splits `environments.aws-dev.regions[0]` into its keys. Environment names never hold a
+/// dot in a way that matters here: a name with one fails validation anyway.
+fn split_path(path: &str) -> impl Iterator<Item = &str> {
+    path.split('.').filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_parses() {
+        let text = include_str!("../../../overcast.example.toml");
+        let config = Config::parse("overcast.example.toml", text).unwrap();
+        assert!(config.environments.contains_key("aws-dev"));
+        assert!(config.environments.contains_key("local"));
+        assert_eq!(config.stage_policy("aws-dev").tag_key, "config");
+    }
+
+    #[test]
+    fn no_config_gives_a_local_environment_and_machine_types() {
+        let mut config = Config::default();
+        config.fill_defaults();
+        assert_eq!(config.listen, DEFAULT_LISTEN);
+        assert_eq!(config.environments["local"].provider, ProviderKind::Qemu);
+        assert_eq!(
+            config.machine_types.keys().collect::<Vec<_>>(),
+            ["medium", "small", "tiny"]
+        );
+        assert!(config.problems().is_empty());
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_line() {
+        let text = "\
+listen = \"nowhere\"
+colour = \"blue\"
+
+[environments.aws-dev]
+provider = \"aws\"
+regions = [\"eu-west-1\", \"mars\"]
+regionz = []
+
+[environments.local]
+provider = \"qemu\"
+endpoint_url = \"http://x\"
+";
+        let err = Config::parse("bad.toml", text).unwrap_err();
+        let got: Vec<String> = err.problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            got,
+            [
+                "line 2: colour: unknown key",
+                "line 7: environments.aws-dev.regionz: unknown key",
+                "line 1: listen: `nowhere` is not an address like 127.0.0.1:8080",
+                "line 6: environments.aws-dev.regions[1]: `mars` is not a region name like eu-west-1",
+                "line 11: environments.local.endpoint_url: only for provider aws",
+            ]
+        );
+        assert!(err.to_string().starts_with("bad.toml: 5 problems\n"));
+    }
+
+    #[test]
+    fn a_type_error_is_located() {
+        let err = Config::parse(
+            "t.toml",
+            "listen = \"127.0.0.1:1\"\noperation_timeout_secs = \"soon\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.problems.len(), 1);
+        assert_eq!(err.problems[0].line, Some(2));
+        assert!(
+            err.problems[0].message.contains("invalid type"),
+            "{}",
+            err.problems[0].message
+        );
+    }
+
+    #[test]
+    fn environment_variables_override_the_file() {
+        let mut config = Config::default();
+        let env = |key: &str| match key {
+            "OVERCAST_LISTEN" => Some("0.0.0.0:9000".to_string()),
+            "OVERCAST_OPERATION_TIMEOUT_SECS" => Some("5".to_string()),
+            "OVERCAST_LOG_FORMAT" => Some("yaml".to_string()),
+            _ => None,
+        };
+        let problems = config.apply_env(env);
+        assert_eq!(config.listen, "0.0.0.0:9000");
+        assert_eq!(config.operation_timeout_secs, 5);
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].path, "OVERCAST_LOG_FORMAT");
+    }
+}

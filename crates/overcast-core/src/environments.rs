@@ -1,0 +1,114 @@
+//! Environments: the configured targets, each with the provider that serves it, and how
+//! they are shown to callers.
+
+use overcast_provider::{Capability, Provider, Unavailable};
+use overcast_types::StagePolicy;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use utoipa::ToSchema;
+
+use crate::config::{Config, EnvironmentConfig, MachineType, ProviderKind};
+
+/// A configured environment and its provider.
+pub struct Environment {
+    pub name: String,
+    pub config: EnvironmentConfig,
+    pub stages: StagePolicy,
+    pub provider: Arc<dyn Provider>,
+}
+
+/// An environment as the API shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EnvironmentView {
+    pub name: String,
+    /// `aws` or `qemu`.
+    pub provider: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub regions: Vec<String>,
+    pub stages: StagePolicy,
+    /// Whether the backend answers now.
+    pub reachable: bool,
+    /// Why it does not, and what to do about it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub details: BTreeMap<String, String>,
+    pub capabilities: Vec<Capability>,
+}
+
+/// A machine type as the API shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MachineTypeView {
+    pub name: String,
+    #[serde(flatten)]
+    pub machine: MachineType,
+}
+
+/// Every environment of the server, by name.
+pub struct Environments {
+    by_name: BTreeMap<String, Environment>,
+}
+
+impl Environments {
+    /// Builds each environment's provider. Providers not part of this build are listed as
+    /// unavailable with the reason, so the rest of overcast works on.
+    pub fn from_config(
+        config: &Config,
+        providers: &HashMap<ProviderKind, ProviderFactory>,
+    ) -> Environments {
+        let by_name = config
+            .environments
+            .iter()
+            .map(|(name, env)| {
+                let provider = match providers.get(&env.provider) {
+                    Some(factory) => factory(name, env),
+                    None => Arc::new(Unavailable::new(
+                        env.provider.as_str(),
+                        format!(
+                            "the {} provider is not part of this build of overcast yet",
+                            env.provider.as_str()
+                        ),
+                    )) as Arc<dyn Provider>,
+                };
+                let environment = Environment {
+                    name: name.clone(),
+                    config: env.clone(),
+                    stages: config.stage_policy(name).clone(),
+                    provider,
+                };
+                (name.clone(), environment)
+            })
+            .collect();
+        Environments { by_name }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Environment> {
+        self.by_name.get(name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Environment> {
+        self.by_name.values()
+    }
+}
+
+/// Makes the provider of one environment from its config.
+pub type ProviderFactory = Box<dyn Fn(&str, &EnvironmentConfig) -> Arc<dyn Provider> + Send + Sync>;
+
+impl Environment {
+    pub async fn view(&self) -> EnvironmentView {
+        let status = self.provider.status().await;
+        EnvironmentView {
+            name: self.name.clone(),
+            provider: self.config.provider.as_str().into(),
+            description: self.config.description.clone(),
+            regions: self.config.regions.clone(),
+            stages: self.stages.clone(),
+            reachable: status.reachable,
+            reason: status.reason,
+            details: status.details,
+            capabilities: self.provider.capabilities(),
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! Prometheus metrics: HTTP requests, operations and backend calls, in one registry per
+//! server so that tests can run several servers in one process.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    http_requests: IntCounterVec,
+    http_seconds: HistogramVec,
+    operations: IntCounterVec,
+    backend_calls: IntCounterVec,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels)
+                .unwrap_or_else(|e| unreachable!("static metric {name}: {e}"));
+            registry
+                .register(Box::new(c.clone()))
+                .unwrap_or_else(|e| unreachable!("metric {name} registered twice: {e}"));
+            c
+        };
+        let http_requests = counter(
+            "overcast_http_requests_total",
+            "HTTP requests by declared route, method and status.",
+            &["route", "method", "status"],
+        );
+        let operations = counter(
+            "overcast_operations_total",
+            "Operations entering each status, by kind.",
+            &["kind", "status"],
+        );
+        let backend_calls = counter(
+            "overcast_backend_calls_total",
+            "Calls to backends by provider, action, region and outcome.",
+            &["provider", "action", "region", "outcome"],
+        );
+        let http_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "overcast_http_request_duration_seconds",
+                "HTTP request latency by declared route and method.",
+            ),
+            &["route", "method"],
+        )
+        .unwrap_or_else(|e| unreachable!("static histogram: {e}"));
+        registry
+            .register(Box::new(http_seconds.clone()))
+            .unwrap_or_else(|e| unreachable!("histogram registered twice: {e}"));
+        Metrics {
+            registry,
+            http_requests,
+            http_seconds,
+            operations,
+            backend_calls,
+        }
+    }
+
+    pub fn http_request(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        self.http_requests
+            .with_label_values(&[route, method, &status.to_string()])
+            .inc();
+        self.http_seconds
+            .with_label_values(&[route, method])
+            .observe(seconds);
+    }
+
+    pub fn operation(&self, kind: &str, status: &str) {
+        self.operations.with_label_values(&[kind, status]).inc();
+    }
+
+    /// Counts one backend call; providers report every call here.
+    pub fn backend_call(&self, provider: &str, action: &str, region: &str, outcome: &str) {
+        self.backend_calls
+            .with_label_values(&[provider, action, region, outcome])
+            .inc();
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for these metric types.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_are_rendered() {
+        let m = Metrics::new();
+        m.http_request("/v1/operations", "GET", 200, 0.01);
+        m.operation("token.create", "succeeded");
+        m.backend_call("aws", "StopInstances", "eu-west-1", "ok");
+        let text = m.render();
+        assert!(text.contains(
+            r#"overcast_http_requests_total{method="GET",route="/v1/operations",status="200"} 1"#
+        ));
+        assert!(
+            text.contains(r#"overcast_operations_total{kind="token.create",status="succeeded"} 1"#)
+        );
+        assert!(text.contains(
+            r#"overcast_backend_calls_total{action="StopInstances",outcome="ok",provider="aws",region="eu-west-1"} 1"#
+        ));
+    }
+}

@@ -1,0 +1,519 @@
+//! The operation runner: runs recorded operations, saves their progress as they go, lets
+//! callers wait for them or cancel them, and resumes unfinished ones after a restart.
+//!
+//! An operation is in the store before its executor runs. An executor is a sequence of
+//! idempotent steps: after a crash the whole executor runs again, and every step it had
+//! already done either finds its result among the saved ones or does no harm when redone.
+
+use async_trait::async_trait;
+use overcast_store::Store;
+use overcast_types::{Error, ErrorKind, Operation, OperationError, OperationStatus, TargetResult};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{watch, Semaphore};
+
+use crate::metrics::Metrics;
+use crate::{now, store_error};
+
+/// How many operations run at once; the rest wait as `pending`.
+const MAX_RUNNING: usize = 64;
+
+/// Runs the operations of one kind.
+#[async_trait]
+pub trait Executor: Send + Sync {
+    async fn run(&self, step: &mut Step) -> Result<(), Error>;
+}
+
+/// What an executor sees of its operation: the input, the results saved so far, and the
+/// means to save more and to notice a cancel.
+pub struct Step {
+    operation: Operation,
+    store: Store,
+    cancelled: Arc<AtomicBool>,
+}
+
+impl Step {
+    pub fn operation(&self) -> &Operation {
+        &self.operation
+    }
+
+    /// The operation's input, as its executor recorded it.
+    pub fn input<T: serde::de::DeserializeOwned>(&self) -> Result<T, Error> {
+        serde_json::from_value(self.operation.input.clone()).map_err(|e| {
+            Error::internal(format!(
+                "operation {} has an unreadable input: {e}",
+                self.operation.id
+            ))
+        })
+    }
+
+    /// The saved result for `target`, if an earlier run got that far.
+    pub fn result_for(&self, target: &str) -> Option<&TargetResult> {
+        self.operation.results.iter().find(|r| r.target == target)
+    }
+
+    pub async fn set_total(&mut self, total: u64) -> Result<(), Error> {
+        self.operation.progress.total = total;
+        self.save().await
+    }
+
+    /// Saves one target's result (replacing an earlier one for the same target) and counts
+    /// it as done.
+    pub async fn record(&mut self, result: TargetResult) -> Result<(), Error> {
+        let results = &mut self.operation.results;
+        match results.iter_mut().find(|r| r.target == result.target) {
+            Some(existing) => *existing = result,
+            None => results.push(result),
+        }
+        let done = results.len() as u64;
+        let progress = &mut self.operation.progress;
+        progress.done = done;
+        progress.total = progress.total.max(done);
+        self.save().await
+    }
+
+    /// An error to return when the operation was asked to stop; call between steps.
+    pub fn check_cancelled(&self) -> Result<(), Error> {
+        if self.cancelled.load(Ordering::SeqCst) {
+            Err(cancelled_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn save(&self) -> Result<(), Error> {
+        self.store
+            .save_progress(
+                &self.operation.id,
+                self.operation.progress,
+                &self.operation.results,
+            )
+            .await
+            .map_err(store_error)
+    }
+}
+
+fn cancelled_error() -> Error {
+    Error::conflict("operation_cancelled", "the operation was cancelled")
+}
+
+/// What the runner knows of an operation it drives.
+struct Running {
+    finished: watch::Sender<bool>,
+    cancelled: Arc<AtomicBool>,
+}
+
+/// Drives operations. Cheap to clone.
+#[derive(Clone)]
+pub struct Runner {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    metrics: Arc<Metrics>,
+    executors: HashMap<String, Arc<dyn Executor>>,
+    running: Mutex<HashMap<String, Running>>,
+    slots: Semaphore,
+}
+
+impl Runner {
+    pub fn new(
+        store: Store,
+        metrics: Arc<Metrics>,
+        executors: HashMap<String, Arc<dyn Executor>>,
+    ) -> Runner {
+        Runner {
+            inner: Arc::new(Inner {
+                store,
+                metrics,
+                executors,
+                running: Mutex::new(HashMap::new()),
+                slots: Semaphore::new(MAX_RUNNING),
+            }),
+        }
+    }
+
+    /// Starts driving a recorded operation in the background.
+    pub fn submit(&self, operation: Operation) {
+        let (finished, _) = watch::channel(false);
+        let cancelled = Arc::new(AtomicBool::new(operation.cancel_requested));
+        self.lock().insert(
+            operation.id.clone(),
+            Running {
+                finished,
+                cancelled: cancelled.clone(),
+            },
+        );
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            let id = operation.id.clone();
+            let kind = operation.kind.clone();
+            let outcome = drive(&inner, operation, cancelled).await;
+            if let Err(e) = outcome {
+                // The store failed while ending the operation: it stays unfinished in the
+                // store and the next start resumes it.
+                tracing::error!(operation_id = %id, kind = %kind, error = %e, "operation could not be recorded as ended");
+            }
+            let running = inner
+                .running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+            if let Some(running) = running {
+                let _ = running.finished.send(true);
+            }
+        });
+    }
+
+    /// Resumes every operation a previous run left pending or running.
+    pub async fn resume_unfinished(&self) -> Result<usize, Error> {
+        let unfinished = self
+            .inner
+            .store
+            .unfinished_operations()
+            .await
+            .map_err(store_error)?;
+        let n = unfinished.len();
+        for operation in unfinished {
+            tracing::info!(operation_id = %operation.id, kind = %operation.kind, status = operation.status.as_str(), "resuming operation");
+            self.submit(operation);
+        }
+        Ok(n)
+    }
+
+    /// Waits until the operation ends or `timeout` passes, then returns it as it stands.
+    pub async fn wait(&self, id: &str, timeout: Duration) -> Result<Operation, Error> {
+        // Subscribe before reading, so an end between the two is not missed.
+        let mut finished = self.lock().get(id).map(|r| r.finished.subscribe());
+        let operation = self.load(id).await?;
+        if operation.status.is_final() || timeout.is_zero() {
+            return Ok(operation);
+        }
+        if let Some(rx) = finished.as_mut() {
+            let _ = tokio::time::timeout(timeout, rx.wait_for(|done| *done)).await;
+        }
+        self.load(id).await
+    }
+
+    /// Asks an operation to stop. A pending one ends at once; a running one at its
+    /// executor's next step. An ended one is a conflict.
+    pub async fn cancel(&self, id: &str) -> Result<Operation, Error> {
+        let requested = self
+            .inner
+            .store
+            .request_cancel(id)
+            .await
+            .map_err(store_error)?;
+        if !requested {
+            let operation = self.load(id).await?;
+            return Err(Error::conflict(
+                "operation_finished",
+                format!(
+                    "operation {id} has already ended ({})",
+                    operation.status.as_str()
+                ),
+            ));
+        }
+        if let Some(running) = self.lock().get(id) {
+            running.cancelled.store(true, Ordering::SeqCst);
+        }
+        self.load(id).await
+    }
+
+    async fn load(&self, id: &str) -> Result<Operation, Error> {
+        self.inner
+            .store
+            .operation(id)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| Error::not_found("operation", id))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Running>> {
+        self.inner.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Runs one operation to its end and records how it ended.
+async fn drive(
+    inner: &Inner,
+    operation: Operation,
+    cancelled: Arc<AtomicBool>,
+) -> Result<(), Error> {
+    let _slot = inner.slots.acquire().await;
+    let id = operation.id.clone();
+    let kind = operation.kind.clone();
+    let store = &inner.store;
+    if cancelled.load(Ordering::SeqCst) && operation.status == OperationStatus::Pending {
+        let error = OperationError::from(&cancelled_error());
+        store
+            .finish_operation(&id, OperationStatus::Cancelled, Some(&error), now())
+            .await
+            .map_err(store_error)?;
+        inner
+            .metrics
+            .operation(&kind, OperationStatus::Cancelled.as_str());
+        return Ok(());
+    }
+    if !store.mark_running(&id, now()).await.map_err(store_error)? {
+        return Ok(());
+    }
+    inner
+        .metrics
+        .operation(&kind, OperationStatus::Running.as_str());
+    let Some(executor) = inner.executors.get(&kind).cloned() else {
+        let error = OperationError {
+            code: "unknown_operation_kind".into(),
+            message: format!("this server cannot run operations of kind `{kind}`"),
+        };
+        store
+            .finish_operation(&id, OperationStatus::Failed, Some(&error), now())
+            .await
+            .map_err(store_error)?;
+        inner
+            .metrics
+            .operation(&kind, OperationStatus::Failed.as_str());
+        return Ok(());
+    };
+    let mut step = Step {
+        operation,
+        store: store.clone(),
+        cancelled,
+    };
+    let result = executor.run(&mut step).await;
+    let (status, error) = match &result {
+        Ok(()) => (OperationStatus::Succeeded, None),
+        Err(e) if e.code == "operation_cancelled" => {
+            (OperationStatus::Cancelled, Some(OperationError::from(e)))
+        }
+        Err(e) => {
+            if e.kind == ErrorKind::Internal {
+                tracing::error!(operation_id = %id, kind = %kind, error = %e, "operation failed");
+            }
+            (OperationStatus::Failed, Some(OperationError::from(e)))
+        }
+    };
+    store
+        .finish_operation(&id, status, error.as_ref(), now())
+        .await
+        .map_err(store_error)?;
+    inner.metrics.operation(&kind, status.as_str());
+    tracing::info!(operation_id = %id, kind = %kind, status = status.as_str(), "operation ended");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use overcast_types::{Progress, TargetOutcome};
+
+    /// Acts on three targets, one step each, counting how often each was acted on. With
+    /// `hang_after: n` it stops answering after its n-th step, as a killed process would:
+    /// the store keeps the operation `running` with the results saved so far.
+    struct ThreeSteps {
+        acted: Arc<Mutex<HashMap<String, usize>>>,
+        hang_after: usize,
+        gate: Option<Arc<tokio::sync::Notify>>,
+    }
+
+    #[async_trait]
+    impl Executor for ThreeSteps {
+        async fn run(&self, step: &mut Step) -> Result<(), Error> {
+            step.set_total(3).await?;
+            for i in 0..3 {
+                let target = format!("t{i}");
+                if step.result_for(&target).is_some() {
+                    continue;
+                }
+                if let Some(gate) = &self.gate {
+                    gate.notified().await;
+                }
+                step.check_cancelled()?;
+                *self
+                    .acted
+                    .lock()
+                    .unwrap()
+                    .entry(target.clone())
+                    .or_default() += 1;
+                step.record(TargetResult {
+                    target,
+                    outcome: TargetOutcome::Done,
+                    message: None,
+                    detail: None,
+                })
+                .await?;
+                if self.hang_after == i + 1 {
+                    std::future::pending::<()>().await;
+                }
+            }
+            Ok(())
+        }
+    }
+
+    async fn store() -> (Store, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("s.db").display());
+        (Store::connect(&url).await.unwrap(), dir)
+    }
+
+    fn pending(id: &str) -> Operation {
+        Operation {
+            id: id.into(),
+            kind: "test.three".into(),
+            org: "acme".into(),
+            environment: None,
+            target: "t".into(),
+            requested_by: "ci".into(),
+            status: OperationStatus::Pending,
+            progress: Progress::default(),
+            results: vec![],
+            error: None,
+            cancel_requested: false,
+            created_at: now(),
+            started_at: None,
+            finished_at: None,
+            input: serde_json::Value::Null,
+        }
+    }
+
+    fn runner(store: &Store, executor: ThreeSteps) -> Runner {
+        let mut executors: HashMap<String, Arc<dyn Executor>> = HashMap::new();
+        executors.insert("test.three".into(), Arc::new(executor));
+        Runner::new(store.clone(), Arc::new(Metrics::new()), executors)
+    }
+
+    fn executor(
+        hang_after: usize,
+        gate: Option<Arc<tokio::sync::Notify>>,
+    ) -> (ThreeSteps, Arc<Mutex<HashMap<String, usize>>>) {
+        let acted = Arc::new(Mutex::new(HashMap::new()));
+        (
+            ThreeSteps {
+                acted: acted.clone(),
+                hang_after,
+                gate,
+            },
+            acted,
+        )
+    }
+
+    async fn wait_for_done(store: &Store, id: &str, done: u64) {
+        for _ in 0..200 {
+            if store.operation(id).await.unwrap().unwrap().progress.done == done {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{id} never reached {done} done");
+    }
+
+    #[tokio::test]
+    async fn an_operation_runs_to_success_and_saves_each_result() {
+        let (store, _dir) = store().await;
+        let (exec, acted) = executor(0, None);
+        let runner = runner(&store, exec);
+        store
+            .create_operation(&pending("op_1"), None)
+            .await
+            .unwrap();
+        runner.submit(pending("op_1"));
+        let op = runner.wait("op_1", Duration::from_secs(5)).await.unwrap();
+        assert_eq!(op.status, OperationStatus::Succeeded);
+        assert_eq!(op.progress, Progress { done: 3, total: 3 });
+        assert_eq!(op.results.len(), 3);
+        assert!(op.started_at.is_some() && op.finished_at.is_some());
+        assert_eq!(acted.lock().unwrap().values().sum::<usize>(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_restart_resumes_where_the_crash_left_off_without_redoing_steps() {
+        let (store, _dir) = store().await;
+        store
+            .create_operation(&pending("op_1"), None)
+            .await
+            .unwrap();
+        let (exec, acted) = executor(2, None);
+        let crashed = runner(&store, exec);
+        crashed.submit(pending("op_1"));
+        wait_for_done(&store, "op_1", 2).await;
+        let op = store.operation("op_1").await.unwrap().unwrap();
+        assert_eq!(op.status, OperationStatus::Running);
+
+        // A new server on the same store finds the operation and finishes it.
+        let (exec, acted_again) = executor(0, None);
+        let restarted = runner(&store, exec);
+        assert_eq!(restarted.resume_unfinished().await.unwrap(), 1);
+        let op = restarted
+            .wait("op_1", Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(op.status, OperationStatus::Succeeded);
+        assert_eq!(op.progress, Progress { done: 3, total: 3 });
+        let mut first: Vec<_> = acted.lock().unwrap().keys().cloned().collect();
+        first.sort();
+        assert_eq!(first, ["t0", "t1"]);
+        let redone: Vec<_> = acted_again.lock().unwrap().keys().cloned().collect();
+        assert_eq!(redone, ["t2"], "the resumed run did only what was left");
+    }
+
+    #[tokio::test]
+    async fn cancel_stops_a_running_operation_at_its_next_step() {
+        let (store, _dir) = store().await;
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let (exec, acted) = executor(0, Some(gate.clone()));
+        let runner = runner(&store, exec);
+        store
+            .create_operation(&pending("op_1"), None)
+            .await
+            .unwrap();
+        runner.submit(pending("op_1"));
+        gate.notify_one();
+        wait_for_done(&store, "op_1", 1).await;
+        let op = runner.cancel("op_1").await.unwrap();
+        assert!(op.cancel_requested);
+        gate.notify_one();
+        let op = runner.wait("op_1", Duration::from_secs(5)).await.unwrap();
+        assert_eq!(op.status, OperationStatus::Cancelled);
+        assert_eq!(op.progress.done, 1);
+        assert_eq!(acted.lock().unwrap().len(), 1);
+        let err = runner.cancel("op_1").await.unwrap_err();
+        assert_eq!(err.code, "operation_finished");
+    }
+
+    #[tokio::test]
+    async fn a_pending_operation_cancelled_before_it_starts_never_runs() {
+        let (store, _dir) = store().await;
+        let mut op = pending("op_1");
+        op.cancel_requested = true;
+        store.create_operation(&op, None).await.unwrap();
+        let (exec, acted) = executor(0, None);
+        let runner = runner(&store, exec);
+        runner.resume_unfinished().await.unwrap();
+        let op = runner.wait("op_1", Duration::from_secs(5)).await.unwrap();
+        assert_eq!(op.status, OperationStatus::Cancelled);
+        assert!(acted.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_wait_that_times_out_returns_the_operation_as_it_stands() {
+        let (store, _dir) = store().await;
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let (exec, _) = executor(0, Some(gate.clone()));
+        let runner = runner(&store, exec);
+        store
+            .create_operation(&pending("op_1"), None)
+            .await
+            .unwrap();
+        runner.submit(pending("op_1"));
+        let op = runner
+            .wait("op_1", Duration::from_millis(100))
+            .await
+            .unwrap();
+        assert!(!op.status.is_final());
+        let err = runner.wait("op_404", Duration::ZERO).await.unwrap_err();
+        assert_eq!(err.code, "operation_not_found");
+    }
+}
