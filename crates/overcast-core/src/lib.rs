@@ -110,9 +110,12 @@ pub struct Core {
 impl Core {
     /// Opens the store (creating the data dir), makes the environments, creates the first
     /// admin token if the store has none, and resumes unfinished operations.
+    /// `admin_secret` (from `OVERCAST_ADMIN_TOKEN`) becomes the first admin token's secret
+    /// instead of a generated one.
     pub async fn open(
         config: Config,
         providers: HashMap<ProviderKind, ProviderFactory>,
+        admin_secret: Option<String>,
     ) -> Result<(Arc<Core>, Bootstrap), Error> {
         let data_dir = config.data_dir();
         std::fs::create_dir_all(&data_dir).map_err(|e| {
@@ -147,9 +150,7 @@ impl Core {
             environments,
             metrics,
         });
-        let bootstrap = core
-            .bootstrap_admin(std::env::var("OVERCAST_ADMIN_TOKEN").ok())
-            .await?;
+        let bootstrap = core.bootstrap_admin(admin_secret).await?;
         core.runner.resume_unfinished().await?;
         Ok((core, bootstrap))
     }

@@ -1,0 +1,86 @@
+//! Operations: list, get, cancel.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Json;
+use overcast_core::{OperationFilter, PageRequest};
+use overcast_types::{Operation, OperationStatus, Page};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::{operation_response, page_limit, since};
+use crate::error::{ApiResult, ErrorBody};
+use crate::extract::{ApiQuery, Mutation, NoBody};
+use crate::middleware::Caller;
+use crate::AppState;
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct OperationsQuery {
+    /// pending, running, succeeded, failed or cancelled
+    status: Option<String>,
+    /// e.g. `token.create`
+    kind: Option<String>,
+    /// Only operations created at or after this RFC 3339 time.
+    since: Option<String>,
+    /// 1 to 500, default 50.
+    limit: Option<String>,
+    /// From the previous page's `next_page_token`.
+    page_token: Option<String>,
+}
+
+/// Operations of the caller's org (every org for admins), newest first.
+#[utoipa::path(get, path = "/v1/operations", tag = "operations", params(OperationsQuery),
+    responses((status = 200, body = Page<Operation>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn list_operations(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    ApiQuery(query): ApiQuery<OperationsQuery>,
+) -> ApiResult<Json<Page<Operation>>> {
+    let filter = OperationFilter {
+        org: None,
+        status: query
+            .status
+            .as_deref()
+            .map(|s| OperationStatus::parse("status", s))
+            .transpose()?,
+        kind: query.kind,
+        since: since(query.since.as_deref())?,
+    };
+    let page = PageRequest {
+        limit: page_limit(query.limit.as_deref())?,
+        after: query.page_token,
+    };
+    Ok(Json(state.core.operations(&principal, filter, page).await?))
+}
+
+#[utoipa::path(get, path = "/v1/operations/{id}", tag = "operations",
+    params(("id" = String, Path, description = "Operation id")),
+    responses((status = 200, body = Operation), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn get_operation(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Operation>> {
+    Ok(Json(state.core.operation(&principal, &id).await?))
+}
+
+/// Asks an operation to stop: a pending one ends at once, a running one at its next step.
+/// Waits like any change (`?timeout=`, `Prefer: respond-async`).
+#[utoipa::path(post, path = "/v1/operations/{id}/cancel", tag = "operations",
+    params(("id" = String, Path, description = "Operation id")),
+    responses((status = 200, body = Operation), (status = 202, body = Operation),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "already ended"),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn cancel_operation(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Path(id): Path<String>,
+    request: Mutation<NoBody>,
+) -> ApiResult<Response> {
+    state.core.cancel(&principal, &id).await?;
+    let operation = state.core.wait(&principal, &id, request.wait).await?;
+    Ok(operation_response(&operation, StatusCode::OK, &operation))
+}

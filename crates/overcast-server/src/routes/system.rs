@@ -1,0 +1,89 @@
+//! Health, readiness, version, metrics and "who am I".
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use overcast_core::Readiness;
+use overcast_types::Role;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::error::ErrorBody;
+use crate::middleware::Caller;
+use crate::AppState;
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok` when the process answers.
+    pub status: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct VersionInfo {
+    pub name: String,
+    pub version: String,
+}
+
+/// The caller as the server sees it.
+#[derive(Serialize, ToSchema)]
+pub struct WhoAmI {
+    pub token_id: String,
+    pub token_name: String,
+    pub org: String,
+    pub role: Role,
+}
+
+/// Answers while the process runs.
+#[utoipa::path(get, path = "/healthz", tag = "system", security(()),
+    responses((status = 200, body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
+}
+
+/// Whether the store and each environment's backend answer. 503 while the store does not.
+#[utoipa::path(get, path = "/readyz", tag = "system", security(()),
+    responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
+pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let readiness = state.core.readiness().await;
+    let status = if readiness.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(readiness))
+}
+
+#[utoipa::path(get, path = "/version", tag = "system", security(()),
+    responses((status = 200, body = VersionInfo)))]
+pub async fn version() -> Json<VersionInfo> {
+    Json(VersionInfo {
+        name: "overcast".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
+}
+
+/// Prometheus metrics: requests, latency, operations, backend calls.
+#[utoipa::path(get, path = "/metrics", tag = "system",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain"),
+              (status = 401, body = ErrorBody)))]
+pub async fn metrics(State(state): State<AppState>, _: Caller) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.core.metrics().render(),
+    )
+}
+
+/// The token the request carries: its name, org and role.
+#[utoipa::path(get, path = "/v1/whoami", tag = "system",
+    responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody)))]
+pub async fn whoami(Caller(principal): Caller) -> Json<WhoAmI> {
+    Json(WhoAmI {
+        token_id: principal.token_id,
+        token_name: principal.token_name,
+        org: principal.org,
+        role: principal.role,
+    })
+}

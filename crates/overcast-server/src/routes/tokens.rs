@@ -1,0 +1,93 @@
+//! API tokens: list, create (the secret is shown once), revoke. Admins only.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Json;
+use overcast_core::tokens::CreateTokenRequest;
+use overcast_types::{Operation, OperationStatus, TokenInfo};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::operation_response;
+use crate::error::{ApiResult, ErrorBody};
+use crate::extract::{Mutation, NoBody};
+use crate::middleware::Caller;
+use crate::AppState;
+
+/// The answer to a token creation.
+#[derive(Serialize, ToSchema)]
+pub struct TokenCreated {
+    pub operation: Operation,
+    /// The token, once the operation has recorded it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<TokenInfo>,
+    /// The secret: shown in this answer only, never stored, and absent when an
+    /// `Idempotency-Key` replays an earlier creation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+/// Every token (never a secret).
+#[utoipa::path(get, path = "/v1/tokens", tag = "tokens",
+    responses((status = 200, body = Vec<TokenInfo>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn list_tokens(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+) -> ApiResult<Json<Vec<TokenInfo>>> {
+    Ok(Json(state.core.tokens(&principal).await?))
+}
+
+/// Creates a token for an org and role, as an operation. The secret is in this answer only.
+#[utoipa::path(post, path = "/v1/tokens", tag = "tokens", request_body = CreateTokenRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
+    responses((status = 201, body = TokenCreated), (status = 202, body = TokenCreated),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "Idempotency-Key reused with another request")))]
+pub async fn create_token(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    request: Mutation<CreateTokenRequest>,
+) -> ApiResult<Response> {
+    let (operation, secret) = state
+        .core
+        .create_token(&principal, &request.body, request.idempotency.as_ref())
+        .await?;
+    let operation = state
+        .core
+        .wait(&principal, &operation.id, request.wait)
+        .await?;
+    let token = match operation.status {
+        OperationStatus::Succeeded => state.core.created_token(&operation).await?,
+        _ => None,
+    };
+    let body = TokenCreated {
+        operation: operation.clone(),
+        token,
+        secret,
+    };
+    Ok(operation_response(&operation, StatusCode::CREATED, body))
+}
+
+/// Revokes a token, as an operation: it stops working at once.
+#[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "tokens",
+    params(("id" = String, Path, description = "Token id"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
+    responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 404, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Path(id): Path<String>,
+    request: Mutation<NoBody>,
+) -> ApiResult<Response> {
+    let operation = state
+        .core
+        .revoke_token(&principal, &id, request.idempotency.as_ref())
+        .await?;
+    let operation = state
+        .core
+        .wait(&principal, &operation.id, request.wait)
+        .await?;
+    Ok(operation_response(&operation, StatusCode::OK, &operation))
+}

@@ -1,0 +1,725 @@
+//! End to end through HTTP: a real server on a free loopback port with a temp store,
+//! called as a client would.
+
+use overcast_core::config::Config;
+use overcast_core::Core;
+use overcast_server::Server;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::time::Duration;
+
+const ADMIN: &str = "oc_test_admin_secret_0123456789";
+
+struct TestServer {
+    base: String,
+    http: reqwest::Client,
+    dir: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl TestServer {
+    async fn start() -> TestServer {
+        Self::start_with(None).await
+    }
+
+    async fn start_with(database_url: Option<String>) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.listen = "127.0.0.1:0".into();
+        config.data_dir = Some(dir.path().to_path_buf());
+        config.database_url = database_url;
+        config.fill_defaults();
+        let (core, _) = Core::open(config, HashMap::new(), Some(ADMIN.into()))
+            .await
+            .unwrap();
+        let server = Server::bind(core).await.unwrap();
+        let base = format!("http://{}", server.local_addr());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        TestServer {
+            base,
+            http: reqwest::Client::new(),
+            dir,
+            _stop: stop,
+        }
+    }
+
+    fn request(&self, method: Method, path: &str, token: Option<&str>) -> reqwest::RequestBuilder {
+        let mut builder = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            builder = builder.bearer_auth(token);
+        }
+        builder
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut builder = self.request(method, path, token);
+        if let Some(body) = body {
+            builder = builder.json(&body);
+        }
+        let response = builder.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// Creates a token and returns (id, secret).
+    async fn token(&self, org: &str, role: &str, expires_in: Option<&str>) -> (String, String) {
+        let mut body = json!({"org": org, "role": role});
+        if let Some(e) = expires_in {
+            body["expires_in"] = json!(e);
+        }
+        let (status, answer) = self
+            .call(Method::POST, "/v1/tokens", Some(ADMIN), Some(body))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{answer}");
+        (
+            answer["token"]["id"].as_str().unwrap().to_string(),
+            answer["secret"].as_str().unwrap().to_string(),
+        )
+    }
+}
+
+fn error_code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("")
+}
+
+#[tokio::test]
+async fn every_route_in_the_openapi_document_needs_a_valid_token_and_the_right_role() {
+    let server = TestServer::start().await;
+    let (_, viewer) = server.token("acme", "viewer", None).await;
+    let (_, operator) = server.token("acme", "operator", None).await;
+    let (revoked_id, revoked) = server.token("acme", "admin", None).await;
+    let (status, _) = server
+        .call(
+            Method::DELETE,
+            &format!("/v1/tokens/{revoked_id}"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, expired) = server.token("acme", "admin", Some("1s")).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let document = serde_json::to_value(overcast_server::openapi()).unwrap();
+    let mut walked = 0;
+    let mut routes: Vec<(String, String, bool)> = vec![];
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let public = op["security"].as_array().is_some_and(|s| {
+                s.iter()
+                    .all(|r| r.as_object().is_some_and(|o| o.is_empty()))
+            });
+            routes.push((method.to_uppercase(), path.clone(), public));
+        }
+    }
+    routes.push(("GET".into(), "/openapi.json".into(), false));
+    routes.push(("GET".into(), "/docs/".into(), false));
+    for (method, template, public) in routes {
+        let path = template.replace("{env}", "local").replace("{id}", "x-test");
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        let status_with = |token: Option<String>| {
+            let server = &server;
+            let method = method.clone();
+            let path = path.clone();
+            async move {
+                server
+                    .request(method, &path, token.as_deref())
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            }
+        };
+        if public {
+            let status = status_with(None).await;
+            assert!(
+                status.is_success(),
+                "{method} {path} is public but answered {status}"
+            );
+            continue;
+        }
+        walked += 1;
+        for (who, token) in [
+            ("no", None),
+            ("a wrong", Some("oc_nope".to_string())),
+            ("a revoked", Some(revoked.clone())),
+            ("an expired", Some(expired.clone())),
+        ] {
+            let status = status_with(token).await;
+            assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} with {who} token"
+            );
+        }
+        let as_viewer = status_with(Some(viewer.clone())).await;
+        let as_operator = status_with(Some(operator.clone())).await;
+        if template.starts_with("/v1/tokens") {
+            assert_eq!(
+                as_viewer,
+                StatusCode::FORBIDDEN,
+                "{method} {path} as viewer"
+            );
+            assert_eq!(
+                as_operator,
+                StatusCode::FORBIDDEN,
+                "{method} {path} as operator"
+            );
+        } else if method != Method::GET {
+            assert_eq!(
+                as_viewer,
+                StatusCode::FORBIDDEN,
+                "{method} {path} as viewer"
+            );
+        }
+        for status in [as_viewer, as_operator] {
+            assert!(
+                !status.is_server_error(),
+                "{method} {path} answered {status}"
+            );
+        }
+    }
+    assert!(walked >= 10, "walked only {walked} routes");
+}
+
+#[tokio::test]
+async fn public_routes_answer_without_a_token_and_echo_request_ids() {
+    let server = TestServer::start().await;
+    let (status, body) = server.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"status": "ok"})));
+    let (status, body) = server.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["store"], json!(true));
+    assert_eq!(body["environments"][0]["name"], "local");
+    let (_, body) = server.call(Method::GET, "/version", None, None).await;
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+
+    let response = server
+        .request(Method::GET, "/v1/operations", None)
+        .header("x-request-id", "trace-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "trace-42");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["request_id"], "trace-42");
+    assert_eq!(body["error"]["code"], "unauthenticated");
+}
+
+#[tokio::test]
+async fn a_token_works_until_it_is_revoked_and_its_secret_is_shown_once() {
+    let server = TestServer::start().await;
+    let (id, secret) = server.token("acme", "operator", Some("30d")).await;
+    let (status, me) = server
+        .call(Method::GET, "/v1/whoami", Some(&secret), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        me,
+        json!({"token_id": id, "token_name": "acme-operator", "org": "acme", "role": "operator"})
+    );
+
+    let (_, tokens) = server
+        .call(Method::GET, "/v1/tokens", Some(ADMIN), None)
+        .await;
+    let listed = tokens
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == json!(id))
+        .unwrap();
+    assert!(listed.get("secret").is_none() && !listed.to_string().contains(&secret));
+    assert!(listed["expires_at"].is_string());
+
+    let (status, op) = server
+        .call(
+            Method::DELETE,
+            &format!("/v1/tokens/{id}"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(op["status"], "succeeded");
+    assert_eq!(op["kind"], "token.revoke");
+    let (status, body) = server
+        .call(Method::GET, "/v1/whoami", Some(&secret), None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"]["message"], "the token has been revoked");
+
+    let (status, body) = server
+        .call(Method::DELETE, "/v1/tokens/tok_missing", Some(ADMIN), None)
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::NOT_FOUND, "token_not_found")
+    );
+}
+
+/// Reads every byte the database holds, for looking for secrets in it.
+async fn database_bytes(server: &TestServer, database_url: Option<&str>) -> Vec<u8> {
+    match database_url {
+        None => {
+            let mut bytes = vec![];
+            for entry in std::fs::read_dir(server.dir.path()).unwrap() {
+                let path = entry.unwrap().path();
+                if path
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("overcast.db")
+                {
+                    bytes.extend(std::fs::read(path).unwrap());
+                }
+            }
+            assert!(!bytes.is_empty());
+            bytes
+        }
+        Some(url) => {
+            let output = std::process::Command::new(pg_dump())
+                .arg(url)
+                .output()
+                .expect("pg_dump runs");
+            assert!(
+                output.status.success(),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            output.stdout
+        }
+    }
+}
+
+fn pg_dump() -> String {
+    let dirs = std::fs::read_dir("/usr/lib/postgresql").expect("PostgreSQL is installed");
+    let mut bins: Vec<_> = dirs
+        .map(|d| d.unwrap().path().join("bin/pg_dump"))
+        .filter(|p| p.exists())
+        .collect();
+    bins.sort();
+    bins.pop().unwrap().display().to_string()
+}
+
+async fn fresh_postgres_database() -> String {
+    let admin = std::env::var("OVERCAST_TEST_POSTGRES_URL")
+        .expect("OVERCAST_TEST_POSTGRES_URL is not set: run ./scripts/test, which starts a throwaway PostgreSQL");
+    let name = format!("overcast_api_{}", std::process::id());
+    let psql = pg_dump().replace("pg_dump", "psql");
+    let status = std::process::Command::new(psql)
+        .args([admin.as_str(), "-qc", &format!("CREATE DATABASE {name}")])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    format!("{base}/{name}")
+}
+
+async fn secrets_never_reach_the_database(database_url: Option<String>) {
+    let server = TestServer::start_with(database_url.clone()).await;
+    let (_, secret) = server.token("acme", "operator", None).await;
+    // A replayed create does not show the secret again.
+    let (_, secret2) = server.token("acme", "viewer", None).await;
+    let bytes = database_bytes(&server, database_url.as_deref()).await;
+    for s in [secret, secret2, ADMIN.to_string()] {
+        let hex = s.trim_start_matches("oc_").as_bytes().to_vec();
+        assert!(
+            !bytes.windows(hex.len()).any(|w| w == hex.as_slice()),
+            "a secret is stored in clear"
+        );
+    }
+    let hash = overcast_core::auth::hash_secret(ADMIN);
+    assert!(
+        bytes.windows(hash.len()).any(|w| w == hash.as_bytes()),
+        "the hash is what is stored"
+    );
+}
+
+#[tokio::test]
+async fn token_secrets_are_stored_only_as_hashes_in_sqlite() {
+    secrets_never_reach_the_database(None).await;
+}
+
+#[tokio::test]
+async fn token_secrets_are_stored_only_as_hashes_in_postgres() {
+    secrets_never_reach_the_database(Some(fresh_postgres_database().await)).await;
+}
+
+#[tokio::test]
+async fn one_idempotency_key_makes_one_operation() {
+    let server = TestServer::start().await;
+    let body = json!({"org": "acme", "role": "viewer", "name": "retry-me"});
+    let send = |key: &'static str, body: Value| {
+        let server = &server;
+        async move {
+            let response = server
+                .request(Method::POST, "/v1/tokens", Some(ADMIN))
+                .header("idempotency-key", key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (response.status(), response.json::<Value>().await.unwrap())
+        }
+    };
+    let ((s1, a1), (s2, a2)) = tokio::join!(send("k-1", body.clone()), send("k-1", body.clone()));
+    assert_eq!((s1, s2), (StatusCode::CREATED, StatusCode::CREATED));
+    assert_eq!(
+        a1["operation"]["id"], a2["operation"]["id"],
+        "one operation for one key"
+    );
+    assert_eq!(
+        a1["secret"].is_string() as u8 + a2["secret"].is_string() as u8,
+        1,
+        "only the request that created the token sees its secret"
+    );
+    let (s3, a3) = send("k-1", body.clone()).await;
+    assert_eq!(
+        (s3, &a3["operation"]["id"]),
+        (StatusCode::CREATED, &a1["operation"]["id"])
+    );
+
+    let (status, conflict) = send("k-1", json!({"org": "acme", "role": "admin"})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(error_code(&conflict), "idempotency_key_reused");
+
+    let (_, tokens) = server
+        .call(Method::GET, "/v1/tokens", Some(ADMIN), None)
+        .await;
+    let named = tokens
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["name"] == "retry-me")
+        .count();
+    assert_eq!(named, 1, "the token was created once");
+}
+
+#[tokio::test]
+async fn respond_async_answers_202_with_the_operation_to_follow() {
+    let server = TestServer::start().await;
+    let response = server
+        .request(Method::POST, "/v1/tokens", Some(ADMIN))
+        .header("prefer", "respond-async")
+        .json(&json!({"org": "acme", "role": "viewer"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let location = response.headers()["location"].to_str().unwrap().to_string();
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["secret"].as_str().unwrap().starts_with("oc_"),
+        "the secret comes with the 202"
+    );
+    assert_eq!(
+        location,
+        format!(
+            "/v1/operations/{}",
+            body["operation"]["id"].as_str().unwrap()
+        )
+    );
+    let mut status = String::new();
+    for _ in 0..50 {
+        let (_, op) = server.call(Method::GET, &location, Some(ADMIN), None).await;
+        status = op["status"].as_str().unwrap().to_string();
+        if status == "succeeded" {
+            assert_eq!(op["progress"], json!({"done": 1, "total": 1}));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, "succeeded");
+}
+
+#[tokio::test]
+async fn bad_requests_get_a_400_naming_the_field() {
+    let server = TestServer::start().await;
+    let cases: Vec<(Method, &str, Option<Value>, &str)> = vec![
+        (
+            Method::POST,
+            "/v1/tokens",
+            Some(json!({"org": "acme", "role": "root"})),
+            "body.role",
+        ),
+        (
+            Method::POST,
+            "/v1/tokens",
+            Some(json!({"org": "Acme Corp", "role": "viewer"})),
+            "org",
+        ),
+        (
+            Method::POST,
+            "/v1/tokens",
+            Some(json!({"org": "acme", "role": "viewer", "expires_in": "soon"})),
+            "expires_in",
+        ),
+        (
+            Method::POST,
+            "/v1/tokens",
+            Some(json!({"role": "viewer"})),
+            "body",
+        ),
+        (
+            Method::POST,
+            "/v1/tokens?timeout=forever",
+            Some(json!({"org": "acme", "role": "viewer"})),
+            "timeout",
+        ),
+        (Method::GET, "/v1/operations?limit=0", None, "limit"),
+        (Method::GET, "/v1/operations?status=done", None, "status"),
+        (Method::GET, "/v1/operations?since=yesterday", None, "since"),
+        (Method::GET, "/v1/operations?colour=blue", None, "query"),
+        (Method::GET, "/v1/audit?limit=9999", None, "limit"),
+    ];
+    for (method, path, body, field) in cases {
+        let (status, answer) = server.call(method.clone(), path, Some(ADMIN), body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {path}: {answer}");
+        assert_eq!(answer["error"]["field"], field, "{method} {path}: {answer}");
+        assert!(!answer["error"]["message"].as_str().unwrap().is_empty());
+    }
+    let response = server
+        .request(Method::POST, "/v1/tokens", Some(ADMIN))
+        .header("content-type", "text/plain")
+        .body("org=acme")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let (status, answer) = server
+        .call(Method::GET, "/v1/nowhere", Some(ADMIN), None)
+        .await;
+    assert_eq!(
+        (status, error_code(&answer)),
+        (StatusCode::NOT_FOUND, "route_not_found")
+    );
+    let (status, answer) = server
+        .call(Method::PUT, "/v1/operations", Some(ADMIN), None)
+        .await;
+    assert_eq!(
+        (status, error_code(&answer)),
+        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+    );
+    let (status, answer) = server
+        .call(Method::GET, "/v1/environments/mars", Some(ADMIN), None)
+        .await;
+    assert_eq!(
+        (status, error_code(&answer)),
+        (StatusCode::NOT_FOUND, "environment_not_found")
+    );
+}
+
+#[tokio::test]
+async fn orgs_see_only_their_own_operations_and_audit() {
+    let server = TestServer::start().await;
+    let (_, acme) = server.token("acme", "operator", None).await;
+    let (_, other) = server.token("other", "viewer", None).await;
+    // Creating the acme token is an operation of org acme.
+    let (_, ops) = server
+        .call(
+            Method::GET,
+            "/v1/operations?kind=token.create",
+            Some(&acme),
+            None,
+        )
+        .await;
+    let items = ops["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["org"], "acme");
+    let id = items[0]["id"].as_str().unwrap();
+    let (status, _) = server
+        .call(
+            Method::GET,
+            &format!("/v1/operations/{id}"),
+            Some(&acme),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = server
+        .call(
+            Method::GET,
+            &format!("/v1/operations/{id}"),
+            Some(&other),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::NOT_FOUND, "operation_not_found")
+    );
+    let (status, body) = server
+        .call(
+            Method::POST,
+            &format!("/v1/operations/{id}/cancel"),
+            Some(&acme),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::CONFLICT, "operation_finished")
+    );
+    let (_, all) = server
+        .call(Method::GET, "/v1/operations", Some(ADMIN), None)
+        .await;
+    assert_eq!(
+        all["items"].as_array().unwrap().len(),
+        2,
+        "admins see every org"
+    );
+
+    // The operator's denied and failed changes are in acme's audit log; other sees none.
+    let (status, _) = server
+        .call(
+            Method::POST,
+            "/v1/tokens",
+            Some(&acme),
+            Some(json!({"org": "acme", "role": "admin"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (_, audit) = server
+        .call(Method::GET, "/v1/audit", Some(&acme), None)
+        .await;
+    let entries = audit["items"].as_array().unwrap();
+    let outcomes: Vec<_> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["route"].as_str().unwrap(),
+                e["outcome"].as_str().unwrap(),
+                e["status_code"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("/v1/tokens", "denied", 403),
+            ("/v1/operations/{id}/cancel", "failed", 409)
+        ]
+    );
+    assert_eq!(entries[0]["token_name"], "acme-operator");
+    assert!(entries[0]["request_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("req_"));
+    let (_, audit) = server
+        .call(Method::GET, "/v1/audit", Some(&other), None)
+        .await;
+    assert!(audit["items"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_audit_log_links_each_change_to_its_operation_and_request() {
+    let server = TestServer::start().await;
+    let response = server
+        .request(Method::POST, "/v1/tokens", Some(ADMIN))
+        .header("x-request-id", "audit-me")
+        .json(&json!({"org": "acme", "role": "viewer"}))
+        .send()
+        .await
+        .unwrap();
+    let created: Value = response.json().await.unwrap();
+    let op_id = created["operation"]["id"].as_str().unwrap();
+    let (_, audit) = server
+        .call(
+            Method::GET,
+            &format!("/v1/audit?operation_id={op_id}"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    let entry = &audit["items"][0];
+    assert_eq!(entry["request_id"], "audit-me");
+    assert_eq!(entry["method"], "POST");
+    assert_eq!(entry["outcome"], "succeeded");
+    assert_eq!(entry["token_name"], "bootstrap-admin");
+    assert_eq!(entry["role"], "admin");
+    // No route changes or deletes the log.
+    let (status, _) = server
+        .call(Method::DELETE, "/v1/audit", Some(ADMIN), None)
+        .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn metrics_count_requests_and_operations() {
+    let server = TestServer::start().await;
+    server.token("acme", "viewer", None).await;
+    let response = server
+        .request(Method::GET, "/metrics", Some(ADMIN))
+        .send()
+        .await
+        .unwrap();
+    let text = response.text().await.unwrap();
+    assert!(
+        text.contains(
+            r#"overcast_http_requests_total{method="POST",route="/v1/tokens",status="201"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"overcast_operations_total{kind="token.create",status="succeeded"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains("overcast_http_request_duration_seconds_bucket"));
+}
+
+#[tokio::test]
+async fn environments_and_machine_types_are_listed() {
+    let server = TestServer::start().await;
+    let (status, envs) = server
+        .call(Method::GET, "/v1/environments", Some(ADMIN), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let local = &envs[0];
+    assert_eq!(local["name"], "local");
+    assert_eq!(local["provider"], "qemu");
+    assert_eq!(local["reachable"], false);
+    assert!(local["reason"].as_str().unwrap().contains("qemu provider"));
+    assert_eq!(local["stages"]["stages"], json!(["dev", "test", "prod"]));
+    let (_, types) = server
+        .call(Method::GET, "/v1/machine-types", Some(ADMIN), None)
+        .await;
+    let names: Vec<_> = types
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["medium", "small", "tiny"]);
+    assert_eq!(
+        types[2]["qemu"],
+        json!({"cpus": 1, "memory_mb": 256, "disk_gb": 2})
+    );
+}
+
+#[test]
+fn the_checked_in_openapi_document_is_current() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../openapi.json");
+    let current = serde_json::to_string_pretty(&overcast_server::openapi()).unwrap() + "\n";
+    if std::env::var_os("OVERCAST_UPDATE_OPENAPI").is_some() {
+        std::fs::write(path, &current).unwrap();
+    }
+    let checked_in = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        checked_in == current,
+        "openapi.json is stale: run `OVERCAST_UPDATE_OPENAPI=1 cargo test -p overcast-server --test api` and commit it"
+    );
+}
