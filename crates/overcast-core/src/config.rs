@@ -626,8 +626,10 @@ fn key_offset(doc: &toml_edit::ImDocument<String>, path: &str) -> Option<usize> 
             Some((key, rest)) => (key, rest.trim_end_matches(']').parse::<usize>().ok()),
             None => (segment, None),
         };
-        let table = item.as_table_like()?;
-        let (k, next) = table.get_key_value(key)?;
+        // A key the file lacks (a required one, say) is placed at its nearest parent.
+        let Some((k, next)) = item.as_table_like().and_then(|t| t.get_key_value(key)) else {
+            return offset;
+        };
         offset = k.span().map(|s| s.start).or(offset);
         item = next;
         if let Some(i) = index {

@@ -25,10 +25,12 @@ impl TestServer {
 
     async fn start_with(database_url: Option<String>) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = Config::default();
-        config.listen = "127.0.0.1:0".into();
-        config.data_dir = Some(dir.path().to_path_buf());
-        config.database_url = database_url;
+        let mut config = Config {
+            listen: "127.0.0.1:0".into(),
+            data_dir: Some(dir.path().to_path_buf()),
+            database_url,
+            ..Config::default()
+        };
         config.fill_defaults();
         let (core, _) = Core::open(config, HashMap::new(), Some(ADMIN.into()))
             .await

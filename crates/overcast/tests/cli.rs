@@ -1,0 +1,272 @@
+//! The `overcast` binary end to end: the server started with no config at all, the CLI
+//! against it, and a graceful stop on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_overcast");
+
+/// A command with a clean environment of its own: HOME and XDG dirs in `home`, no
+/// OVERCAST_* variables from the caller.
+fn overcast(home: &Path) -> Command {
+    let mut command = Command::new(BIN);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("OVERCAST_") {
+            command.env_remove(key);
+        }
+    }
+    command
+        .env("HOME", home)
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .current_dir(home);
+    command
+}
+
+struct Running {
+    child: Child,
+    url: String,
+    log: mpsc::Receiver<String>,
+}
+
+/// A failed test still stops its server.
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `overcast serve` on a free port and waits for it to say where it listens.
+// The child is reaped by `Running`'s Drop, which the lint cannot see.
+#[allow(clippy::zombie_processes)]
+fn serve(home: &Path) -> Running {
+    let mut child = overcast(home)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, log) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    loop {
+        let line = log
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the server logs where it listens");
+        if let Some(at) = line.find("url=http://") {
+            let url = line[at + 4..]
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .to_string();
+            return Running { child, url, log };
+        }
+    }
+}
+
+fn run(command: &mut Command) -> (i32, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = command.output().unwrap();
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_server_with_no_config_serves_the_cli_and_stops_gracefully() {
+    let home = tempfile::tempdir().unwrap();
+    let mut server = serve(home.path());
+
+    // The first start wrote the admin token to a file only its owner can read.
+    let token_file = home.path().join("data/overcast/admin-token");
+    let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let admin = std::fs::read_to_string(&token_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(admin.starts_with("oc_"));
+
+    let health = http::blocking_get(&format!("{}/healthz", server.url));
+    assert_eq!(health, r#"{"status":"ok"}"#);
+
+    let (code, out, _) = run(overcast(home.path()).args([
+        "--url",
+        &server.url,
+        "--token",
+        &admin,
+        "-o",
+        "json",
+        "env",
+        "list",
+    ]));
+    assert_eq!(code, 0);
+    let envs: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(envs[0]["name"], "local");
+
+    let (code, out, err) = run(overcast(home.path()).args([
+        "--url",
+        &server.url,
+        "--token",
+        &admin,
+        "token",
+        "create",
+        "--org",
+        "acme",
+        "--role",
+        "viewer",
+        "--expires",
+        "30d",
+    ]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("status: succeeded"), "{out}");
+    let secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("secret: "))
+        .unwrap()
+        .to_string();
+    assert!(secret.starts_with("oc_"));
+
+    // The server's error message, with the field, and a non-zero exit.
+    let (code, _, err) = run(overcast(home.path()).args([
+        "--url",
+        &server.url,
+        "--token",
+        &admin,
+        "token",
+        "create",
+        "--org",
+        "acme",
+        "--role",
+        "root",
+    ]));
+    assert_eq!(code, 1);
+    assert!(err.contains("body.role: unknown variant `root`"), "{err}");
+    assert!(err.contains("invalid_input, HTTP 400"), "{err}");
+
+    let (code, _, err) = run(overcast(home.path()).args(["--url", &server.url, "op", "list"]));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("HTTP 401") && err.contains("overcast login"),
+        "{err}"
+    );
+
+    // login saves a profile the next commands use.
+    let (code, out, err) =
+        run(overcast(home.path()).args(["login", "--url", &server.url, "--token", &secret]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("as acme-viewer (viewer of org acme)"), "{out}");
+    let profile = home.path().join("config/overcast/profile.json");
+    assert_eq!(
+        std::fs::metadata(&profile).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let (code, out, _) = run(overcast(home.path()).args(["op", "list"]));
+    assert_eq!(code, 0);
+    assert!(out.starts_with("ID "), "{out}");
+    assert!(out.contains("token.create  succeeded  1/1"), "{out}");
+    let (code, _, err) = run(overcast(home.path()).args(["token", "list"]));
+    assert_eq!(code, 1);
+    assert!(err.contains("needs the admin role"), "{err}");
+
+    // SIGTERM: the server finishes and exits cleanly.
+    let status = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut exited = None;
+    for _ in 0..100 {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            exited = Some(status);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        exited.expect("the server stops within 10 s").code(),
+        Some(0)
+    );
+    let log: Vec<String> = server.log.try_iter().collect();
+    assert!(log.iter().any(|l| l.contains("shutting down")), "{log:?}");
+    assert!(
+        !log.iter()
+            .any(|l| l.contains(&admin) || l.contains(&secret)),
+        "a secret reached the log"
+    );
+}
+
+#[test]
+fn config_check_lists_every_problem_and_passes_the_example() {
+    let home = tempfile::tempdir().unwrap();
+    let bad = home.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "listen = \"nowhere\"\nextra = 1\n[environments.prod]\nprovider = \"aws\"\n",
+    )
+    .unwrap();
+    let (code, _, err) =
+        run(overcast(home.path()).args(["config", "check", bad.to_str().unwrap()]));
+    assert_eq!(code, 1);
+    assert!(err.contains("3 problems"), "{err}");
+    assert!(err.contains("line 2: extra: unknown key"), "{err}");
+    assert!(
+        err.contains("line 1: listen: `nowhere` is not an address"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "line 3: environments.prod.regions: an aws environment needs at least one region"
+        ),
+        "{err}"
+    );
+
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../overcast.example.toml");
+    let (code, out, err) = run(overcast(home.path()).args(["config", "check", example]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("ok (2 environments, 1 machine types)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn completions_are_generated_for_each_shell() {
+    let home = tempfile::tempdir().unwrap();
+    for shell in ["bash", "zsh", "fish"] {
+        let (code, out, _) = run(overcast(home.path()).args(["completions", shell]));
+        assert_eq!(code, 0);
+        assert!(out.contains("token") && out.contains("serve"), "{shell}");
+    }
+}
+
+mod http {
+    /// A plain GET over a TCP socket, so the test needs no HTTP client runtime.
+    pub fn blocking_get(url: &str) -> String {
+        use std::io::{Read, Write};
+        let rest = url.strip_prefix("http://").unwrap();
+        let (host, path) = rest
+            .split_once('/')
+            .map(|(h, p)| (h, format!("/{p}")))
+            .unwrap();
+        let mut stream = std::net::TcpStream::connect(host).unwrap();
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer.split("\r\n\r\n").nth(1).unwrap_or("").to_string()
+    }
+}
