@@ -24,26 +24,37 @@ impl TestServer {
     }
 
     async fn start_with(database_url: Option<String>) -> TestServer {
+        Self::start_configured(|config| config.database_url = database_url).await
+    }
+
+    /// A server on a temp data dir, with `adjust` applied to its config.
+    async fn start_configured(adjust: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config {
             listen: "127.0.0.1:0".into(),
             data_dir: Some(dir.path().to_path_buf()),
-            database_url,
             ..Config::default()
         };
+        adjust(&mut config);
         config.fill_defaults();
         let (core, _) = Core::open(config, HashMap::new(), Some(ADMIN.into()))
             .await
             .unwrap();
         let server = Server::bind(core).await.unwrap();
-        let base = format!("http://{}", server.local_addr());
+        let scheme = if server.is_tls() { "https" } else { "http" };
+        let base = format!("{scheme}://{}", server.local_addr());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(server.run(async move {
             let _ = stopped.await;
         }));
+        // Tests trust the self-signed certificate of the TLS test.
+        let http = reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .build()
+            .unwrap();
         TestServer {
             base,
-            http: reqwest::Client::new(),
+            http,
             dir,
             _stop: stop,
         }
@@ -709,6 +720,85 @@ async fn environments_and_machine_types_are_listed() {
     assert_eq!(
         types[2]["qemu"],
         json!({"cpus": 1, "memory_mb": 256, "disk_gb": 2})
+    );
+}
+
+#[tokio::test]
+async fn the_docs_page_is_served_from_the_binary() {
+    let server = TestServer::start_configured(|c| c.public_docs = true).await;
+    let (status, html) = server.call(Method::GET, "/docs/", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let html = html.as_str().unwrap();
+    assert!(html.contains("swagger-ui-bundle.js"));
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "the page loads nothing from the internet"
+    );
+    for asset in [
+        "swagger-ui-bundle.js",
+        "swagger-ui.css",
+        "swagger-initializer.js",
+    ] {
+        let response = server
+            .request(Method::GET, &format!("/docs/{asset}"), None)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{asset}");
+    }
+    let (status, document) = server.call(Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(document["openapi"], "3.1.0");
+    // The API itself still needs a token.
+    let (status, _) = server.call(Method::GET, "/v1/operations", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn tls_serves_https_with_the_configured_certificate() {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let pem_dir = tempfile::tempdir().unwrap();
+    let cert = pem_dir.path().join("tls.crt");
+    let key = pem_dir.path().join("tls.key");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let server = TestServer::start_configured(|c| {
+        c.tls = Some(overcast_core::config::TlsConfig { cert, key })
+    })
+    .await;
+    assert!(server.base.starts_with("https://"));
+    let (status, body) = server.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"status": "ok"})));
+    let plain = server.base.replace("https://", "http://");
+    assert!(
+        reqwest::get(format!("{plain}/healthz")).await.is_err(),
+        "plain HTTP is not served on a TLS port"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_certificate_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        listen: "127.0.0.1:0".into(),
+        data_dir: Some(dir.path().to_path_buf()),
+        tls: Some(overcast_core::config::TlsConfig {
+            cert: dir.path().join("none.crt"),
+            key: dir.path().join("none.key"),
+        }),
+        ..Config::default()
+    };
+    config.fill_defaults();
+    let (core, _) = Core::open(config, HashMap::new(), Some(ADMIN.into()))
+        .await
+        .unwrap();
+    let err = Server::bind(core).await.err().unwrap();
+    assert_eq!(err.field.as_deref(), Some("tls"));
+    assert!(
+        err.message
+            .starts_with("cannot load the certificate or key"),
+        "{}",
+        err.message
     );
 }
 
