@@ -3,15 +3,18 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
-use axum::http::{header, Method};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
 use overcast_core::Idempotency;
-use overcast_types::Error;
+use overcast_types::{Error, Operation, OperationStatus};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 
 use crate::error::ApiError;
+use crate::middleware::AuditedOperation;
 use crate::AppState;
 
 /// A JSON body for a change, with its idempotency key and how long to wait for the
@@ -20,6 +23,38 @@ pub struct Mutation<T> {
     pub body: T,
     pub idempotency: Option<Idempotency>,
     pub wait: Duration,
+    /// `Prefer: respond-async`: answer 202 at once, however fast the operation is.
+    pub respond_async: bool,
+}
+
+impl<T> Mutation<T> {
+    /// Answers this change by its operation: 202 Accepted with `Location` while it goes on
+    /// (always, under `Prefer: respond-async`), `success_status` once it has succeeded, and
+    /// 200 once it has failed or been cancelled (the body says which and why).
+    pub fn respond(
+        &self,
+        operation: &Operation,
+        success_status: StatusCode,
+        body: impl Serialize,
+    ) -> Response {
+        let status = match operation.status {
+            _ if self.respond_async => StatusCode::ACCEPTED,
+            OperationStatus::Succeeded => success_status,
+            OperationStatus::Failed | OperationStatus::Cancelled => StatusCode::OK,
+            OperationStatus::Pending | OperationStatus::Running => StatusCode::ACCEPTED,
+        };
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::ACCEPTED {
+            if let Ok(location) = HeaderValue::from_str(&format!("/v1/operations/{}", operation.id))
+            {
+                response.headers_mut().insert(header::LOCATION, location);
+            }
+        }
+        response
+            .extensions_mut()
+            .insert(AuditedOperation(operation.id.clone()));
+        response
+    }
 }
 
 /// The body of a change that takes none.
@@ -32,7 +67,12 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Mutation<T> {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         let (mut parts, body) = req.into_parts();
-        let wait = wait_from(&mut parts, state).await?;
+        let respond_async = prefers_async(&parts);
+        let wait = if respond_async {
+            Duration::ZERO
+        } else {
+            wait_from(&mut parts, state).await?
+        };
         let key = idempotency_key(&parts)?;
         if let Some(content_type) = parts.headers.get(header::CONTENT_TYPE) {
             let ok = content_type
@@ -61,6 +101,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Mutation<T> {
             body,
             idempotency,
             wait,
+            respond_async,
         })
     }
 }
@@ -85,11 +126,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     })
 }
 
-/// How long a change waits for its operation: `?timeout=SECONDS` (up to the configured
-/// max), zero with `Prefer: respond-async`, else the configured default.
-async fn wait_from(parts: &mut Parts, state: &AppState) -> Result<Duration, ApiError> {
-    let config = state.core.config();
-    let prefer_async = parts
+/// Whether the client asked for `Prefer: respond-async`.
+fn prefers_async(parts: &Parts) -> bool {
+    parts
         .headers
         .get_all("prefer")
         .iter()
@@ -97,10 +136,13 @@ async fn wait_from(parts: &mut Parts, state: &AppState) -> Result<Duration, ApiE
         .any(|v| {
             v.split(',')
                 .any(|p| p.trim().eq_ignore_ascii_case("respond-async"))
-        });
-    if prefer_async {
-        return Ok(Duration::ZERO);
-    }
+        })
+}
+
+/// How long a change waits for its operation: `?timeout=SECONDS` (up to the configured
+/// max), else the configured default.
+async fn wait_from(parts: &mut Parts, state: &AppState) -> Result<Duration, ApiError> {
+    let config = state.core.config();
     #[derive(Deserialize)]
     struct Timeout {
         timeout: Option<String>,

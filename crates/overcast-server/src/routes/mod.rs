@@ -7,43 +7,13 @@ pub mod operations;
 pub mod system;
 pub mod tokens;
 
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
-use overcast_types::{Error, Operation, OperationStatus};
-use serde::Serialize;
+use overcast_types::Error;
 use time::OffsetDateTime;
 
 use crate::extract::parse_param;
-use crate::middleware::AuditedOperation;
 
 /// Listings return this many items unless `limit` says otherwise.
 const DEFAULT_PAGE: u32 = 50;
-
-/// Answers a change by its operation: `success_status` once it has succeeded, 200 once it
-/// has failed or been cancelled (the body says which and why), else 202 Accepted with
-/// `Location: /v1/operations/{id}` while it goes on.
-pub fn operation_response(
-    operation: &Operation,
-    success_status: StatusCode,
-    body: impl Serialize,
-) -> Response {
-    let status = match operation.status {
-        OperationStatus::Succeeded => success_status,
-        OperationStatus::Failed | OperationStatus::Cancelled => StatusCode::OK,
-        OperationStatus::Pending | OperationStatus::Running => StatusCode::ACCEPTED,
-    };
-    let mut response = (status, Json(body)).into_response();
-    if status == StatusCode::ACCEPTED {
-        if let Ok(location) = HeaderValue::from_str(&format!("/v1/operations/{}", operation.id)) {
-            response.headers_mut().insert(header::LOCATION, location);
-        }
-    }
-    response
-        .extensions_mut()
-        .insert(AuditedOperation(operation.id.clone()));
-    response
-}
 
 /// `limit`: 1 to the store's maximum, default 50.
 fn page_limit(value: Option<&str>) -> Result<u32, Error> {

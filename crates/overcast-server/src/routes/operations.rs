@@ -9,7 +9,7 @@ use overcast_types::{Operation, OperationStatus, Page};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::{operation_response, page_limit, since};
+use super::{page_limit, since};
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{ApiQuery, Mutation, NoBody};
 use crate::middleware::Caller;
@@ -82,5 +82,5 @@ pub async fn cancel_operation(
 ) -> ApiResult<Response> {
     state.core.cancel(&principal, &id).await?;
     let operation = state.core.wait(&principal, &id, request.wait).await?;
-    Ok(operation_response(&operation, StatusCode::OK, &operation))
+    Ok(request.respond(&operation, StatusCode::OK, &operation))
 }

@@ -9,7 +9,6 @@ use overcast_types::{Operation, OperationStatus, TokenInfo};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::operation_response;
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{Mutation, NoBody};
 use crate::middleware::Caller;
@@ -66,7 +65,7 @@ pub async fn create_token(
         token,
         secret,
     };
-    Ok(operation_response(&operation, StatusCode::CREATED, body))
+    Ok(request.respond(&operation, StatusCode::CREATED, body))
 }
 
 /// Revokes a token, as an operation: it stops working at once.
@@ -89,5 +88,5 @@ pub async fn revoke_token(
         .core
         .wait(&principal, &operation.id, request.wait)
         .await?;
-    Ok(operation_response(&operation, StatusCode::OK, &operation))
+    Ok(request.respond(&operation, StatusCode::OK, &operation))
 }
