@@ -1,8 +1,8 @@
 //! Environments: the configured targets, each with the provider that serves it, and how
 //! they are shown to callers.
 
-use overcast_provider::{Capability, Provider, Unavailable};
-use overcast_types::StagePolicy;
+use overcast_provider::{CallObserver, Capability, Provider, Unavailable};
+use overcast_types::{Error, StagePolicy};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -57,13 +57,14 @@ impl Environments {
     pub fn from_config(
         config: &Config,
         providers: &HashMap<ProviderKind, ProviderFactory>,
+        observer: Arc<dyn CallObserver>,
     ) -> Environments {
         let by_name = config
             .environments
             .iter()
             .map(|(name, env)| {
                 let provider = match providers.get(&env.provider) {
-                    Some(factory) => factory(name, env),
+                    Some(factory) => factory(name, env, observer.clone()),
                     None => Arc::new(Unavailable::new(
                         env.provider.as_str(),
                         format!(
@@ -84,8 +85,11 @@ impl Environments {
         Environments { by_name }
     }
 
-    pub fn get(&self, name: &str) -> Option<&Environment> {
-        self.by_name.get(name)
+    /// The environment of that name; 404 if there is none.
+    pub fn require(&self, name: &str) -> Result<&Environment, Error> {
+        self.by_name
+            .get(name)
+            .ok_or_else(|| Error::not_found("environment", name))
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Environment> {
@@ -93,8 +97,10 @@ impl Environments {
     }
 }
 
-/// Makes the provider of one environment from its config.
-pub type ProviderFactory = Box<dyn Fn(&str, &EnvironmentConfig) -> Arc<dyn Provider> + Send + Sync>;
+/// Makes the provider of one environment from its name and config; the provider reports
+/// its backend calls to the observer.
+pub type ProviderFactory =
+    Box<dyn Fn(&str, &EnvironmentConfig, Arc<dyn CallObserver>) -> Arc<dyn Provider> + Send + Sync>;
 
 impl Environment {
     pub async fn view(&self) -> EnvironmentView {

@@ -5,15 +5,19 @@
 pub mod auth;
 pub mod config;
 pub mod environments;
+pub mod instances;
 pub mod metrics;
 pub mod operations;
 pub mod tokens;
 
+use overcast_provider::{Action, ProviderError, ProviderErrorKind};
 pub use overcast_store::{AuditFilter, OperationFilter, PageRequest, MAX_PAGE};
 use overcast_store::{Created, IdempotencyClaim, Store, StoreError};
 use overcast_types::{
-    AuditEntry, Error, Operation, OperationStatus, Page, Progress, Role, TokenInfo,
+    AuditEntry, Error, ErrorKind, Instance, Operation, OperationStatus, Page, Progress, Role,
+    TokenInfo,
 };
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -23,6 +27,7 @@ use time::OffsetDateTime;
 use auth::{hash_secret, new_secret, Principal};
 use config::{Config, ProviderKind};
 use environments::{EnvironmentView, Environments, MachineTypeView, ProviderFactory};
+use instances::{ActionInput, CreateInstancesRequest, InstanceQuery, LaunchInput, TagInput};
 use metrics::Metrics;
 use operations::{Executor, Runner};
 use tokens::{CreateInput, CreateTokenRequest, RevokeInput};
@@ -35,6 +40,27 @@ pub fn now() -> OffsetDateTime {
     let t = OffsetDateTime::now_utc();
     t.replace_nanosecond(t.millisecond() as u32 * 1_000_000)
         .unwrap_or(t)
+}
+
+/// A provider error as the API shows it: the class decides the status; the message keeps
+/// the backend's code and request id.
+pub(crate) fn provider_error(e: ProviderError) -> Error {
+    let message = e.to_string();
+    let mut error = match e.kind {
+        ProviderErrorKind::NotFound => Error::new(ErrorKind::NotFound, e.code, message),
+        ProviderErrorKind::InvalidInput => Error::new(ErrorKind::InvalidInput, e.code, message),
+        ProviderErrorKind::Conflict => Error::new(ErrorKind::Conflict, e.code, message),
+        ProviderErrorKind::Denied => Error::new(ErrorKind::Forbidden, e.code, message),
+        ProviderErrorKind::Throttled | ProviderErrorKind::Unavailable => {
+            Error::unavailable(e.code, message, 5)
+        }
+        ProviderErrorKind::Capacity => Error::unavailable(e.code, message, 30),
+        ProviderErrorKind::Timeout => Error::new(ErrorKind::BackendTimeout, e.code, message),
+        ProviderErrorKind::Refused => Error::new(ErrorKind::BackendRefused, e.code, message),
+        ProviderErrorKind::Unsupported => Error::new(ErrorKind::Unsupported, e.code, message),
+    };
+    error.field = e.field.map(str::to_string);
+    error
 }
 
 /// A store fault as the API shows it: logged in full, answered without internals.
@@ -103,8 +129,17 @@ pub struct Core {
     config: Config,
     store: Store,
     runner: Runner,
-    environments: Environments,
+    environments: Arc<Environments>,
     metrics: Arc<Metrics>,
+}
+
+/// What a create request led to.
+#[derive(Debug, Clone)]
+pub enum Launch {
+    /// The backend says the launch would be allowed; nothing was launched.
+    DryRun,
+    /// The operation that launches the instances.
+    Started(Box<Operation>),
 }
 
 impl Core {
@@ -141,8 +176,37 @@ impl Core {
                 store: store.clone(),
             }),
         );
+        let environments = Arc::new(Environments::from_config(
+            &config,
+            &providers,
+            metrics.clone(),
+        ));
+        executors.insert(
+            instances::CREATE_KIND.into(),
+            Arc::new(instances::CreateExecutor {
+                environments: environments.clone(),
+            }),
+        );
+        for action in [
+            Action::Start,
+            Action::Stop { force: false },
+            Action::Reboot,
+            Action::Terminate,
+        ] {
+            executors.insert(
+                instances::action_kind(action),
+                Arc::new(instances::ActionExecutor {
+                    environments: environments.clone(),
+                }),
+            );
+        }
+        executors.insert(
+            instances::TAG_KIND.into(),
+            Arc::new(instances::TagExecutor {
+                environments: environments.clone(),
+            }),
+        );
         let runner = Runner::new(store.clone(), metrics.clone(), executors);
-        let environments = Environments::from_config(&config, &providers);
         let core = Arc::new(Core {
             config,
             store,
@@ -249,10 +313,7 @@ impl Core {
     }
 
     pub async fn environment(&self, name: &str) -> Result<EnvironmentView, Error> {
-        match self.environments.get(name) {
-            Some(env) => Ok(env.view().await),
-            None => Err(Error::not_found("environment", name)),
-        }
+        Ok(self.environments.require(name)?.view().await)
     }
 
     pub fn machine_types(&self) -> Vec<MachineTypeView> {
@@ -269,11 +330,13 @@ impl Core {
     // ---- operations -----------------------------------------------------------------------
 
     /// Records a new operation (or finds the one its idempotency key led to) and starts it.
+    #[allow(clippy::too_many_arguments)]
     async fn start_operation(
         &self,
         principal: &Principal,
         kind: &str,
         org: &str,
+        environment: Option<&str>,
         target: String,
         input: serde_json::Value,
         idempotency: Option<&Idempotency>,
@@ -282,7 +345,7 @@ impl Core {
             id: new_id("op"),
             kind: kind.into(),
             org: org.into(),
-            environment: None,
+            environment: environment.map(str::to_string),
             target,
             requested_by: principal.token_name.clone(),
             status: OperationStatus::Pending,
@@ -363,6 +426,192 @@ impl Core {
         self.runner.cancel(id).await
     }
 
+    // ---- instances ------------------------------------------------------------------------
+
+    /// Instances of an environment the caller may see, one page at a time.
+    pub async fn instances(
+        &self,
+        principal: &Principal,
+        env: &str,
+        query: InstanceQuery,
+    ) -> Result<Page<Instance>, Error> {
+        let env = self.environments.require(env)?;
+        let (items, next_page_token) = env.list(|i| visible(principal, i), &query).await?;
+        Ok(Page {
+            items,
+            next_page_token,
+        })
+    }
+
+    /// One instance, if it exists and the caller may see it.
+    pub async fn instance(
+        &self,
+        principal: &Principal,
+        env: &str,
+        id: &str,
+    ) -> Result<Instance, Error> {
+        let environment = self.environments.require(env)?;
+        match environment.find(id).await? {
+            Some(instance) if visible(principal, &instance) => Ok(instance),
+            _ => Err(Error::not_found("instance", id)),
+        }
+    }
+
+    /// Launches instances as an operation, or with `dry_run` asks the backend whether it
+    /// would be allowed.
+    pub async fn create_instances(
+        &self,
+        principal: &Principal,
+        env: &str,
+        request: &CreateInstancesRequest,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Launch, Error> {
+        principal.require(Role::Operator)?;
+        let environment = self.environments.require(env)?;
+        let spec = environment.launch_spec(
+            request,
+            &self.config.machine_types,
+            &principal.org,
+            &principal.token_name,
+        )?;
+        if request.dry_run {
+            environment
+                .compute()?
+                .check_launch(&spec)
+                .await
+                .map_err(provider_error)?;
+            return Ok(Launch::DryRun);
+        }
+        let target = format!("{env}/instances?count={}", spec.max_count);
+        let input = to_input(&LaunchInput {
+            environment: env.to_string(),
+            spec,
+        })?;
+        let (operation, _) = self
+            .start_operation(
+                principal,
+                instances::CREATE_KIND,
+                &principal.org,
+                Some(env),
+                target,
+                input,
+                idempotency,
+            )
+            .await?;
+        Ok(Launch::Started(Box::new(operation)))
+    }
+
+    /// Starts, stops, reboots or terminates one instance, as an operation.
+    pub async fn instance_action(
+        &self,
+        principal: &Principal,
+        env: &str,
+        id: &str,
+        action: Action,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Operation, Error> {
+        principal.require(Role::Operator)?;
+        let instance = self.instance(principal, env, id).await?;
+        if instance.state.is_gone() && action != Action::Terminate {
+            // EC2 refuses this; emulators may not, so overcast enforces it.
+            return Err(Error::conflict(
+                "wrong_state",
+                format!(
+                    "instance {id} is {} and cannot {}",
+                    instance.state.as_str(),
+                    action.name()
+                ),
+            ));
+        }
+        let input = to_input(&ActionInput {
+            environment: env.to_string(),
+            region: instance.region.clone(),
+            ids: vec![id.to_string()],
+            action,
+        })?;
+        let org = instance
+            .org
+            .clone()
+            .unwrap_or_else(|| principal.org.clone());
+        let (operation, _) = self
+            .start_operation(
+                principal,
+                &instances::action_kind(action),
+                &org,
+                Some(env),
+                format!("{env}/{id}"),
+                input,
+                idempotency,
+            )
+            .await?;
+        Ok(operation)
+    }
+
+    /// Sets and removes tags of one instance, as an operation.
+    pub async fn tag_instance(
+        &self,
+        principal: &Principal,
+        env: &str,
+        id: &str,
+        set: BTreeMap<String, String>,
+        remove: Vec<String>,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Operation, Error> {
+        principal.require(Role::Operator)?;
+        instances::check_tags(&set)?;
+        for (i, key) in remove.iter().enumerate() {
+            if overcast_types::tags::is_reserved(key) {
+                return Err(Error::invalid(
+                    format!("keys[{i}]"),
+                    "keys starting with overcast: or aws: are reserved",
+                ));
+            }
+        }
+        if set.is_empty() && remove.is_empty() {
+            return Err(Error::invalid("tags", "give at least one tag"));
+        }
+        let instance = self.instance(principal, env, id).await?;
+        let input = to_input(&TagInput {
+            environment: env.to_string(),
+            region: instance.region.clone(),
+            ids: vec![id.to_string()],
+            set,
+            remove,
+        })?;
+        let org = instance
+            .org
+            .clone()
+            .unwrap_or_else(|| principal.org.clone());
+        let (operation, _) = self
+            .start_operation(
+                principal,
+                instances::TAG_KIND,
+                &org,
+                Some(env),
+                format!("{env}/{id}"),
+                input,
+                idempotency,
+            )
+            .await?;
+        Ok(operation)
+    }
+
+    /// The serial console output of one instance.
+    pub async fn console(
+        &self,
+        principal: &Principal,
+        env: &str,
+        id: &str,
+    ) -> Result<String, Error> {
+        let instance = self.instance(principal, env, id).await?;
+        let environment = self.environments.require(env)?;
+        environment
+            .compute()?
+            .console_output(&instance.region, id)
+            .await
+            .map_err(provider_error)
+    }
+
     // ---- tokens ---------------------------------------------------------------------------
 
     /// Starts a `token.create` operation. The secret comes back only when this call made
@@ -386,6 +635,7 @@ impl Core {
                 principal,
                 tokens::CREATE_KIND,
                 &token.org,
+                None,
                 token.id.clone(),
                 input,
                 idempotency,
@@ -416,6 +666,7 @@ impl Core {
                 principal,
                 tokens::REVOKE_KIND,
                 &token.org,
+                None,
                 id.into(),
                 input,
                 idempotency,
@@ -486,6 +737,19 @@ impl Core {
             next_page_token,
         })
     }
+}
+
+/// Whether a caller may see an instance: admins all, others their org's. An instance with
+/// no org (no tag, no default org) is for admins only.
+fn visible(principal: &Principal, instance: &Instance) -> bool {
+    match &instance.org {
+        Some(org) => principal.can_see(org),
+        None => principal.role == Role::Admin,
+    }
+}
+
+fn to_input<T: serde::Serialize>(input: &T) -> Result<serde_json::Value, Error> {
+    serde_json::to_value(input).map_err(|e| Error::internal(e.to_string()))
 }
 
 /// Writes a file only its owner can read, creating it with that mode so it is never

@@ -265,10 +265,9 @@ async fn drive(
         .metrics
         .operation(&kind, OperationStatus::Running.as_str());
     let Some(executor) = inner.executors.get(&kind).cloned() else {
-        let error = OperationError {
-            code: "unknown_operation_kind".into(),
-            message: format!("this server cannot run operations of kind `{kind}`"),
-        };
+        let error = OperationError::from(&Error::internal(format!(
+            "this server cannot run operations of kind `{kind}`"
+        )));
         store
             .finish_operation(&id, OperationStatus::Failed, Some(&error), now())
             .await

@@ -2,6 +2,12 @@
 //! capabilities it offers, and the error it reports. Backends implement [`Provider`]; the
 //! core holds one per environment and never sees an SDK or a hypervisor.
 
+mod compute;
+mod error;
+
+pub use compute::{Action, Compute, InstanceFilter, LaunchSpec};
+pub use error::{ProviderError, ProviderErrorKind};
+
 use async_trait::async_trait;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -55,6 +61,22 @@ pub trait Provider: Send + Sync {
 
     /// Probes the backend; used by `/readyz` and the environment listing.
     async fn status(&self) -> ProviderStatus;
+
+    /// Why this provider cannot be used at all, if it cannot.
+    fn unavailable_reason(&self) -> Option<&str> {
+        None
+    }
+
+    /// Virtual machines, if this provider has them.
+    fn compute(&self) -> Option<&dyn Compute> {
+        None
+    }
+}
+
+/// Told of every backend call a provider makes, for metrics.
+pub trait CallObserver: Send + Sync {
+    /// `outcome` is `ok` or overcast's error code.
+    fn backend_call(&self, provider: &str, action: &str, region: &str, outcome: &str);
 }
 
 /// An environment whose provider cannot run in this server (not built in, or missing a
@@ -86,6 +108,10 @@ impl Provider for Unavailable {
 
     async fn status(&self) -> ProviderStatus {
         ProviderStatus::unreachable(self.reason.clone())
+    }
+
+    fn unavailable_reason(&self) -> Option<&str> {
+        Some(&self.reason)
     }
 }
 

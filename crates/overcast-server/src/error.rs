@@ -4,7 +4,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use overcast_types::{Error, ErrorKind};
+use overcast_types::{Error, ErrorKind, Operation};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -36,6 +36,10 @@ pub struct ErrorDetail {
     pub field: Option<String>,
     /// The request's id, as in the `x-request-id` header and the server log.
     pub request_id: String,
+    /// When a change failed while the request waited: its operation, which says what was
+    /// and was not done.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operation_id: Option<String>,
 }
 
 pub fn status_of(kind: ErrorKind) -> StatusCode {
@@ -46,7 +50,7 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
         ErrorKind::Conflict => StatusCode::CONFLICT,
         ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-        ErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
+        ErrorKind::Unsupported => StatusCode::BAD_REQUEST,
         ErrorKind::BackendRefused => StatusCode::BAD_GATEWAY,
         ErrorKind::BackendUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::BackendTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -57,7 +61,25 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let e = self.0;
+        error_response(self.0, None)
+    }
+}
+
+/// The answer to a change whose operation failed while the request waited: the failure's
+/// own status and error, with the operation's id.
+pub fn operation_failed(operation: &Operation) -> Option<Response> {
+    let failure = operation.error.as_ref()?;
+    let mut error = Error::new(
+        failure.kind.unwrap_or(ErrorKind::Internal),
+        failure.code.clone(),
+        failure.message.clone(),
+    );
+    error.field = failure.field.clone();
+    Some(error_response(error, Some(operation.id.clone())))
+}
+
+fn error_response(e: Error, operation_id: Option<String>) -> Response {
+    {
         let status = status_of(e.kind);
         let body = ErrorBody {
             error: ErrorDetail {
@@ -65,6 +87,7 @@ impl IntoResponse for ApiError {
                 message: e.message,
                 field: e.field,
                 request_id: current_request_id(),
+                operation_id,
             },
         };
         let mut response = (status, Json(body)).into_response();

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 
-use crate::error::ApiError;
+use crate::error::{operation_failed, ApiError};
 use crate::middleware::AuditedOperation;
 use crate::AppState;
 
@@ -29,8 +29,9 @@ pub struct Mutation<T> {
 
 impl<T> Mutation<T> {
     /// Answers this change by its operation: 202 Accepted with `Location` while it goes on
-    /// (always, under `Prefer: respond-async`), `success_status` once it has succeeded, and
-    /// 200 once it has failed or been cancelled (the body says which and why).
+    /// (always, under `Prefer: respond-async`), `success_status` once it has succeeded,
+    /// the failure's own status and error (with the operation id) once it has failed, and
+    /// 200 with the operation once it has been cancelled.
     pub fn respond(
         &self,
         operation: &Operation,
@@ -43,7 +44,10 @@ impl<T> Mutation<T> {
             OperationStatus::Failed | OperationStatus::Cancelled => StatusCode::OK,
             OperationStatus::Pending | OperationStatus::Running => StatusCode::ACCEPTED,
         };
-        let mut response = (status, Json(body)).into_response();
+        let failed = (status == StatusCode::OK && operation.status == OperationStatus::Failed)
+            .then(|| operation_failed(operation))
+            .flatten();
+        let mut response = failed.unwrap_or_else(|| (status, Json(body)).into_response());
         if status == StatusCode::ACCEPTED {
             if let Ok(location) = HeaderValue::from_str(&format!("/v1/operations/{}", operation.id))
             {

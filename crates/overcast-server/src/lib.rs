@@ -21,7 +21,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
-use routes::{audit, environments, operations, system, tokens};
+use routes::{audit, environments, instances, operations, system, tokens};
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -42,6 +42,7 @@ pub struct AppState {
     tags(
         (name = "system", description = "Health, readiness, version, metrics"),
         (name = "environments", description = "Targets and machine types"),
+        (name = "instances", description = "Virtual machines"),
         (name = "operations", description = "Recorded changes"),
         (name = "tokens", description = "API tokens (admin)"),
         (name = "audit", description = "The append-only audit log"),
@@ -76,6 +77,14 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(environments::list_environments))
         .routes(routes!(environments::get_environment))
         .routes(routes!(environments::list_machine_types))
+        .routes(routes!(
+            instances::list_instances,
+            instances::create_instances
+        ))
+        .routes(routes!(instances::get_instance, instances::delete_instance))
+        .routes(routes!(instances::instance_action))
+        .routes(routes!(instances::console))
+        .routes(routes!(instances::set_tags, instances::remove_tags))
         .routes(routes!(operations::list_operations))
         .routes(routes!(operations::get_operation))
         .routes(routes!(operations::cancel_operation))

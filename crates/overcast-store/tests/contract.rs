@@ -4,8 +4,8 @@
 
 use overcast_store::{AuditFilter, Created, IdempotencyClaim, OperationFilter, PageRequest, Store};
 use overcast_types::{
-    AuditEntry, Operation, OperationError, OperationStatus, Progress, Role, TargetOutcome,
-    TargetResult, TokenInfo,
+    AuditEntry, ErrorKind, Operation, OperationError, OperationStatus, Progress, Role,
+    TargetOutcome, TargetResult, TokenInfo,
 };
 use std::collections::HashSet;
 use time::{Duration, OffsetDateTime};
@@ -147,6 +147,8 @@ async fn operations_move_through_their_statuses(store: &Store) {
     let error = OperationError {
         code: "instance_limit_exceeded".into(),
         message: "no".into(),
+        field: Some("count".into()),
+        kind: Some(ErrorKind::Conflict),
     };
     assert!(store
         .finish_operation("op_1", OperationStatus::Failed, Some(&error), t(20))

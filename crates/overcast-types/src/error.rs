@@ -1,11 +1,11 @@
 //! The public error of overcast: a kind that decides the HTTP status, a stable code, a
 //! message for people and, for bad input, the field at fault.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The class of an error. The server maps each kind to exactly one HTTP status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     /// The request is malformed or a value is out of range (400).
@@ -20,7 +20,7 @@ pub enum ErrorKind {
     Conflict,
     /// Too many requests (429).
     RateLimited,
-    /// The provider does not offer this capability (501).
+    /// The provider does not offer this capability (400: the request cannot work there).
     Unsupported,
     /// The backend refused the call (502).
     BackendRefused,

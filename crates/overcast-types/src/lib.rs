@@ -2,10 +2,12 @@
 //! and the public [`Error`]. This crate does no IO, so every layer can share it.
 
 mod error;
+mod instance;
 mod operation;
 mod stage;
 
 pub use error::{Error, ErrorKind};
+pub use instance::{tags, Instance, InstanceState};
 pub use operation::{
     AuditEntry, Operation, OperationError, OperationStatus, Progress, TargetOutcome, TargetResult,
     TokenInfo,

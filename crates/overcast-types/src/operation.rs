@@ -5,7 +5,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use crate::{Error, Role};
+use crate::{Error, ErrorKind, Role};
 
 /// Where an operation stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -86,18 +86,24 @@ pub struct TargetResult {
     pub detail: Option<Value>,
 }
 
-/// Why an operation failed: the error's code and message.
+/// Why an operation failed: the error's class, code, message and, for bad input, field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct OperationError {
     pub code: String,
     pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<ErrorKind>,
 }
 
 impl From<&Error> for OperationError {
     fn from(e: &Error) -> Self {
         OperationError {
             code: e.code.clone(),
-            message: e.to_string(),
+            message: e.message.clone(),
+            field: e.field.clone(),
+            kind: Some(e.kind),
         }
     }
 }

@@ -5,7 +5,6 @@ use anyhow::{anyhow, Context};
 use overcast_core::config::{Config, LogFormat};
 use overcast_core::{Bootstrap, Core};
 use overcast_server::Server;
-use std::collections::HashMap;
 use std::path::PathBuf;
 
 pub struct ServeArgs {
@@ -29,7 +28,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         None => tracing::info!("no config file: running on defaults"),
     }
     let admin_secret = std::env::var("OVERCAST_ADMIN_TOKEN").ok();
-    let (core, bootstrap) = Core::open(config, HashMap::new(), admin_secret)
+    let (core, bootstrap) = Core::open(config, overcast::providers(), admin_secret)
         .await
         .map_err(|e| anyhow!("{e}"))?;
     match bootstrap {

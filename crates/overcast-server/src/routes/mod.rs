@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod environments;
+pub mod instances;
 pub mod operations;
 pub mod system;
 pub mod tokens;

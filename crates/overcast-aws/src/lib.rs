@@ -1,0 +1,174 @@
+//! The AWS backend: EC2 through the official AWS SDK for Rust. The only crate that touches
+//! `aws-*`. One SDK client per region, made on first use; credentials from the default
+//! chain, a named profile, or an assumed role (cached and refreshed by the SDK); any
+//! AWS-compatible endpoint through `endpoint_url`.
+
+mod compute;
+mod errors;
+
+use async_trait::async_trait;
+use aws_config::retry::RetryConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::provider::SharedCredentialsProvider;
+use overcast_provider::{
+    CallObserver, Capability, Compute, Provider, ProviderError, ProviderErrorKind, ProviderStatus,
+};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::OnceCell;
+
+/// Backend calls are retried this often (with exponential backoff and jitter) on
+/// throttling and transient errors before the error reaches the operation.
+const MAX_ATTEMPTS: u32 = 5;
+
+/// What an `aws` environment says in the config.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// The environment's name, put on every instance overcast reports.
+    pub environment: String,
+    pub regions: Vec<String>,
+    pub endpoint_url: Option<String>,
+    pub profile: Option<String>,
+    pub role_arn: Option<String>,
+    pub external_id: Option<String>,
+    pub session_name: Option<String>,
+}
+
+pub struct AwsProvider {
+    settings: Settings,
+    observer: Arc<dyn CallObserver>,
+    clients: OnceCell<HashMap<String, aws_sdk_ec2::Client>>,
+}
+
+impl AwsProvider {
+    pub fn new(settings: Settings, observer: Arc<dyn CallObserver>) -> AwsProvider {
+        AwsProvider {
+            settings,
+            observer,
+            clients: OnceCell::new(),
+        }
+    }
+
+    /// The EC2 client of a region of this environment.
+    async fn ec2(&self, region: &str) -> Result<&aws_sdk_ec2::Client, ProviderError> {
+        let clients = self
+            .clients
+            .get_or_init(|| async {
+                let mut clients = HashMap::new();
+                for region in &self.settings.regions {
+                    let config = sdk_config(&self.settings, region).await;
+                    clients.insert(region.clone(), aws_sdk_ec2::Client::new(&config));
+                }
+                clients
+            })
+            .await;
+        clients.get(region).ok_or_else(|| {
+            ProviderError::new(
+                ProviderErrorKind::InvalidInput,
+                "unknown_region",
+                format!(
+                    "region `{region}` is not one of environment {}'s regions ({})",
+                    self.settings.environment,
+                    self.settings.regions.join(", ")
+                ),
+            )
+            .with_field("region")
+        })
+    }
+
+    /// Reports a finished backend call to the observer and turns its error into ours.
+    fn observe<T, E>(
+        &self,
+        action: &str,
+        region: &str,
+        result: Result<T, E>,
+    ) -> Result<T, ProviderError>
+    where
+        E: Into<ProviderError>,
+    {
+        let result = result.map_err(Into::into);
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.code,
+        };
+        self.observer.backend_call("aws", action, region, outcome);
+        result
+    }
+}
+
+/// The SDK config of one region: credentials, endpoint, retries.
+async fn sdk_config(settings: &Settings, region: &str) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(region.to_string()))
+        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS));
+    if let Some(profile) = &settings.profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(url) = &settings.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    let base = loader.load().await;
+    let Some(role_arn) = &settings.role_arn else {
+        return base;
+    };
+    let mut role = aws_config::sts::AssumeRoleProvider::builder(role_arn)
+        .session_name(
+            settings
+                .session_name
+                .clone()
+                .unwrap_or_else(|| "overcast".into()),
+        )
+        .region(Region::new(region.to_string()))
+        .configure(&base);
+    if let Some(external_id) = &settings.external_id {
+        role = role.external_id(external_id);
+    }
+    let role = role.build().await;
+    base.into_builder()
+        .credentials_provider(SharedCredentialsProvider::new(role))
+        .build()
+}
+
+#[async_trait]
+impl Provider for AwsProvider {
+    fn kind(&self) -> &str {
+        "aws"
+    }
+
+    fn capabilities(&self) -> Vec<Capability> {
+        vec![Capability::Compute]
+    }
+
+    async fn status(&self) -> ProviderStatus {
+        let Some(region) = self.settings.regions.first() else {
+            return ProviderStatus::unreachable("the environment has no region");
+        };
+        let probe = async {
+            let ec2 = self.ec2(region).await?;
+            let result = ec2.describe_availability_zones().send().await;
+            self.observe(
+                "DescribeAvailabilityZones",
+                region,
+                result.map_err(errors::from_sdk),
+            )
+        };
+        match probe.await {
+            Ok(_) => {
+                let mut status = ProviderStatus {
+                    reachable: true,
+                    reason: None,
+                    details: Default::default(),
+                };
+                if let Some(url) = &self.settings.endpoint_url {
+                    status.details.insert("endpoint_url".into(), url.clone());
+                }
+                status
+            }
+            Err(e) => ProviderStatus::unreachable(format!("EC2 in {region} does not answer: {e}")),
+        }
+    }
+
+    fn compute(&self) -> Option<&dyn Compute> {
+        Some(self)
+    }
+}

@@ -1,0 +1,689 @@
+//! Instances: create, list, get, act on, tag and read the console of virtual machines, with
+//! org scoping and stages derived from tags. Every change is an operation whose executor
+//! can be re-run after a crash without acting twice.
+
+use async_trait::async_trait;
+use base64::Engine;
+use overcast_provider::{Action, Compute, InstanceFilter, LaunchSpec};
+use overcast_types::{
+    tags, Error, ErrorKind, Instance, InstanceState, TargetOutcome, TargetResult,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use utoipa::ToSchema;
+
+use crate::environments::{Environment, Environments};
+use crate::operations::{Executor, Step};
+use crate::provider_error;
+
+pub const CREATE_KIND: &str = "instance.create";
+pub const TAG_KIND: &str = "instance.tag";
+
+/// The most instances one create may launch.
+pub const MAX_COUNT: u32 = 1000;
+/// EC2's limit on user data, after base64.
+const MAX_USER_DATA: usize = 16 * 1024;
+/// How long an action may take to reach its state before the operation fails.
+const STATE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// A request to launch instances.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateInstancesRequest {
+    /// The `Name` tag.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// A configured machine type; `image` and `instance_type` override its parts.
+    #[serde(default)]
+    pub machine_type: Option<String>,
+    /// The provider's image id, e.g. `ami-...`.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// The provider's size, e.g. `t3.small`.
+    #[serde(default)]
+    pub instance_type: Option<String>,
+    /// Exactly this many (default 1). Or give `min_count` and `max_count`.
+    #[serde(default)]
+    pub count: Option<u32>,
+    #[serde(default)]
+    pub min_count: Option<u32>,
+    #[serde(default)]
+    pub max_count: Option<u32>,
+    /// Default: the environment's first stage.
+    #[serde(default)]
+    pub stage: Option<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// A shell script or `#cloud-config` as plain text, or the same in base64.
+    #[serde(default)]
+    pub user_data: Option<String>,
+    #[serde(default)]
+    pub key_pair: Option<String>,
+    #[serde(default)]
+    pub security_groups: Vec<String>,
+    #[serde(default)]
+    pub subnet: Option<String>,
+    /// An availability zone, e.g. `eu-west-1a`.
+    #[serde(default)]
+    pub zone: Option<String>,
+    /// Default: the environment's first region.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Ask the backend whether the launch would be allowed; launch nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// Which instances to list.
+#[derive(Debug, Clone, Default)]
+pub struct InstanceQuery {
+    pub stage: Option<String>,
+    pub state: Option<InstanceState>,
+    pub name: Option<String>,
+    pub region: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    pub limit: u32,
+    pub page_token: Option<String>,
+}
+
+/// What an `instance.create` operation records.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct LaunchInput {
+    pub environment: String,
+    pub spec: LaunchSpec,
+}
+
+/// What an `instance.<action>` operation records.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ActionInput {
+    pub environment: String,
+    pub region: String,
+    pub ids: Vec<String>,
+    pub action: Action,
+}
+
+/// What an `instance.tag` operation records: tags to set and keys to remove.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct TagInput {
+    pub environment: String,
+    pub region: String,
+    pub ids: Vec<String>,
+    pub set: BTreeMap<String, String>,
+    pub remove: Vec<String>,
+}
+
+pub fn action_kind(action: Action) -> String {
+    format!("instance.{}", action.name())
+}
+
+impl Environment {
+    /// The environment's virtual machines, or why it has none.
+    pub fn compute(&self) -> Result<&dyn Compute, Error> {
+        if let Some(reason) = self.provider.unavailable_reason() {
+            return Err(Error::unavailable(
+                "environment_unavailable",
+                format!("environment {} is unavailable: {reason}", self.name),
+                30,
+            ));
+        }
+        self.provider.compute().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Unsupported,
+                "not_supported",
+                format!(
+                    "instances are not supported by provider {}",
+                    self.provider.kind()
+                ),
+            )
+        })
+    }
+
+    /// Fills in what overcast derives from tags: stage and org.
+    pub fn decorate(&self, mut instance: Instance) -> Instance {
+        instance.stage = instance.tags.get(&self.stages.tag_key).cloned();
+        instance.org = instance
+            .tags
+            .get(tags::ORG)
+            .cloned()
+            .or_else(|| self.config.default_org.clone());
+        instance
+    }
+
+    fn check_region(&self, compute: &dyn Compute, region: Option<&str>) -> Result<String, Error> {
+        let regions = compute.regions();
+        match region {
+            None => regions
+                .first()
+                .cloned()
+                .ok_or_else(|| Error::invalid("region", "the environment has no region")),
+            Some(r) if regions.iter().any(|known| known == r) => Ok(r.to_string()),
+            Some(r) => Err(Error::invalid(
+                "region",
+                format!(
+                    "`{r}` is not one of this environment's regions ({})",
+                    regions.join(", ")
+                ),
+            )),
+        }
+    }
+
+    /// Turns a create request into a launch spec: machine type, defaults, stage, tags.
+    pub(crate) fn launch_spec(
+        &self,
+        request: &CreateInstancesRequest,
+        machine_types: &BTreeMap<String, crate::config::MachineType>,
+        org: &str,
+        created_by: &str,
+    ) -> Result<LaunchSpec, Error> {
+        let compute = self.compute()?;
+        let region = self.check_region(compute, request.region.as_deref())?;
+        let sized = match &request.machine_type {
+            None => None,
+            Some(name) => {
+                let machine = machine_types.get(name).ok_or_else(|| {
+                    Error::invalid("machine_type", format!("no machine type `{name}`"))
+                })?;
+                Some(machine.aws.clone().ok_or_else(|| {
+                    Error::invalid(
+                        "machine_type",
+                        format!("machine type `{name}` has no size for provider aws"),
+                    )
+                })?)
+            }
+        };
+        let image = request
+            .image
+            .clone()
+            .or_else(|| sized.as_ref().and_then(|m| m.image.clone()))
+            .ok_or_else(|| {
+                Error::invalid("image", "give an image, or a machine_type that has one")
+            })?;
+        let instance_type = request
+            .instance_type
+            .clone()
+            .or_else(|| sized.as_ref().map(|m| m.instance_type.clone()))
+            .ok_or_else(|| {
+                Error::invalid("instance_type", "give an instance_type, or a machine_type")
+            })?;
+        let (min_count, max_count) = counts(request)?;
+        let stage = match &request.stage {
+            None => self.stages.first().to_string(),
+            Some(stage) if self.stages.stages.contains(stage) => stage.clone(),
+            Some(stage) => {
+                return Err(Error::invalid(
+                    "stage",
+                    format!(
+                        "`{stage}` is not a stage of {} ({})",
+                        self.name,
+                        self.stages.stages.join(", ")
+                    ),
+                ))
+            }
+        };
+        check_tags(&request.tags)?;
+        let mut all_tags = request.tags.clone();
+        if let Some(name) = &request.name {
+            if name.is_empty() || name.len() > 255 {
+                return Err(Error::invalid("name", "must be 1 to 255 characters"));
+            }
+            all_tags.insert(tags::NAME.into(), name.clone());
+        }
+        all_tags.insert(self.stages.tag_key.clone(), stage);
+        all_tags.insert(tags::ORG.into(), org.into());
+        all_tags.insert(tags::CREATED_BY.into(), created_by.into());
+        let security_groups = if request.security_groups.is_empty() {
+            self.config.security_groups.clone()
+        } else {
+            request.security_groups.clone()
+        };
+        Ok(LaunchSpec {
+            region,
+            image,
+            instance_type,
+            min_count,
+            max_count,
+            key_pair: request
+                .key_pair
+                .clone()
+                .or_else(|| self.config.key_pair.clone()),
+            security_groups,
+            subnet: request
+                .subnet
+                .clone()
+                .or_else(|| self.config.subnet.clone()),
+            zone: request.zone.clone(),
+            user_data: request
+                .user_data
+                .as_deref()
+                .map(encode_user_data)
+                .transpose()?,
+            tags: all_tags,
+            client_token: String::new(),
+        })
+    }
+
+    /// Lists instances the caller may see, filtered, sorted by id and paged.
+    pub async fn list(
+        &self,
+        visible: impl Fn(&Instance) -> bool,
+        query: &InstanceQuery,
+    ) -> Result<(Vec<Instance>, Option<String>), Error> {
+        let compute = self.compute()?;
+        let region = match &query.region {
+            Some(r) => Some(self.check_region(compute, Some(r))?),
+            None => None,
+        };
+        let mut tag_filter = query.tags.clone();
+        if let Some(stage) = &query.stage {
+            tag_filter.insert(self.stages.tag_key.clone(), stage.clone());
+        }
+        if let Some(name) = &query.name {
+            tag_filter.insert(tags::NAME.into(), name.clone());
+        }
+        let filter = InstanceFilter {
+            region,
+            ids: vec![],
+            tags: tag_filter,
+            states: query.state.into_iter().collect(),
+        };
+        let mut instances: Vec<Instance> = compute
+            .list_instances(&filter)
+            .await
+            .map_err(provider_error)?
+            .into_iter()
+            .map(|i| self.decorate(i))
+            .filter(|i| visible(i))
+            .filter(|i| query.state.is_none_or(|s| i.state == s))
+            .collect();
+        instances.sort_by(|a, b| a.id.cmp(&b.id));
+        if let Some(after) = &query.page_token {
+            instances.retain(|i| &i.id > after);
+        }
+        let limit = query.limit.max(1) as usize;
+        let next = (instances.len() > limit).then(|| instances[limit - 1].id.clone());
+        instances.truncate(limit);
+        Ok((instances, next))
+    }
+
+    /// One instance, from whichever region has it.
+    pub async fn find(&self, id: &str) -> Result<Option<Instance>, Error> {
+        let compute = self.compute()?;
+        let filter = InstanceFilter {
+            ids: vec![id.to_string()],
+            ..InstanceFilter::default()
+        };
+        let found = compute
+            .list_instances(&filter)
+            .await
+            .map_err(provider_error)?;
+        Ok(found.into_iter().next().map(|i| self.decorate(i)))
+    }
+}
+
+fn counts(request: &CreateInstancesRequest) -> Result<(u32, u32), Error> {
+    let (min, max) = match (request.count, request.min_count, request.max_count) {
+        (Some(n), None, None) => (n, n),
+        (Some(_), _, _) => {
+            return Err(Error::invalid(
+                "count",
+                "give count, or min_count and max_count, not both",
+            ))
+        }
+        (None, min, max) => {
+            let min = min.unwrap_or(1);
+            (min, max.unwrap_or(min))
+        }
+    };
+    let field = if request.count.is_some() {
+        "count"
+    } else {
+        "min_count"
+    };
+    if min == 0 || min > MAX_COUNT {
+        return Err(Error::invalid(
+            field,
+            format!("must be from 1 to {MAX_COUNT}"),
+        ));
+    }
+    if max < min || max > MAX_COUNT {
+        return Err(Error::invalid(
+            "max_count",
+            format!("must be from min_count to {MAX_COUNT}"),
+        ));
+    }
+    Ok((min, max))
+}
+
+/// Tag keys and values as EC2 allows them, never overcast's own keys.
+pub fn check_tags(tags: &BTreeMap<String, String>) -> Result<(), Error> {
+    for (key, value) in tags {
+        let field = format!("tags.{key}");
+        if key.is_empty() || key.chars().count() > 128 {
+            return Err(Error::invalid(field, "a tag key has 1 to 128 characters"));
+        }
+        if tags::is_reserved(key) {
+            return Err(Error::invalid(
+                field,
+                "keys starting with overcast: or aws: are reserved",
+            ));
+        }
+        if value.chars().count() > 256 {
+            return Err(Error::invalid(
+                field,
+                "a tag value has at most 256 characters",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Base64 for the backend: plain text (a script, `#cloud-config`) is encoded; text that is
+/// already base64 is kept.
+fn encode_user_data(text: &str) -> Result<String, Error> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let plain = text.starts_with("#!")
+        || text.starts_with("#cloud-config")
+        || text.contains(char::is_whitespace);
+    let encoded = if !plain && !text.is_empty() && b64.decode(text).is_ok() {
+        text.to_string()
+    } else {
+        b64.encode(text)
+    };
+    if encoded.len() > MAX_USER_DATA {
+        return Err(Error::invalid(
+            "user_data",
+            "is larger than 16 KiB once base64-encoded (EC2's limit)",
+        ));
+    }
+    Ok(encoded)
+}
+
+/// Waits until every instance is in `target` (or gone, for a terminate), polling with a
+/// backoff, or fails at the deadline saying where each stood.
+async fn wait_for(
+    compute: &dyn Compute,
+    region: &str,
+    ids: &[String],
+    target: InstanceState,
+    step: &Step,
+) -> Result<Vec<Instance>, Error> {
+    let deadline = Instant::now() + STATE_TIMEOUT;
+    let mut delay = Duration::from_millis(250);
+    loop {
+        let filter = InstanceFilter {
+            region: Some(region.to_string()),
+            ids: ids.to_vec(),
+            ..InstanceFilter::default()
+        };
+        let instances = compute
+            .list_instances(&filter)
+            .await
+            .map_err(provider_error)?;
+        let reached = |i: &Instance| {
+            i.state == target || (target == InstanceState::Terminated && i.state.is_gone())
+        };
+        if instances.len() >= ids.len() && instances.iter().all(reached) {
+            return Ok(instances);
+        }
+        if let Some(lost) = instances
+            .iter()
+            .find(|i| target != InstanceState::Terminated && i.state.is_gone())
+        {
+            return Err(Error::conflict(
+                "instance_terminated",
+                format!(
+                    "instance {} was terminated while waiting for it to be {}",
+                    lost.id,
+                    target.as_str()
+                ),
+            ));
+        }
+        if Instant::now() >= deadline {
+            let states: Vec<String> = instances
+                .iter()
+                .map(|i| format!("{} {}", i.id, i.state.as_str()))
+                .collect();
+            return Err(Error::new(
+                ErrorKind::BackendTimeout,
+                "state_timeout",
+                format!(
+                    "not {} after {}s: {}",
+                    target.as_str(),
+                    STATE_TIMEOUT.as_secs(),
+                    states.join(", ")
+                ),
+            ));
+        }
+        step.check_cancelled()?;
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+fn instance_result(instance: &Instance, message: Option<String>) -> Result<TargetResult, Error> {
+    Ok(TargetResult {
+        target: instance.id.clone(),
+        outcome: TargetOutcome::Done,
+        message,
+        detail: Some(serde_json::to_value(instance).map_err(|e| Error::internal(e.to_string()))?),
+    })
+}
+
+/// Runs `instance.create`: finds what an earlier run of this operation launched (by its
+/// `overcast:operation` tag, since not every backend honours the client token), launches
+/// only the rest, and waits for all to run.
+pub(crate) struct CreateExecutor {
+    pub environments: Arc<Environments>,
+}
+
+#[async_trait]
+impl Executor for CreateExecutor {
+    async fn run(&self, step: &mut Step) -> Result<(), Error> {
+        let input: LaunchInput = step.input()?;
+        let env = self.environments.require(&input.environment)?;
+        let compute = env.compute()?;
+        let operation_id = step.operation().id.clone();
+        let mut spec = input.spec;
+        spec.tags
+            .insert(tags::OPERATION.into(), operation_id.clone());
+        let mine = InstanceFilter {
+            region: Some(spec.region.clone()),
+            tags: BTreeMap::from([(tags::OPERATION.to_string(), operation_id.clone())]),
+            ..InstanceFilter::default()
+        };
+        let mut instances: Vec<Instance> = compute
+            .list_instances(&mine)
+            .await
+            .map_err(provider_error)?
+            .into_iter()
+            .filter(|i| !i.state.is_gone())
+            .collect();
+        step.set_total(u64::from(spec.max_count)).await?;
+        let launched = instances.len() as u32;
+        if launched < spec.max_count {
+            step.check_cancelled()?;
+            let mut rest = spec.clone();
+            rest.max_count = spec.max_count - launched;
+            rest.min_count = spec
+                .min_count
+                .saturating_sub(launched)
+                .clamp(1, rest.max_count);
+            // Derived from the operation, so a retried call after a crash is the same call.
+            rest.client_token = format!("{operation_id}-{launched}");
+            instances.extend(compute.run_instances(&rest).await.map_err(provider_error)?);
+        }
+        step.set_total(instances.len() as u64).await?;
+        let ids: Vec<String> = instances.iter().map(|i| i.id.clone()).collect();
+        for instance in wait_for(compute, &spec.region, &ids, InstanceState::Running, step).await? {
+            step.record(instance_result(&env.decorate(instance), None)?)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs `instance.start|stop|reboot|terminate`: acts on the instances not already in the
+/// wanted state, then waits for them to reach it.
+pub(crate) struct ActionExecutor {
+    pub environments: Arc<Environments>,
+}
+
+#[async_trait]
+impl Executor for ActionExecutor {
+    async fn run(&self, step: &mut Step) -> Result<(), Error> {
+        let input: ActionInput = step.input()?;
+        let env = self.environments.require(&input.environment)?;
+        let compute = env.compute()?;
+        step.set_total(input.ids.len() as u64).await?;
+        let target = input.action.target_state();
+        let filter = InstanceFilter {
+            region: Some(input.region.clone()),
+            ids: input.ids.clone(),
+            ..InstanceFilter::default()
+        };
+        let current = compute
+            .list_instances(&filter)
+            .await
+            .map_err(provider_error)?;
+        let pending: Vec<String> = current
+            .iter()
+            .filter(|i| input.action == Action::Reboot || i.state != target)
+            .filter(|i| step.result_for(&i.id).is_none())
+            .map(|i| i.id.clone())
+            .collect();
+        if !pending.is_empty() {
+            step.check_cancelled()?;
+            compute
+                .act(&input.region, &pending, input.action)
+                .await
+                .map_err(provider_error)?;
+        }
+        for instance in wait_for(compute, &input.region, &input.ids, target, step).await? {
+            let message =
+                (!pending.contains(&instance.id)).then(|| format!("already {}", target.as_str()));
+            step.record(instance_result(&env.decorate(instance), message)?)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs `instance.tag`: setting and removing tags are idempotent, so a re-run is safe.
+pub(crate) struct TagExecutor {
+    pub environments: Arc<Environments>,
+}
+
+#[async_trait]
+impl Executor for TagExecutor {
+    async fn run(&self, step: &mut Step) -> Result<(), Error> {
+        let input: TagInput = step.input()?;
+        let env = self.environments.require(&input.environment)?;
+        let compute = env.compute()?;
+        step.set_total(input.ids.len() as u64).await?;
+        if !input.set.is_empty() {
+            compute
+                .set_tags(&input.region, &input.ids, &input.set)
+                .await
+                .map_err(provider_error)?;
+        }
+        if !input.remove.is_empty() {
+            compute
+                .remove_tags(&input.region, &input.ids, &input.remove)
+                .await
+                .map_err(provider_error)?;
+        }
+        for id in &input.ids {
+            step.record(TargetResult {
+                target: id.clone(),
+                outcome: TargetOutcome::Done,
+                message: None,
+                detail: None,
+            })
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_data_is_encoded_unless_already_base64() {
+        let script = "#!/bin/sh\necho hello\n";
+        let b64 = base64::engine::general_purpose::STANDARD.encode(script);
+        assert_eq!(encode_user_data(script).unwrap(), b64);
+        assert_eq!(encode_user_data(&b64).unwrap(), b64);
+        assert_eq!(
+            encode_user_data("#cloud-config\npackages: [git]")
+                .unwrap()
+                .len()
+                % 4,
+            0
+        );
+        let huge = "x ".repeat(13_000);
+        assert_eq!(
+            encode_user_data(&huge).unwrap_err().field.as_deref(),
+            Some("user_data")
+        );
+    }
+
+    #[test]
+    fn counts_are_checked() {
+        let req = |count, min, max| CreateInstancesRequest {
+            count,
+            min_count: min,
+            max_count: max,
+            ..Default::default()
+        };
+        assert_eq!(counts(&req(None, None, None)).unwrap(), (1, 1));
+        assert_eq!(counts(&req(Some(3), None, None)).unwrap(), (3, 3));
+        assert_eq!(counts(&req(None, Some(2), Some(5))).unwrap(), (2, 5));
+        assert_eq!(
+            counts(&req(Some(0), None, None))
+                .unwrap_err()
+                .field
+                .as_deref(),
+            Some("count")
+        );
+        assert_eq!(
+            counts(&req(None, Some(3), Some(2)))
+                .unwrap_err()
+                .field
+                .as_deref(),
+            Some("max_count")
+        );
+        assert_eq!(
+            counts(&req(Some(2), Some(1), None))
+                .unwrap_err()
+                .field
+                .as_deref(),
+            Some("count")
+        );
+        assert_eq!(
+            counts(&req(Some(1001), None, None))
+                .unwrap_err()
+                .field
+                .as_deref(),
+            Some("count")
+        );
+    }
+
+    #[test]
+    fn reserved_and_oversized_tags_are_refused() {
+        let tags = |k: &str, v: &str| BTreeMap::from([(k.to_string(), v.to_string())]);
+        assert!(check_tags(&tags("team", "web")).is_ok());
+        assert_eq!(
+            check_tags(&tags("overcast:org", "x"))
+                .unwrap_err()
+                .field
+                .as_deref(),
+            Some("tags.overcast:org")
+        );
+        assert!(check_tags(&tags("", "x")).is_err());
+        assert!(check_tags(&tags("k", &"v".repeat(257))).is_err());
+    }
+}

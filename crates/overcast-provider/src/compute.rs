@@ -1,0 +1,109 @@
+//! The `Compute` capability: virtual machines.
+
+use async_trait::async_trait;
+use overcast_types::{Instance, InstanceState};
+use std::collections::BTreeMap;
+
+use crate::ProviderError;
+
+/// What to launch.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LaunchSpec {
+    pub region: String,
+    pub image: String,
+    pub instance_type: String,
+    /// Launch at least this many, or none.
+    pub min_count: u32,
+    /// Launch at most this many.
+    pub max_count: u32,
+    pub key_pair: Option<String>,
+    pub security_groups: Vec<String>,
+    pub subnet: Option<String>,
+    pub zone: Option<String>,
+    /// Base64, as the backend takes it.
+    pub user_data: Option<String>,
+    /// Applied at launch, never in a second call.
+    pub tags: BTreeMap<String, String>,
+    /// Makes a repeated launch call a no-op where the backend honours it.
+    pub client_token: String,
+}
+
+/// Which instances to list. Every given part must match.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceFilter {
+    /// One region; default: all of the environment's.
+    pub region: Option<String>,
+    pub ids: Vec<String>,
+    pub tags: BTreeMap<String, String>,
+    pub states: Vec<InstanceState>,
+}
+
+/// A lifecycle action on instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Start,
+    Stop { force: bool },
+    Reboot,
+    Terminate,
+}
+
+impl Action {
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Start => "start",
+            Action::Stop { .. } => "stop",
+            Action::Reboot => "reboot",
+            Action::Terminate => "terminate",
+        }
+    }
+
+    /// The state the instance ends in.
+    pub fn target_state(self) -> InstanceState {
+        match self {
+            Action::Start | Action::Reboot => InstanceState::Running,
+            Action::Stop { .. } => InstanceState::Stopped,
+            Action::Terminate => InstanceState::Terminated,
+        }
+    }
+}
+
+/// Virtual machines of one environment.
+#[async_trait]
+pub trait Compute: Send + Sync {
+    /// The regions the environment spans; the first is the default for launches.
+    fn regions(&self) -> Vec<String>;
+
+    /// Instances matching the filter, across the filter's region or all regions. Tags are
+    /// the raw provider tags; stage and org are the core's to derive.
+    async fn list_instances(&self, filter: &InstanceFilter)
+        -> Result<Vec<Instance>, ProviderError>;
+
+    /// Whether a launch would be allowed (the backend's dry run); launches nothing.
+    async fn check_launch(&self, spec: &LaunchSpec) -> Result<(), ProviderError>;
+
+    /// Launches instances, tagged at launch.
+    async fn run_instances(&self, spec: &LaunchSpec) -> Result<Vec<Instance>, ProviderError>;
+
+    /// Asks for an action on instances of one region; does not wait for the state.
+    async fn act(&self, region: &str, ids: &[String], action: Action) -> Result<(), ProviderError>;
+
+    /// The instance's serial console output so far.
+    async fn console_output(&self, region: &str, id: &str) -> Result<String, ProviderError>;
+
+    /// Sets tags on resources of one region (instances, images, security groups).
+    async fn set_tags(
+        &self,
+        region: &str,
+        resource_ids: &[String],
+        tags: &BTreeMap<String, String>,
+    ) -> Result<(), ProviderError>;
+
+    /// Removes tags by key from resources of one region.
+    async fn remove_tags(
+        &self,
+        region: &str,
+        resource_ids: &[String],
+        keys: &[String],
+    ) -> Result<(), ProviderError>;
+}

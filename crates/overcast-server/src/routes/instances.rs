@@ -1,0 +1,292 @@
+//! Instances of an environment: list, create, get, act on, tag, console.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use overcast_core::instances::{CreateInstancesRequest, InstanceQuery};
+use overcast_core::Launch;
+use overcast_provider::Action;
+use overcast_types::{Error, Instance, InstanceState, Operation, Page};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+
+use super::page_limit;
+use crate::error::{ApiResult, ErrorBody};
+use crate::extract::{Mutation, NoBody};
+use crate::middleware::Caller;
+use crate::AppState;
+
+/// Instances of the environment the caller may see, across its regions, sorted by id.
+#[utoipa::path(get, path = "/v1/environments/{env}/instances", tag = "instances",
+    params(
+        ("env" = String, Path, description = "Environment name"),
+        ("stage" = Option<String>, Query, description = "Only this stage"),
+        ("state" = Option<String>, Query, description = "Only this state, e.g. running"),
+        ("name" = Option<String>, Query, description = "Only this Name tag"),
+        ("region" = Option<String>, Query, description = "Only this region"),
+        ("tag.KEY" = Option<String>, Query, description = "Only instances whose tag KEY has this value; repeatable"),
+        ("limit" = Option<String>, Query, description = "1 to 500, default 50"),
+        ("page_token" = Option<String>, Query, description = "From the previous page's next_page_token"),
+    ),
+    responses((status = 200, body = Page<Instance>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn list_instances(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Path(env): Path<String>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> ApiResult<Json<Page<Instance>>> {
+    let mut query = InstanceQuery::default();
+    let mut limit = None;
+    for (key, value) in params {
+        match key.as_str() {
+            "stage" => query.stage = Some(value),
+            "state" => query.state = Some(InstanceState::parse("state", &value)?),
+            "name" => query.name = Some(value),
+            "region" => query.region = Some(value),
+            "limit" => limit = Some(value),
+            "page_token" => query.page_token = Some(value),
+            _ => match key.strip_prefix("tag.") {
+                Some(tag) if !tag.is_empty() => {
+                    query.tags.insert(tag.to_string(), value);
+                }
+                _ => {
+                    return Err(Error::invalid(
+                        "query",
+                        format!("unknown parameter `{key}`; use stage, state, name, region, tag.KEY, limit, page_token"),
+                    )
+                    .into())
+                }
+            },
+        }
+    }
+    query.limit = page_limit(limit.as_deref())?;
+    Ok(Json(state.core.instances(&principal, &env, query).await?))
+}
+
+/// The answer to a dry-run create.
+#[derive(Serialize, ToSchema)]
+pub struct DryRunAnswer {
+    pub dry_run: bool,
+    pub message: String,
+}
+
+/// Launches instances (an operation), tagged at launch with name, stage, org, creator and
+/// operation. With `dry_run`, asks the backend whether the launch would be allowed.
+#[utoipa::path(post, path = "/v1/environments/{env}/instances", tag = "instances", request_body = CreateInstancesRequest,
+    params(("env" = String, Path, description = "Environment name"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
+    responses((status = 201, body = Operation), (status = 202, body = Operation), (status = 200, body = DryRunAnswer),
+              (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn create_instances(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Path(env): Path<String>,
+    request: Mutation<CreateInstancesRequest>,
+) -> ApiResult<Response> {
+    match state
+        .core
+        .create_instances(
+            &principal,
+            &env,
+            &request.body,
+            request.idempotency.as_ref(),
+        )
+        .await?
+    {
+        Launch::DryRun => Ok(Json(DryRunAnswer {
+            dry_run: true,
+            message: "the backend would allow this launch; nothing was launched".into(),
+        })
+        .into_response()),
+        Launch::Started(operation) => {
+            let operation = state
+                .core
+                .wait(&principal, &operation.id, request.wait)
+                .await?;
+            Ok(request.respond(&operation, StatusCode::CREATED, &operation))
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/v1/environments/{env}/instances/{id}", tag = "instances",
+    params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Instance id")),
+    responses((status = 200, body = Instance), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn get_instance(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Path((env, id)): Path<(String, String)>,
+) -> ApiResult<Json<Instance>> {
+    Ok(Json(state.core.instance(&principal, &env, &id).await?))
+}
+
+/// Terminates an instance (an operation); the same as `POST .../{id}/terminate`.
+#[utoipa::path(delete, path = "/v1/environments/{env}/instances/{id}", tag = "instances",
+    params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Instance id")),
+    responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 404, body = ErrorBody),
+              (status = 403, body = ErrorBody)))]
+pub async fn delete_instance(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Path((env, id)): Path<(String, String)>,
+    request: Mutation<NoBody>,
+) -> ApiResult<Response> {
+    let operation = state
+        .core
+        .instance_action(
+            &principal,
+            &env,
+            &id,
+            Action::Terminate,
+            request.idempotency.as_ref(),
+        )
+        .await?;
+    let operation = state
+        .core
+        .wait(&principal, &operation.id, request.wait)
+        .await?;
+    Ok(request.respond(&operation, StatusCode::OK, &operation))
+}
+
+/// The body of an action; only `stop` takes `force`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActionBody {
+    /// stop only: stop at once, without a graceful shutdown.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// Starts, stops, reboots or terminates one instance (an operation that ends when the
+/// instance reaches the wanted state).
+#[utoipa::path(post, path = "/v1/environments/{env}/instances/{id}/{action}", tag = "instances", request_body = ActionBody,
+    params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Instance id"),
+           ("action" = String, Path, description = "start, stop, reboot or terminate"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
+    responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn instance_action(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Path((env, id, action)): Path<(String, String, String)>,
+    request: Mutation<ActionBody>,
+) -> ApiResult<Response> {
+    let force = request.body.force;
+    let action = match action.as_str() {
+        "start" => Action::Start,
+        "stop" => Action::Stop { force },
+        "reboot" => Action::Reboot,
+        "terminate" => Action::Terminate,
+        other => {
+            return Err(Error::invalid(
+                "action",
+                format!("`{other}` is not an action; use start, stop, reboot or terminate"),
+            )
+            .into())
+        }
+    };
+    if force && !matches!(action, Action::Stop { .. }) {
+        return Err(Error::invalid("body.force", "only stop takes force").into());
+    }
+    let operation = state
+        .core
+        .instance_action(&principal, &env, &id, action, request.idempotency.as_ref())
+        .await?;
+    let operation = state
+        .core
+        .wait(&principal, &operation.id, request.wait)
+        .await?;
+    Ok(request.respond(&operation, StatusCode::OK, &operation))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ConsoleOutput {
+    pub id: String,
+    pub output: String,
+}
+
+/// The serial console output so far.
+#[utoipa::path(get, path = "/v1/environments/{env}/instances/{id}/console", tag = "instances",
+    params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Instance id")),
+    responses((status = 200, body = ConsoleOutput), (status = 404, body = ErrorBody)))]
+pub async fn console(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Path((env, id)): Path<(String, String)>,
+) -> ApiResult<Json<ConsoleOutput>> {
+    let output = state.core.console(&principal, &env, &id).await?;
+    Ok(Json(ConsoleOutput { id, output }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetTags {
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveTags {
+    pub keys: Vec<String>,
+}
+
+/// Sets tags (an operation). Keys starting with `overcast:` or `aws:` are reserved.
+#[utoipa::path(put, path = "/v1/environments/{env}/instances/{id}/tags", tag = "instances", request_body = SetTags,
+    params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Instance id")),
+    responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn set_tags(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Path((env, id)): Path<(String, String)>,
+    request: Mutation<SetTags>,
+) -> ApiResult<Response> {
+    let operation = state
+        .core
+        .tag_instance(
+            &principal,
+            &env,
+            &id,
+            request.body.tags.clone(),
+            vec![],
+            request.idempotency.as_ref(),
+        )
+        .await?;
+    let operation = state
+        .core
+        .wait(&principal, &operation.id, request.wait)
+        .await?;
+    Ok(request.respond(&operation, StatusCode::OK, &operation))
+}
+
+/// Removes tags by key (an operation).
+#[utoipa::path(delete, path = "/v1/environments/{env}/instances/{id}/tags", tag = "instances", request_body = RemoveTags,
+    params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Instance id")),
+    responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn remove_tags(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Path((env, id)): Path<(String, String)>,
+    request: Mutation<RemoveTags>,
+) -> ApiResult<Response> {
+    let operation = state
+        .core
+        .tag_instance(
+            &principal,
+            &env,
+            &id,
+            BTreeMap::new(),
+            request.body.keys.clone(),
+            request.idempotency.as_ref(),
+        )
+        .await?;
+    let operation = state
+        .core
+        .wait(&principal, &operation.id, request.wait)
+        .await?;
+    Ok(request.respond(&operation, StatusCode::OK, &operation))
+}

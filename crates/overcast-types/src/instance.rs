@@ -1,0 +1,135 @@
+//! Instances: virtual machines on any provider, in overcast's common shape.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+/// The common states of every provider's machines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceState {
+    Pending,
+    Running,
+    Stopping,
+    Stopped,
+    Rebooting,
+    Terminating,
+    Terminated,
+    Error,
+}
+
+impl InstanceState {
+    pub const ALL: [InstanceState; 8] = [
+        InstanceState::Pending,
+        InstanceState::Running,
+        InstanceState::Stopping,
+        InstanceState::Stopped,
+        InstanceState::Rebooting,
+        InstanceState::Terminating,
+        InstanceState::Terminated,
+        InstanceState::Error,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstanceState::Pending => "pending",
+            InstanceState::Running => "running",
+            InstanceState::Stopping => "stopping",
+            InstanceState::Stopped => "stopped",
+            InstanceState::Rebooting => "rebooting",
+            InstanceState::Terminating => "terminating",
+            InstanceState::Terminated => "terminated",
+            InstanceState::Error => "error",
+        }
+    }
+
+    pub fn parse(field: &str, s: &str) -> Result<Self, crate::Error> {
+        Self::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| {
+                crate::Error::invalid(
+                    field,
+                    format!("`{s}` is not an instance state; use one of pending, running, stopping, stopped, rebooting, terminating, terminated, error"),
+                )
+            })
+    }
+
+    /// Gone for good: nothing but listing applies any more.
+    pub fn is_gone(self) -> bool {
+        matches!(self, InstanceState::Terminating | InstanceState::Terminated)
+    }
+}
+
+/// A virtual machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Instance {
+    /// The provider's own id, e.g. `i-0abc...`.
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub environment: String,
+    pub region: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    /// From the environment's stage tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
+    pub state: InstanceState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_pair: Option<String>,
+    #[serde(default)]
+    pub security_groups: Vec<String>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub launched_at: Option<OffsetDateTime>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// The org that owns it: its `overcast:org` tag, else the environment's default org.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org: Option<String>,
+}
+
+/// Tags overcast puts on everything it creates.
+pub mod tags {
+    pub const ORG: &str = "overcast:org";
+    pub const CREATED_BY: &str = "overcast:created-by";
+    pub const OPERATION: &str = "overcast:operation";
+    pub const NAME: &str = "Name";
+
+    /// Keys a caller may not set or remove: overcast owns them.
+    pub fn is_reserved(key: &str) -> bool {
+        key.starts_with("overcast:") || key.starts_with("aws:")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_parse_and_say_when_gone() {
+        assert_eq!(
+            InstanceState::parse("state", "stopped").unwrap(),
+            InstanceState::Stopped
+        );
+        assert_eq!(
+            InstanceState::parse("state", "asleep")
+                .unwrap_err()
+                .field
+                .as_deref(),
+            Some("state")
+        );
+        assert!(InstanceState::Terminated.is_gone() && !InstanceState::Stopped.is_gone());
+        assert!(tags::is_reserved("overcast:org") && !tags::is_reserved("team"));
+    }
+}

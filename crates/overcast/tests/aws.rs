@@ -1,0 +1,572 @@
+//! The AWS backend end to end: requests through overcast's HTTP API, outcomes read from moto
+//! directly with the SDK.
+
+mod support;
+
+use aws_sdk_ec2::types::{InstanceAttributeName, InstanceStateName};
+use base64::Engine;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashSet};
+use support::{some_image, TestServer, ADMIN, REGIONS};
+
+const ENV: &str = "/v1/environments/aws-test/instances";
+
+/// What moto holds for one instance: its state and tags.
+async fn in_moto(
+    ec2: &aws_sdk_ec2::Client,
+    id: &str,
+) -> (InstanceStateName, BTreeMap<String, String>) {
+    let out = ec2
+        .describe_instances()
+        .instance_ids(id)
+        .send()
+        .await
+        .unwrap();
+    let instance = &out.reservations()[0].instances()[0];
+    let tags = instance
+        .tags()
+        .iter()
+        .map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string()))
+        .collect();
+    (instance.state().unwrap().name().unwrap().clone(), tags)
+}
+
+/// Every instance id moto holds in a region, terminated ones left out.
+async fn ids_in_moto(ec2: &aws_sdk_ec2::Client) -> HashSet<String> {
+    let out = ec2.describe_instances().send().await.unwrap();
+    out.reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter(|i| i.state().and_then(|s| s.name()) != Some(&InstanceStateName::Terminated))
+        .map(|i| i.instance_id().unwrap().to_string())
+        .collect()
+}
+
+async fn create(server: &TestServer, token: &str, body: Value) -> Value {
+    let (status, op) = server.call(Method::POST, ENV, token, Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{op}");
+    assert_eq!(op["status"], "succeeded", "{op}");
+    op
+}
+
+fn created_ids(op: &Value) -> Vec<String> {
+    op["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["target"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_tags_at_launch_and_passes_user_data() {
+    let server = TestServer::start().await;
+    let ec2 = server.ec2(REGIONS[0]).await;
+    let image = some_image(&ec2).await;
+    let op = create(
+        &server,
+        ADMIN,
+        json!({"name": "web-1", "image": image, "instance_type": "t3.micro", "tags": {"team": "web"},
+               "user_data": "#!/bin/sh\necho hello\n"}),
+    )
+    .await;
+    assert_eq!(op["kind"], "instance.create");
+    assert_eq!(op["environment"], "aws-test");
+    assert_eq!(op["progress"], json!({"done": 1, "total": 1}));
+    let id = &created_ids(&op)[0];
+    assert_eq!(
+        op["results"][0]["detail"]["stage"], "dev",
+        "no stage means the first"
+    );
+
+    let (state, tags) = in_moto(&ec2, id).await;
+    assert_eq!(state, InstanceStateName::Running);
+    assert_eq!(tags["Name"], "web-1");
+    assert_eq!(tags["team"], "web");
+    assert_eq!(tags["stage"], "dev");
+    assert_eq!(tags["overcast:org"], "admin");
+    assert_eq!(tags["overcast:created-by"], "bootstrap-admin");
+    assert_eq!(tags["overcast:operation"], op["id"].as_str().unwrap());
+
+    let attribute = ec2
+        .describe_instance_attribute()
+        .instance_id(id)
+        .attribute(InstanceAttributeName::UserData)
+        .send()
+        .await
+        .unwrap();
+    let user_data = attribute.user_data().unwrap().value().unwrap();
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(user_data)
+        .unwrap();
+    assert_eq!(decoded, b"#!/bin/sh\necho hello\n");
+
+    let (status, got) = server
+        .call(Method::GET, &format!("{ENV}/{id}"), ADMIN, None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (got["state"].as_str(), got["region"].as_str()),
+        (Some("running"), Some(REGIONS[0]))
+    );
+    assert_eq!(got["name"], "web-1");
+    let (status, console) = server
+        .call(Method::GET, &format!("{ENV}/{id}/console"), ADMIN, None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(console["output"].is_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_launches_nothing() {
+    let server = TestServer::start().await;
+    let ec2 = server.ec2(REGIONS[0]).await;
+    let image = some_image(&ec2).await;
+    let (status, answer) = server
+        .call(
+            Method::POST,
+            ENV,
+            ADMIN,
+            Some(json!({"image": image, "instance_type": "t3.micro", "count": 3, "dry_run": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["dry_run"], true);
+    assert!(ids_in_moto(&ec2).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_span_both_regions_with_filters_and_paging() {
+    let server = TestServer::start().await;
+    let (west, east) = (server.ec2(REGIONS[0]).await, server.ec2(REGIONS[1]).await);
+    let (west_image, east_image) = (some_image(&west).await, some_image(&east).await);
+    create(&server, ADMIN, json!({"image": west_image, "instance_type": "t3.micro", "count": 3, "tags": {"tier": "web"}})).await;
+    create(
+        &server,
+        ADMIN,
+        json!({"image": east_image, "instance_type": "t3.micro", "count": 2, "region": REGIONS[1], "stage": "test", "name": "db"}),
+    )
+    .await;
+    let mut expected = ids_in_moto(&west).await;
+    expected.extend(ids_in_moto(&east).await);
+    assert_eq!(expected.len(), 5);
+
+    let list = |query: &str| {
+        let server = &server;
+        let path = format!("{ENV}{query}");
+        async move {
+            let (status, page) = server.call(Method::GET, &path, ADMIN, None).await;
+            assert_eq!(status, StatusCode::OK, "{path}: {page}");
+            page
+        }
+    };
+    let ids = |page: &Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        ids(&list("").await).into_iter().collect::<HashSet<_>>(),
+        expected
+    );
+    let test_stage = list("?stage=test").await;
+    assert_eq!(ids(&test_stage).len(), 2);
+    assert!(test_stage["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|i| i["region"] == REGIONS[1] && i["stage"] == "test"));
+    assert_eq!(
+        ids(&list(&format!("?region={}", REGIONS[0])).await).len(),
+        3
+    );
+    assert_eq!(ids(&list("?tag.tier=web").await).len(), 3);
+    assert_eq!(ids(&list("?name=db").await).len(), 2);
+    assert_eq!(ids(&list("?state=stopped").await).len(), 0);
+
+    let mut paged = vec![];
+    let mut token: Option<String> = None;
+    loop {
+        let query = match &token {
+            Some(t) => format!("?limit=2&page_token={t}"),
+            None => "?limit=2".to_string(),
+        };
+        let page = list(&query).await;
+        assert!(ids(&page).len() <= 2);
+        paged.extend(ids(&page));
+        match page["next_page_token"].as_str() {
+            Some(next) => token = Some(next.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(paged.len(), 5);
+    assert_eq!(paged.iter().cloned().collect::<HashSet<_>>(), expected);
+
+    let (status, err) = server
+        .call(
+            Method::GET,
+            &format!("{ENV}?region=mars-east-9"),
+            ADMIN,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, err["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("region"))
+    );
+    let (status, err) = server
+        .call(Method::GET, &format!("{ENV}?colour=red"), ADMIN, None)
+        .await;
+    assert_eq!(
+        (status, err["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("query"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_start_reboot_and_terminate_reach_their_states_in_moto() {
+    let server = TestServer::start().await;
+    let ec2 = server.ec2(REGIONS[0]).await;
+    let image = some_image(&ec2).await;
+    let op = create(
+        &server,
+        ADMIN,
+        json!({"image": image, "instance_type": "t3.micro"}),
+    )
+    .await;
+    let id = created_ids(&op)[0].clone();
+    let act = |action: &'static str, body: Option<Value>| {
+        let server = &server;
+        let id = id.clone();
+        async move {
+            server
+                .call(Method::POST, &format!("{ENV}/{id}/{action}"), ADMIN, body)
+                .await
+        }
+    };
+
+    let (status, op) = act("stop", None).await;
+    assert_eq!(
+        (status, op["status"].as_str()),
+        (StatusCode::OK, Some("succeeded")),
+        "{op}"
+    );
+    assert_eq!(op["results"][0]["detail"]["state"], "stopped");
+    assert_eq!(in_moto(&ec2, &id).await.0, InstanceStateName::Stopped);
+
+    // Stopping a stopped instance is done without a backend call.
+    let (_, op) = act("stop", None).await;
+    assert_eq!(op["results"][0]["message"], "already stopped");
+
+    let (_, op) = act("start", None).await;
+    assert_eq!(op["status"], "succeeded");
+    assert_eq!(in_moto(&ec2, &id).await.0, InstanceStateName::Running);
+
+    let (_, op) = act("reboot", None).await;
+    assert_eq!(op["status"], "succeeded");
+    assert_eq!(in_moto(&ec2, &id).await.0, InstanceStateName::Running);
+
+    let (_, op) = act("stop", Some(json!({"force": true}))).await;
+    assert_eq!(op["status"], "succeeded");
+    assert_eq!(in_moto(&ec2, &id).await.0, InstanceStateName::Stopped);
+
+    let (status, err) = act("start", Some(json!({"force": true}))).await;
+    assert_eq!(
+        (status, err["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("body.force"))
+    );
+    let (status, err) = act("explode", None).await;
+    assert_eq!(
+        (status, err["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("action"))
+    );
+
+    let (status, op) = server
+        .call(Method::DELETE, &format!("{ENV}/{id}"), ADMIN, None)
+        .await;
+    assert_eq!(
+        (status, op["status"].as_str()),
+        (StatusCode::OK, Some("succeeded")),
+        "{op}"
+    );
+    assert_eq!(op["kind"], "instance.terminate");
+    assert_eq!(in_moto(&ec2, &id).await.0, InstanceStateName::Terminated);
+
+    // moto would start a terminated instance; AWS does not, and neither does overcast.
+    let (status, err) = act("start", None).await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("wrong_state"))
+    );
+    assert_eq!(in_moto(&ec2, &id).await.0, InstanceStateName::Terminated);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_are_set_and_removed_in_moto() {
+    let server = TestServer::start().await;
+    let ec2 = server.ec2(REGIONS[0]).await;
+    let image = some_image(&ec2).await;
+    let op = create(
+        &server,
+        ADMIN,
+        json!({"image": image, "instance_type": "t3.micro", "tags": {"a": "1"}}),
+    )
+    .await;
+    let id = created_ids(&op)[0].clone();
+    let tags_path = format!("{ENV}/{id}/tags");
+
+    let (status, op) = server
+        .call(
+            Method::PUT,
+            &tags_path,
+            ADMIN,
+            Some(json!({"tags": {"owner": "ops", "a": "2"}})),
+        )
+        .await;
+    assert_eq!(
+        (status, op["status"].as_str()),
+        (StatusCode::OK, Some("succeeded")),
+        "{op}"
+    );
+    let (_, tags) = in_moto(&ec2, &id).await;
+    assert_eq!((tags["owner"].as_str(), tags["a"].as_str()), ("ops", "2"));
+
+    let (_, op) = server
+        .call(
+            Method::DELETE,
+            &tags_path,
+            ADMIN,
+            Some(json!({"keys": ["a"]})),
+        )
+        .await;
+    assert_eq!(op["status"], "succeeded");
+    let (_, tags) = in_moto(&ec2, &id).await;
+    assert!(!tags.contains_key("a") && tags.contains_key("owner"));
+
+    let (status, err) = server
+        .call(
+            Method::PUT,
+            &tags_path,
+            ADMIN,
+            Some(json!({"tags": {"overcast:org": "evil"}})),
+        )
+        .await;
+    assert_eq!(
+        (status, err["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("tags.overcast:org"))
+    );
+    let (status, err) = server
+        .call(
+            Method::DELETE,
+            &tags_path,
+            ADMIN,
+            Some(json!({"keys": ["overcast:org"]})),
+        )
+        .await;
+    assert_eq!(
+        (status, err["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("keys[0]"))
+    );
+    assert_eq!(in_moto(&ec2, &id).await.1["overcast:org"], "admin");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_creates_are_refused_with_the_field_and_launch_nothing() {
+    let server = TestServer::start().await;
+    let ec2 = server.ec2(REGIONS[0]).await;
+    let image = some_image(&ec2).await;
+    let cases = [
+        (
+            json!({"image": "ami-00000000deadbeef0", "instance_type": "t3.micro"}),
+            "image",
+        ),
+        (
+            json!({"image": image, "instance_type": "t9.galactic"}),
+            "instance_type",
+        ),
+        (json!({"image": image}), "instance_type"),
+        (json!({"instance_type": "t3.micro"}), "image"),
+        (
+            json!({"image": image, "instance_type": "t3.micro", "stage": "qa"}),
+            "stage",
+        ),
+        (
+            json!({"image": image, "instance_type": "t3.micro", "region": "mars-east-9"}),
+            "region",
+        ),
+        (
+            json!({"image": image, "instance_type": "t3.micro", "count": 0}),
+            "count",
+        ),
+        (
+            json!({"image": image, "instance_type": "t3.micro", "machine_type": "nope"}),
+            "machine_type",
+        ),
+        (
+            json!({"image": image, "instance_type": "t3.micro", "key_pair": "missing"}),
+            "key_pair",
+        ),
+        (
+            json!({"image": image, "instance_type": "t3.micro", "colour": "red"}),
+            "body.colour",
+        ),
+    ];
+    for (body, field) in cases {
+        let (status, answer) = server
+            .call(Method::POST, ENV, ADMIN, Some(body.clone()))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        assert_eq!(answer["error"]["field"], field, "{body}: {answer}");
+        assert!(!answer["error"]["message"].as_str().unwrap().is_empty());
+    }
+    assert!(ids_in_moto(&ec2).await.is_empty(), "nothing was launched");
+    // What the backend refused was recorded as a failed operation, named in the answer.
+    let (_, answer) = server
+        .call(
+            Method::POST,
+            ENV,
+            ADMIN,
+            Some(json!({"image": "ami-00000000deadbeef0", "instance_type": "t3.micro"})),
+        )
+        .await;
+    let op_id = answer["error"]["operation_id"].as_str().unwrap();
+    let (_, op) = server
+        .call(Method::GET, &format!("/v1/operations/{op_id}"), ADMIN, None)
+        .await;
+    assert_eq!(op["status"], "failed");
+    assert_eq!(op["error"]["code"], "image_not_found");
+    assert!(
+        op["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("InvalidAMIID"),
+        "the backend's code is kept: {op}"
+    );
+    let (status, _) = server
+        .call(
+            Method::GET,
+            &format!("{ENV}/i-0123456789abcdef0"),
+            ADMIN,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = server
+        .call(
+            Method::GET,
+            "/v1/environments/nowhere/instances",
+            ADMIN,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_org_neither_sees_nor_touches_an_instance() {
+    let server = TestServer::start().await;
+    let ec2 = server.ec2(REGIONS[0]).await;
+    let image = some_image(&ec2).await;
+    let acme = server.token("acme", "operator").await;
+    let other = server.token("other", "operator").await;
+    let op = create(
+        &server,
+        &acme,
+        json!({"image": image, "instance_type": "t3.micro"}),
+    )
+    .await;
+    let id = created_ids(&op)[0].clone();
+    assert_eq!(in_moto(&ec2, &id).await.1["overcast:org"], "acme");
+
+    let (status, _) = server
+        .call(Method::GET, &format!("{ENV}/{id}"), &acme, None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    for (method, path, body) in [
+        (Method::GET, format!("{ENV}/{id}"), None),
+        (Method::POST, format!("{ENV}/{id}/stop"), None),
+        (Method::POST, format!("{ENV}/{id}/terminate"), None),
+        (Method::DELETE, format!("{ENV}/{id}"), None),
+        (
+            Method::PUT,
+            format!("{ENV}/{id}/tags"),
+            Some(json!({"tags": {"x": "y"}})),
+        ),
+        (Method::GET, format!("{ENV}/{id}/console"), None),
+    ] {
+        let (status, answer) = server.call(method.clone(), &path, &other, body).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {answer}");
+        assert_eq!(answer["error"]["code"], "instance_not_found");
+    }
+    let (_, page) = server.call(Method::GET, ENV, &other, None).await;
+    assert!(page["items"].as_array().unwrap().is_empty());
+    let (_, page) = server.call(Method::GET, ENV, &acme, None).await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    let (state, tags) = in_moto(&ec2, &id).await;
+    assert_eq!(state, InstanceStateName::Running);
+    assert!(!tags.contains_key("x"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_concurrent_creates_with_one_key_launch_once() {
+    let server = TestServer::start().await;
+    let ec2 = server.ec2(REGIONS[0]).await;
+    let image = some_image(&ec2).await;
+    let body = json!({"image": image, "instance_type": "t3.micro", "count": 2});
+    let send = || {
+        let server = &server;
+        let body = body.clone();
+        async move {
+            let response = server
+                .http
+                .post(format!("{}{ENV}", server.base))
+                .bearer_auth(ADMIN)
+                .header("idempotency-key", "launch-once")
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (response.status(), response.json::<Value>().await.unwrap())
+        }
+    };
+    let ((s1, a), (s2, b)) = tokio::join!(send(), send());
+    assert_eq!(
+        (s1, s2),
+        (StatusCode::CREATED, StatusCode::CREATED),
+        "{a} {b}"
+    );
+    assert_eq!(a["id"], b["id"]);
+    assert_eq!(ids_in_moto(&ec2).await.len(), 2, "launched once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_endpoint_is_reported_not_hidden() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = overcast_core::config::Config {
+        listen: "127.0.0.1:0".into(),
+        data_dir: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    };
+    support::moto_url();
+    config.environments.insert(
+        "dead".into(),
+        overcast_core::config::EnvironmentConfig {
+            regions: vec!["eu-west-1".into()],
+            endpoint_url: Some("http://127.0.0.1:9".into()),
+            ..support::aws_environment()
+        },
+    );
+    let (core, _) = overcast_core::Core::open(config, overcast::providers(), Some(ADMIN.into()))
+        .await
+        .unwrap();
+    let view = core.environment("dead").await.unwrap();
+    assert!(!view.reachable);
+    assert!(view
+        .reason
+        .unwrap()
+        .contains("cannot reach the AWS endpoint"));
+}
