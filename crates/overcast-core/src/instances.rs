@@ -471,12 +471,18 @@ fn instance_result(instance: &Instance, message: Option<String>) -> Result<Targe
     })
 }
 
-/// Runs `instance.create`: finds what an earlier run of this operation launched (by its
-/// `overcast:operation` tag, since not every backend honours the client token), launches
-/// only the rest, and waits for all to run.
+/// Runs `instance.create`. The launch is one call with the operation id as client token,
+/// repeated identically if a run finds nothing launched yet, so a backend that honours the
+/// token (EC2) never launches twice. For backends that do not (emulators), a run first looks
+/// for instances carrying its `overcast:operation` tag: finding enough, it launches nothing;
+/// finding some but fewer than `min_count`, an earlier launch is still landing, and it waits
+/// for them instead of launching again.
 pub(crate) struct CreateExecutor {
     pub environments: Arc<Environments>,
 }
+
+/// How long a resumed create waits for an earlier launch to finish appearing.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(120);
 
 #[async_trait]
 impl Executor for CreateExecutor {
@@ -488,31 +494,28 @@ impl Executor for CreateExecutor {
         let mut spec = input.spec;
         spec.tags
             .insert(tags::OPERATION.into(), operation_id.clone());
-        let mine = InstanceFilter {
-            region: Some(spec.region.clone()),
-            tags: BTreeMap::from([(tags::OPERATION.to_string(), operation_id.clone())]),
-            ..InstanceFilter::default()
-        };
-        let mut instances: Vec<Instance> = compute
-            .list_instances(&mine)
-            .await
-            .map_err(provider_error)?
-            .into_iter()
-            .filter(|i| !i.state.is_gone())
-            .collect();
+        spec.client_token = operation_id.clone();
         step.set_total(u64::from(spec.max_count)).await?;
-        let launched = instances.len() as u32;
-        if launched < spec.max_count {
+        let mut instances = launched_by(compute, &spec.region, &operation_id).await?;
+        if instances.is_empty() {
             step.check_cancelled()?;
-            let mut rest = spec.clone();
-            rest.max_count = spec.max_count - launched;
-            rest.min_count = spec
-                .min_count
-                .saturating_sub(launched)
-                .clamp(1, rest.max_count);
-            // Derived from the operation, so a retried call after a crash is the same call.
-            rest.client_token = format!("{operation_id}-{launched}");
-            instances.extend(compute.run_instances(&rest).await.map_err(provider_error)?);
+            instances = compute.run_instances(&spec).await.map_err(provider_error)?;
+        } else if (instances.len() as u32) < spec.min_count {
+            let deadline = Instant::now() + SETTLE_TIMEOUT;
+            while (instances.len() as u32) < spec.min_count {
+                if Instant::now() >= deadline {
+                    return Err(Error::conflict(
+                        "launch_incomplete",
+                        format!(
+                            "only {} of at least {} instances of this operation appeared",
+                            instances.len(),
+                            spec.min_count
+                        ),
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                instances = launched_by(compute, &spec.region, &operation_id).await?;
+            }
         }
         step.set_total(instances.len() as u64).await?;
         let ids: Vec<String> = instances.iter().map(|i| i.id.clone()).collect();
@@ -522,6 +525,26 @@ impl Executor for CreateExecutor {
         }
         Ok(())
     }
+}
+
+/// The live instances an operation launched, found by its tag.
+async fn launched_by(
+    compute: &dyn Compute,
+    region: &str,
+    operation_id: &str,
+) -> Result<Vec<Instance>, Error> {
+    let mine = InstanceFilter {
+        region: Some(region.to_string()),
+        tags: BTreeMap::from([(tags::OPERATION.to_string(), operation_id.to_string())]),
+        ..InstanceFilter::default()
+    };
+    Ok(compute
+        .list_instances(&mine)
+        .await
+        .map_err(provider_error)?
+        .into_iter()
+        .filter(|i| !i.state.is_gone())
+        .collect())
 }
 
 /// Runs `instance.start|stop|reboot|terminate`: acts on the instances not already in the

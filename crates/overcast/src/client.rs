@@ -97,7 +97,30 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> anyhow::Result<Answer> {
+        self.request(method, path, body, false).await
+    }
+
+    /// Sends a change with `Prefer: respond-async`: the answer is the operation, at once.
+    pub async fn start(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
+        Ok(self.request(method, path, body, true).await?.body)
+    }
+
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        respond_async: bool,
+    ) -> anyhow::Result<Answer> {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if respond_async {
+            request = request.header("prefer", "respond-async");
+        }
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }

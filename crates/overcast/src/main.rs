@@ -67,6 +67,11 @@ enum Command {
         #[command(subcommand)]
         command: EnvCommand,
     },
+    /// Virtual machines of an environment.
+    Vm {
+        #[command(subcommand)]
+        command: VmCommand,
+    },
     /// Operations: every change overcast makes.
     Op {
         #[command(subcommand)]
@@ -149,6 +154,145 @@ enum OpCommand {
         timeout: u64,
     },
     Cancel {
+        id: String,
+    },
+}
+
+/// Where a VM command acts.
+#[derive(clap::Args)]
+struct EnvArg {
+    /// The environment, e.g. aws-dev.
+    #[arg(id = "environment", long = "env", short = 'e', env = "OVERCAST_ENV")]
+    environment: String,
+}
+
+/// How a change is followed.
+#[derive(clap::Args)]
+struct WaitArg {
+    /// Wait for the operation to end, showing its progress; without it the operation id is
+    /// printed at once.
+    #[arg(long, short = 'w')]
+    wait: bool,
+}
+
+#[derive(Subcommand)]
+enum VmCommand {
+    /// List instances (all regions of the environment).
+    List {
+        #[command(flatten)]
+        env: EnvArg,
+        #[arg(long)]
+        stage: Option<String>,
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        region: Option<String>,
+        /// KEY=VALUE; repeatable.
+        #[arg(long = "tag", value_name = "KEY=VALUE")]
+        tags: Vec<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        page_token: Option<String>,
+    },
+    Get {
+        #[command(flatten)]
+        env: EnvArg,
+        id: String,
+    },
+    /// Launch instances.
+    Create {
+        #[command(flatten)]
+        env: EnvArg,
+        #[command(flatten)]
+        wait: WaitArg,
+        #[arg(long)]
+        name: Option<String>,
+        /// A configured machine type (see `overcast env types`).
+        #[arg(long)]
+        machine_type: Option<String>,
+        #[arg(long)]
+        image: Option<String>,
+        /// The provider's size, e.g. t3.small.
+        #[arg(long = "type")]
+        instance_type: Option<String>,
+        #[arg(long)]
+        count: Option<u32>,
+        #[arg(long)]
+        stage: Option<String>,
+        /// KEY=VALUE; repeatable.
+        #[arg(long = "tag", value_name = "KEY=VALUE")]
+        tags: Vec<String>,
+        /// A script or #cloud-config, as text.
+        #[arg(long, conflicts_with = "user_data_file")]
+        user_data: Option<String>,
+        /// Read the user data from a file.
+        #[arg(long)]
+        user_data_file: Option<PathBuf>,
+        #[arg(long)]
+        key_pair: Option<String>,
+        /// Repeatable.
+        #[arg(long = "security-group")]
+        security_groups: Vec<String>,
+        #[arg(long)]
+        subnet: Option<String>,
+        #[arg(long)]
+        zone: Option<String>,
+        #[arg(long)]
+        region: Option<String>,
+        /// Ask the backend whether the launch would be allowed; launch nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    Start {
+        #[command(flatten)]
+        env: EnvArg,
+        #[command(flatten)]
+        wait: WaitArg,
+        id: String,
+    },
+    Stop {
+        #[command(flatten)]
+        env: EnvArg,
+        #[command(flatten)]
+        wait: WaitArg,
+        id: String,
+        /// Stop at once, without a graceful shutdown.
+        #[arg(long)]
+        force: bool,
+    },
+    Reboot {
+        #[command(flatten)]
+        env: EnvArg,
+        #[command(flatten)]
+        wait: WaitArg,
+        id: String,
+    },
+    Terminate {
+        #[command(flatten)]
+        env: EnvArg,
+        #[command(flatten)]
+        wait: WaitArg,
+        id: String,
+    },
+    /// Set tags (KEY=VALUE) and remove tags (--remove KEY).
+    Tag {
+        #[command(flatten)]
+        env: EnvArg,
+        #[command(flatten)]
+        wait: WaitArg,
+        id: String,
+        #[arg(value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        #[arg(long = "remove", value_name = "KEY")]
+        remove: Vec<String>,
+    },
+    /// Print the serial console output.
+    Console {
+        #[command(flatten)]
+        env: EnvArg,
         id: String,
     },
 }
@@ -261,6 +405,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ),
             }
         }
+        Command::Vm { command } => return vm(&client()?, format, command).await,
         Command::Op { command } => {
             let client = client()?;
             match command {
@@ -376,6 +521,212 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `KEY=VALUE` pairs as a JSON object.
+fn parse_tags(pairs: &[String]) -> anyhow::Result<Value> {
+    let mut tags = serde_json::Map::new();
+    for pair in pairs {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| anyhow!("`{pair}` is not KEY=VALUE"))?;
+        tags.insert(key.to_string(), Value::String(value.to_string()));
+    }
+    Ok(Value::Object(tags))
+}
+
+async fn vm(client: &Client, format: Format, command: VmCommand) -> anyhow::Result<ExitCode> {
+    let print = |value: &Value, columns: &[Column]| print!("{}", render(value, format, columns));
+    let base = |env: &EnvArg| format!("/v1/environments/{}/instances", env.environment);
+    let (operation, wait) = match command {
+        VmCommand::List {
+            env,
+            stage,
+            state,
+            name,
+            region,
+            tags,
+            limit,
+            page_token,
+        } => {
+            let mut params = vec![
+                ("stage".to_string(), stage),
+                ("state".to_string(), state),
+                ("name".to_string(), name),
+                ("region".to_string(), region),
+                ("limit".to_string(), limit.map(|l| l.to_string())),
+                ("page_token".to_string(), page_token),
+            ];
+            for (key, value) in parse_tags(&tags)?.as_object().into_iter().flatten() {
+                params.push((format!("tag.{key}"), value.as_str().map(str::to_string)));
+            }
+            let params: Vec<(&str, Option<String>)> = params
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.clone()))
+                .collect();
+            print(
+                &client
+                    .get(&format!("{}{}", base(&env), query(&params)))
+                    .await?,
+                output::INSTANCES,
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        VmCommand::Get { env, id } => {
+            print(
+                &client.get(&format!("{}/{id}", base(&env))).await?,
+                output::FIELDS,
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        VmCommand::Console { env, id } => {
+            let answer = client.get(&format!("{}/{id}/console", base(&env))).await?;
+            match format {
+                Format::Table => print!("{}", answer["output"].as_str().unwrap_or_default()),
+                _ => print(&answer, output::FIELDS),
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        VmCommand::Create {
+            env,
+            wait,
+            name,
+            machine_type,
+            image,
+            instance_type,
+            count,
+            stage,
+            tags,
+            user_data,
+            user_data_file,
+            key_pair,
+            security_groups,
+            subnet,
+            zone,
+            region,
+            dry_run,
+        } => {
+            let user_data = match user_data_file {
+                Some(path) => Some(
+                    std::fs::read_to_string(&path)
+                        .map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?,
+                ),
+                None => user_data,
+            };
+            let body = json!({
+                "name": name, "machine_type": machine_type, "image": image, "instance_type": instance_type,
+                "count": count, "stage": stage, "tags": parse_tags(&tags)?, "user_data": user_data,
+                "key_pair": key_pair, "security_groups": security_groups, "subnet": subnet, "zone": zone,
+                "region": region, "dry_run": dry_run,
+            });
+            if dry_run {
+                let answer = client.send(Method::POST, &base(&env), Some(&body)).await?;
+                println!(
+                    "{}",
+                    answer.body["message"].as_str().unwrap_or("dry run done")
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            (
+                client.start(Method::POST, &base(&env), Some(&body)).await?,
+                wait.wait,
+            )
+        }
+        VmCommand::Start { env, wait, id } => (
+            client
+                .start(Method::POST, &format!("{}/{id}/start", base(&env)), None)
+                .await?,
+            wait.wait,
+        ),
+        VmCommand::Stop {
+            env,
+            wait,
+            id,
+            force,
+        } => {
+            let body = json!({"force": force});
+            (
+                client
+                    .start(
+                        Method::POST,
+                        &format!("{}/{id}/stop", base(&env)),
+                        Some(&body),
+                    )
+                    .await?,
+                wait.wait,
+            )
+        }
+        VmCommand::Reboot { env, wait, id } => (
+            client
+                .start(Method::POST, &format!("{}/{id}/reboot", base(&env)), None)
+                .await?,
+            wait.wait,
+        ),
+        VmCommand::Terminate { env, wait, id } => (
+            client
+                .start(
+                    Method::POST,
+                    &format!("{}/{id}/terminate", base(&env)),
+                    None,
+                )
+                .await?,
+            wait.wait,
+        ),
+        VmCommand::Tag {
+            env,
+            wait,
+            id,
+            set,
+            remove,
+        } => {
+            let path = format!("{}/{id}/tags", base(&env));
+            if set.is_empty() && remove.is_empty() {
+                bail!("give KEY=VALUE tags to set or --remove KEY");
+            }
+            let mut last = Value::Null;
+            if !set.is_empty() {
+                last = client
+                    .start(
+                        Method::PUT,
+                        &path,
+                        Some(&json!({"tags": parse_tags(&set)?})),
+                    )
+                    .await?;
+            }
+            if !remove.is_empty() {
+                if wait.wait && !last.is_null() {
+                    wait_for_operation(client, &last).await?;
+                }
+                last = client
+                    .start(Method::DELETE, &path, Some(&json!({"keys": remove})))
+                    .await?;
+            }
+            (last, wait.wait)
+        }
+    };
+    if !wait {
+        match format {
+            Format::Table => println!(
+                "{} {} ({}); follow it with `overcast op wait {}`",
+                operation["kind"].as_str().unwrap_or("operation"),
+                operation["id"].as_str().unwrap_or("-"),
+                operation["status"].as_str().unwrap_or("-"),
+                operation["id"].as_str().unwrap_or("-")
+            ),
+            _ => print(&operation, output::FIELDS),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let ended = wait_for_operation(client, &operation).await?;
+    print(&ended, output::FIELDS);
+    Ok(exit_code_of(&ended))
+}
+
+async fn wait_for_operation(client: &Client, operation: &Value) -> anyhow::Result<Value> {
+    let id = operation["id"]
+        .as_str()
+        .ok_or_else(|| anyhow!("the server answered without an operation: {operation}"))?;
+    wait(client, id, 0).await
 }
 
 /// Non-zero when an operation failed or was cancelled.

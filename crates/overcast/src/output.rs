@@ -29,6 +29,16 @@ pub const MACHINE_TYPES: &[Column] = &[
     ("DISK GB", "qemu.disk_gb"),
     ("DESCRIPTION", "description"),
 ];
+pub const INSTANCES: &[Column] = &[
+    ("ID", "id"),
+    ("NAME", "name"),
+    ("REGION", "region"),
+    ("STATE", "state"),
+    ("STAGE", "stage"),
+    ("TYPE", "instance_type"),
+    ("PRIVATE IP", "private_ip"),
+    ("ORG", "org"),
+];
 pub const OPERATIONS: &[Column] = &[
     ("ID", "id"),
     ("KIND", "kind"),
@@ -242,6 +252,17 @@ mod tests {
             "environments.table",
             &render(&envs, Format::Table, ENVIRONMENTS),
         );
+    }
+
+    #[test]
+    fn instances_as_a_table() {
+        let page = json!({"items": [
+            {"id": "i-0a1b2c3d4e5f60718", "name": "web-1", "region": "eu-west-1", "state": "running", "stage": "dev",
+             "instance_type": "t3.micro", "private_ip": "10.0.0.12", "org": "acme", "environment": "aws-dev", "tags": {}},
+            {"id": "i-0f9e8d7c6b5a40312", "region": "us-east-1", "state": "stopped", "stage": "prod",
+             "instance_type": "m5.large", "org": "acme", "environment": "aws-dev", "tags": {}}
+        ]});
+        golden("instances.table", &render(&page, Format::Table, INSTANCES));
     }
 
     #[test]

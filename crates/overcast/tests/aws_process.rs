@@ -1,0 +1,299 @@
+//! The `overcast` binary against moto: the VM commands of the CLI, and a server killed
+//! with SIGKILL in the middle of a multi-instance create.
+
+mod support;
+
+use aws_sdk_ec2::types::{Filter, InstanceStateName};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use support::{moto_url, new_account, role_arn, some_image, ADMIN, REGIONS};
+
+const BIN: &str = env!("CARGO_BIN_EXE_overcast");
+
+/// A running `overcast serve`; killed (SIGKILL) when dropped.
+struct Served {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write_config(dir: &Path, account: &str) -> std::path::PathBuf {
+    let path = dir.join("overcast.toml");
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\ndata_dir = \"{data}\"\n\n[environments.aws-test]\nprovider = \"aws\"\n\
+         regions = [\"{r0}\", \"{r1}\"]\nendpoint_url = \"{moto}\"\nrole_arn = \"{role}\"\n",
+        data = dir.join("data").display(),
+        r0 = REGIONS[0],
+        r1 = REGIONS[1],
+        moto = moto_url(),
+        role = role_arn(account),
+    );
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+// The child is reaped by `Served`'s Drop, which the lint cannot see.
+#[allow(clippy::zombie_processes)]
+fn serve(config: &Path) -> Served {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env("OVERCAST_ADMIN_TOKEN", ADMIN)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("the server says where it listens")
+            .unwrap();
+        if let Some(at) = line.find("url=http://") {
+            break line[at + 4..]
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Served { child, url }
+}
+
+fn cli(url: &str, args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(BIN)
+        .args(["--url", url, "--token", ADMIN])
+        .args(args)
+        .env_remove("OVERCAST_ENV")
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+async fn state_in_moto(ec2: &aws_sdk_ec2::Client, id: &str) -> InstanceStateName {
+    let out = ec2
+        .describe_instances()
+        .instance_ids(id)
+        .send()
+        .await
+        .unwrap();
+    out.reservations()[0].instances()[0]
+        .state()
+        .unwrap()
+        .name()
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_vm_commands_drive_moto() {
+    let dir = tempfile::tempdir().unwrap();
+    let account = new_account();
+    let served = serve(&write_config(dir.path(), &account));
+    let ec2 = support::ec2_client(&account, REGIONS[0]).await;
+    let image = some_image(&ec2).await;
+    let url = served.url.clone();
+
+    let (code, out, err) = tokio::task::spawn_blocking({
+        let url = url.clone();
+        let image = image.clone();
+        move || {
+            cli(
+                &url,
+                &[
+                    "-o", "json", "vm", "create", "-e", "aws-test", "--image", &image, "--type",
+                    "t3.micro", "--count", "2", "--name", "cli", "--tag", "team=cli", "--wait",
+                ],
+            )
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{err}");
+    let op: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(op["status"], "succeeded");
+    let ids: Vec<String> = op["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["target"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 2);
+
+    let (code, out, _) = cli(&url, &["vm", "list", "-e", "aws-test", "--tag", "team=cli"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), 3, "a header and two rows: {out}");
+    assert!(
+        out.lines().nth(1).unwrap().contains("cli") && out.contains("running"),
+        "{out}"
+    );
+
+    let (code, _, err) = cli(&url, &["vm", "stop", "-e", "aws-test", &ids[0], "--wait"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        state_in_moto(&ec2, &ids[0]).await,
+        InstanceStateName::Stopped
+    );
+
+    let (code, out, _) = cli(&url, &["vm", "start", "-e", "aws-test", &ids[0]]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("instance.start op_") && out.contains("overcast op wait"),
+        "{out}"
+    );
+    let op_id = out.split_whitespace().nth(1).unwrap().to_string();
+    let (code, out, _) = cli(&url, &["op", "wait", &op_id]);
+    assert_eq!(code, 0);
+    assert!(out.contains("status: succeeded"), "{out}");
+    assert_eq!(
+        state_in_moto(&ec2, &ids[0]).await,
+        InstanceStateName::Running
+    );
+
+    let (code, _, err) = cli(
+        &url,
+        &[
+            "vm",
+            "tag",
+            "-e",
+            "aws-test",
+            &ids[1],
+            "owner=ops",
+            "--remove",
+            "team",
+            "--wait",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let out = ec2
+        .describe_instances()
+        .instance_ids(&ids[1])
+        .send()
+        .await
+        .unwrap();
+    let tags: Vec<(String, String)> = out.reservations()[0].instances()[0]
+        .tags()
+        .iter()
+        .map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string()))
+        .collect();
+    assert!(tags.contains(&("owner".into(), "ops".into())));
+    assert!(!tags.iter().any(|(k, _)| k == "team"));
+
+    let (code, _, _) = cli(&url, &["vm", "console", "-e", "aws-test", &ids[1]]);
+    assert_eq!(code, 0);
+    let (code, _, err) = cli(
+        &url,
+        &["vm", "terminate", "-e", "aws-test", &ids[1], "--wait"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        state_in_moto(&ec2, &ids[1]).await,
+        InstanceStateName::Terminated
+    );
+
+    let (code, _, err) = cli(&url, &["vm", "start", "-e", "aws-test", &ids[1], "--wait"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("wrong_state, HTTP 409"), "{err}");
+    let (code, _, err) = cli(&url, &["vm", "create", "-e", "aws-test", "--image", &image]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("instance_type: give an instance_type"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_resumes_after_sigkill_and_launches_exactly_the_count() {
+    const COUNT: usize = 150;
+    let dir = tempfile::tempdir().unwrap();
+    let account = new_account();
+    let config = write_config(dir.path(), &account);
+    let ec2 = support::ec2_client(&account, REGIONS[0]).await;
+    let image = some_image(&ec2).await;
+    let http = reqwest::Client::new();
+
+    let first = serve(&config);
+    let op: serde_json::Value = http
+        .post(format!("{}/v1/environments/aws-test/instances", first.url))
+        .bearer_auth(ADMIN)
+        .header("prefer", "respond-async")
+        .json(&serde_json::json!({"image": image, "instance_type": "t3.micro", "count": COUNT}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let op_id = op["id"].as_str().unwrap().to_string();
+
+    // Kill the server as soon as moto holds the launched instances, before overcast has
+    // recorded them.
+    let launched = || async {
+        let out = ec2
+            .describe_instances()
+            .filters(
+                Filter::builder()
+                    .name("tag:overcast:operation")
+                    .values(&op_id)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        out.reservations()
+            .iter()
+            .map(|r| r.instances().len())
+            .sum::<usize>()
+    };
+    let mut seen = 0;
+    for _ in 0..400 {
+        seen = launched().await;
+        if seen > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(seen > 0, "moto launched the instances");
+    drop(first);
+
+    let second = serve(&config);
+    let mut ended = serde_json::Value::Null;
+    for _ in 0..300 {
+        ended = http
+            .get(format!("{}/v1/operations/{op_id}", second.url))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if ended["status"] == "succeeded" || ended["status"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(ended["status"], "succeeded", "{ended}");
+    assert_eq!(ended["progress"]["done"], COUNT);
+    assert_eq!(
+        launched().await,
+        COUNT,
+        "the resumed operation launched nothing twice"
+    );
+    let all = ec2.describe_instances().send().await.unwrap();
+    let total: usize = all.reservations().iter().map(|r| r.instances().len()).sum();
+    assert_eq!(total, COUNT);
+}
