@@ -70,7 +70,7 @@ enum Command {
     /// Virtual machines of an environment.
     Vm {
         #[command(subcommand)]
-        command: VmCommand,
+        command: Box<VmCommand>,
     },
     /// Operations: every change overcast makes.
     Op {
@@ -405,7 +405,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ),
             }
         }
-        Command::Vm { command } => return vm(&client()?, format, command).await,
+        Command::Vm { command } => return vm(&client()?, format, *command).await,
         Command::Op { command } => {
             let client = client()?;
             match command {
