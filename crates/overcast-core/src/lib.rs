@@ -131,6 +131,7 @@ pub struct Core {
     runner: Runner,
     environments: Arc<Environments>,
     metrics: Arc<Metrics>,
+    snapshots: instances::Snapshots,
 }
 
 /// What a create request led to.
@@ -213,6 +214,7 @@ impl Core {
             runner,
             environments,
             metrics,
+            snapshots: instances::Snapshots::default(),
         });
         let bootstrap = core.bootstrap_admin(admin_secret).await?;
         core.runner.resume_unfinished().await?;
@@ -428,15 +430,44 @@ impl Core {
 
     // ---- instances ------------------------------------------------------------------------
 
-    /// Instances of an environment the caller may see, one page at a time.
+    /// Instances of an environment the caller may see, one page at a time. Later pages of
+    /// a listing come from its snapshot (see [`instances::Snapshots`]).
     pub async fn instances(
         &self,
         principal: &Principal,
         env: &str,
         query: InstanceQuery,
     ) -> Result<Page<Instance>, Error> {
-        let env = self.environments.require(env)?;
-        let (items, next_page_token) = env.list(|i| visible(principal, i), &query).await?;
+        let environment = self.environments.require(env)?;
+        let owner = format!(
+            "{}|{env}|{:?}",
+            principal.token_id,
+            InstanceQuery {
+                limit: 0,
+                page_token: None,
+                ..query.clone()
+            }
+        );
+        let (snapshot, after) = match query.page_token.as_deref().map(|t| t.split_once('.')) {
+            None => (None, None),
+            Some(Some((snapshot, after))) => (Some(snapshot), Some(after)),
+            Some(None) => {
+                return Err(Error::invalid(
+                    "page_token",
+                    "is not a token this server gave",
+                ))
+            }
+        };
+        let kept = snapshot.and_then(|id| self.snapshots.get(id, &owner));
+        let all = match &kept {
+            Some(all) => all.clone(),
+            None => Arc::new(environment.list(|i| visible(principal, i), &query).await?),
+        };
+        let (items, next_page_token) =
+            instances::page_of(&all, after, query.limit, || match (snapshot, &kept) {
+                (Some(id), Some(_)) => id.to_string(),
+                _ => self.snapshots.keep(owner.clone(), all.clone()),
+            });
         Ok(Page {
             items,
             next_page_token,

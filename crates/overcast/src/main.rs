@@ -196,6 +196,9 @@ enum VmCommand {
         limit: Option<u32>,
         #[arg(long)]
         page_token: Option<String>,
+        /// Follow every page and print them as one list.
+        #[arg(long, conflicts_with = "page_token")]
+        all: bool,
     },
     Get {
         #[command(flatten)]
@@ -548,6 +551,7 @@ async fn vm(client: &Client, format: Format, command: VmCommand) -> anyhow::Resu
             tags,
             limit,
             page_token,
+            all,
         } => {
             let mut params = vec![
                 ("stage".to_string(), stage),
@@ -555,21 +559,34 @@ async fn vm(client: &Client, format: Format, command: VmCommand) -> anyhow::Resu
                 ("name".to_string(), name),
                 ("region".to_string(), region),
                 ("limit".to_string(), limit.map(|l| l.to_string())),
-                ("page_token".to_string(), page_token),
             ];
             for (key, value) in parse_tags(&tags)?.as_object().into_iter().flatten() {
                 params.push((format!("tag.{key}"), value.as_str().map(str::to_string)));
             }
-            let params: Vec<(&str, Option<String>)> = params
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.clone()))
-                .collect();
-            print(
-                &client
-                    .get(&format!("{}{}", base(&env), query(&params)))
-                    .await?,
-                output::INSTANCES,
-            );
+            let mut page = page_token;
+            let mut items = Vec::new();
+            loop {
+                let mut with_page: Vec<(&str, Option<String>)> = params
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.clone()))
+                    .collect();
+                with_page.push(("page_token", page.clone()));
+                let mut answer = client
+                    .get(&format!("{}{}", base(&env), query(&with_page)))
+                    .await?;
+                if !all {
+                    print(&answer, output::INSTANCES);
+                    return Ok(ExitCode::SUCCESS);
+                }
+                if let Some(more) = answer["items"].as_array_mut() {
+                    items.append(more);
+                }
+                match answer["next_page_token"].as_str() {
+                    Some(next) => page = Some(next.to_string()),
+                    None => break,
+                }
+            }
+            print(&json!({ "items": items }), output::INSTANCES);
             return Ok(ExitCode::SUCCESS);
         }
         VmCommand::Get { env, id } => {

@@ -43,6 +43,18 @@ async fn ids_in_moto(ec2: &aws_sdk_ec2::Client) -> HashSet<String> {
         .collect()
 }
 
+/// How many calls of `action` the server made to the backend, from `/metrics`.
+async fn backend_calls(server: &TestServer, action: &str) -> u64 {
+    let (_, text) = server.call(Method::GET, "/metrics", ADMIN, None).await;
+    let needle = format!("action=\"{action}\"");
+    text.as_str()
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("overcast_backend_calls_total{") && l.contains(&needle))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
 async fn create(server: &TestServer, token: &str, body: Value) -> Value {
     let (status, op) = server.call(Method::POST, ENV, token, Some(body)).await;
     assert_eq!(status, StatusCode::CREATED, "{op}");
@@ -188,6 +200,7 @@ async fn lists_span_both_regions_with_filters_and_paging() {
     assert_eq!(ids(&list("?name=db").await).len(), 2);
     assert_eq!(ids(&list("?state=stopped").await).len(), 0);
 
+    let describes_before = backend_calls(&server, "DescribeInstances").await;
     let mut paged = vec![];
     let mut token: Option<String> = None;
     loop {
@@ -205,6 +218,11 @@ async fn lists_span_both_regions_with_filters_and_paging() {
     }
     assert_eq!(paged.len(), 5);
     assert_eq!(paged.iter().cloned().collect::<HashSet<_>>(), expected);
+    assert_eq!(
+        backend_calls(&server, "DescribeInstances").await - describes_before,
+        REGIONS.len() as u64,
+        "three pages cost one listing per region"
+    );
 
     let (status, err) = server
         .call(
