@@ -1,12 +1,16 @@
 //! EC2 instances as the `Compute` capability.
 
 use async_trait::async_trait;
+use aws_sdk_ec2::primitives::Blob;
 use aws_sdk_ec2::types::{
-    Filter, InstanceStateName, InstanceType, Placement, ResourceType, Tag, TagSpecification,
+    AttributeBooleanValue, AttributeValue, Filter, InstanceStateName, InstanceType, Placement,
+    ResourceType, SecureBlobAttributeValue, Tag, TagSpecification,
 };
 use base64::Engine;
 use futures::future::try_join_all;
-use overcast_provider::{Action, Compute, InstanceFilter, LaunchSpec, ProviderError};
+use overcast_provider::{
+    Action, Compute, InstanceChange, InstanceFilter, LaunchSpec, ProviderError, ProviderErrorKind,
+};
 use overcast_types::{Instance, InstanceState};
 use std::collections::BTreeMap;
 use time::OffsetDateTime;
@@ -83,6 +87,83 @@ impl Compute for AwsProvider {
                     self.observe("TerminateInstances", region, result.map_err(from_sdk))?;
                 }
             }
+        }
+        Ok(())
+    }
+
+    async fn zones(&self, region: &str) -> Result<Vec<String>, ProviderError> {
+        let ec2 = self.ec2(region).await?;
+        let result = ec2.describe_availability_zones().send().await;
+        let zones = self.observe(
+            "DescribeAvailabilityZones",
+            region,
+            result.map_err(from_sdk),
+        )?;
+        Ok(zones
+            .availability_zones()
+            .iter()
+            .filter_map(|z| z.zone_name().map(str::to_string))
+            .collect())
+    }
+
+    async fn modify_instance(
+        &self,
+        region: &str,
+        id: &str,
+        change: &InstanceChange,
+    ) -> Result<(), ProviderError> {
+        let ec2 = self.ec2(region).await?;
+        // EC2 changes one attribute per call.
+        if let Some(instance_type) = &change.instance_type {
+            let result = ec2
+                .modify_instance_attribute()
+                .instance_id(id)
+                .instance_type(AttributeValue::builder().value(instance_type).build())
+                .send()
+                .await;
+            self.observe("ModifyInstanceAttribute", region, result.map_err(from_sdk))?;
+        }
+        if let Some(protect) = change.termination_protection {
+            let result = ec2
+                .modify_instance_attribute()
+                .instance_id(id)
+                .disable_api_termination(AttributeBooleanValue::builder().value(protect).build())
+                .send()
+                .await;
+            self.observe("ModifyInstanceAttribute", region, result.map_err(from_sdk))?;
+        }
+        if let Some(user_data) = &change.user_data {
+            // The SDK base64-encodes blobs itself: hand it the raw bytes.
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(user_data)
+                .map_err(|_| {
+                    ProviderError::new(
+                        ProviderErrorKind::InvalidInput,
+                        "invalid_input",
+                        "user data is not base64",
+                    )
+                    .with_field("user_data")
+                })?;
+            let result = ec2
+                .modify_instance_attribute()
+                .instance_id(id)
+                .user_data(
+                    SecureBlobAttributeValue::builder()
+                        .value(Blob::new(raw))
+                        .build(),
+                )
+                .send()
+                .await;
+            self.observe("ModifyInstanceAttribute", region, result.map_err(from_sdk))?;
+        }
+        if let Some(groups) = &change.security_groups {
+            let result = ec2
+                .modify_instance_attribute()
+                .instance_id(id)
+                .set_groups(Some(groups.clone()))
+                .send()
+                .await;
+            self.observe("ModifyInstanceAttribute", region, result.map_err(from_sdk))?;
         }
         Ok(())
     }

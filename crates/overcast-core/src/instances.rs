@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use base64::Engine;
-use overcast_provider::{Action, Compute, InstanceFilter, LaunchSpec};
+use overcast_provider::{Action, Compute, InstanceChange, InstanceFilter, LaunchSpec};
 use overcast_types::{
     tags, Error, ErrorKind, Instance, InstanceState, TargetOutcome, TargetResult,
 };
@@ -20,6 +20,7 @@ use crate::provider_error;
 
 pub const CREATE_KIND: &str = "instance.create";
 pub const TAG_KIND: &str = "instance.tag";
+pub const MODIFY_KIND: &str = "instance.modify";
 
 /// The most instances one create may launch.
 pub const MAX_COUNT: u32 = 1000;
@@ -74,6 +75,123 @@ pub struct CreateInstancesRequest {
     /// Ask the backend whether the launch would be allowed; launch nothing.
     #[serde(default)]
     pub dry_run: bool,
+}
+
+/// Attributes to change on an instance. Instance type and user data need the instance
+/// stopped, as EC2 requires.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModifyInstanceRequest {
+    #[serde(default)]
+    pub instance_type: Option<String>,
+    /// While on, terminate is refused.
+    #[serde(default)]
+    pub termination_protection: Option<bool>,
+    /// A script or `#cloud-config` as text, or base64.
+    #[serde(default)]
+    pub user_data: Option<String>,
+    /// Replaces the instance's security groups.
+    #[serde(default)]
+    pub security_groups: Option<Vec<String>>,
+}
+
+impl ModifyInstanceRequest {
+    /// Checks the request against the instance's state and makes the change.
+    pub fn change_for(&self, instance: &Instance) -> Result<InstanceChange, Error> {
+        if self.instance_type.is_none()
+            && self.termination_protection.is_none()
+            && self.user_data.is_none()
+            && self.security_groups.is_none()
+        {
+            return Err(Error::invalid("body", "give at least one of instance_type, termination_protection, user_data, security_groups"));
+        }
+        if instance.state.is_gone() {
+            return Err(Error::conflict(
+                "wrong_state",
+                format!("instance {} is {}", instance.id, instance.state.as_str()),
+            ));
+        }
+        for (field, given) in [
+            ("instance_type", self.instance_type.is_some()),
+            ("user_data", self.user_data.is_some()),
+        ] {
+            if given && instance.state != InstanceState::Stopped {
+                return Err(Error::conflict(
+                    "instance_not_stopped",
+                    format!(
+                        "instance {} is {}: stop it before changing {field}",
+                        instance.id,
+                        instance.state.as_str()
+                    ),
+                ));
+            }
+        }
+        if let Some(t) = &self.instance_type {
+            if t.trim().is_empty() {
+                return Err(Error::invalid("instance_type", "must not be empty"));
+            }
+        }
+        if let Some(groups) = &self.security_groups {
+            if groups.is_empty() {
+                return Err(Error::invalid(
+                    "security_groups",
+                    "an instance needs at least one security group",
+                ));
+            }
+        }
+        Ok(InstanceChange {
+            instance_type: self.instance_type.clone(),
+            termination_protection: self.termination_protection,
+            user_data: self
+                .user_data
+                .as_deref()
+                .map(encode_user_data)
+                .transpose()?,
+            security_groups: self.security_groups.clone(),
+        })
+    }
+}
+
+/// A region of an environment and its zones.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RegionView {
+    pub name: String,
+    pub zones: Vec<String>,
+}
+
+/// What an `instance.modify` operation records.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ModifyInput {
+    pub environment: String,
+    pub region: String,
+    pub id: String,
+    pub change: InstanceChange,
+}
+
+/// Runs `instance.modify`: setting an attribute to a value is idempotent.
+pub(crate) struct ModifyExecutor {
+    pub environments: Arc<Environments>,
+}
+
+#[async_trait]
+impl Executor for ModifyExecutor {
+    async fn run(&self, step: &mut Step) -> Result<(), Error> {
+        let input: ModifyInput = step.input()?;
+        let env = self.environments.require(&input.environment)?;
+        let compute = env.compute()?;
+        step.set_total(1).await?;
+        compute
+            .modify_instance(&input.region, &input.id, &input.change)
+            .await
+            .map_err(provider_error)?;
+        step.record(TargetResult {
+            target: input.id.clone(),
+            outcome: TargetOutcome::Done,
+            message: None,
+            detail: None,
+        })
+        .await
+    }
 }
 
 /// Which instances to list.

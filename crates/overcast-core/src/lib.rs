@@ -27,7 +27,10 @@ use time::OffsetDateTime;
 use auth::{hash_secret, new_secret, Principal};
 use config::{Config, ProviderKind};
 use environments::{EnvironmentView, Environments, MachineTypeView, ProviderFactory};
-use instances::{ActionInput, CreateInstancesRequest, InstanceQuery, LaunchInput, TagInput};
+use instances::{
+    ActionInput, CreateInstancesRequest, InstanceQuery, LaunchInput, ModifyInput,
+    ModifyInstanceRequest, RegionView, TagInput,
+};
 use metrics::Metrics;
 use operations::{Executor, Runner};
 use tokens::{CreateInput, CreateTokenRequest, RevokeInput};
@@ -201,6 +204,12 @@ impl Core {
                 }),
             );
         }
+        executors.insert(
+            instances::MODIFY_KIND.into(),
+            Arc::new(instances::ModifyExecutor {
+                environments: environments.clone(),
+            }),
+        );
         executors.insert(
             instances::TAG_KIND.into(),
             Arc::new(instances::TagExecutor {
@@ -625,6 +634,54 @@ impl Core {
             )
             .await?;
         Ok(operation)
+    }
+
+    /// Changes attributes of one instance, as an operation; EC2's preconditions are
+    /// checked here, since an emulator may not check them.
+    pub async fn modify_instance(
+        &self,
+        principal: &Principal,
+        env: &str,
+        id: &str,
+        request: &ModifyInstanceRequest,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Operation, Error> {
+        principal.require(Role::Operator)?;
+        let instance = self.instance(principal, env, id).await?;
+        let change = request.change_for(&instance)?;
+        let input = to_input(&ModifyInput {
+            environment: env.to_string(),
+            region: instance.region.clone(),
+            id: id.to_string(),
+            change,
+        })?;
+        let org = instance
+            .org
+            .clone()
+            .unwrap_or_else(|| principal.org.clone());
+        let (operation, _) = self
+            .start_operation(
+                principal,
+                instances::MODIFY_KIND,
+                &org,
+                Some(env),
+                format!("{env}/{id}"),
+                input,
+                idempotency,
+            )
+            .await?;
+        Ok(operation)
+    }
+
+    /// The regions of an environment and their zones.
+    pub async fn regions(&self, env: &str) -> Result<Vec<RegionView>, Error> {
+        let compute = self.environments.require(env)?.compute()?;
+        let mut regions = Vec::new();
+        for name in compute.regions() {
+            let zones = compute.zones(&name).await.map_err(provider_error)?;
+            regions.push(RegionView { name, zones });
+        }
+        Ok(regions)
     }
 
     /// The serial console output of one instance.

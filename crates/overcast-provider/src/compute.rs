@@ -68,6 +68,16 @@ impl Action {
     }
 }
 
+/// Attributes to change on one instance; `None` leaves one as it is.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct InstanceChange {
+    pub instance_type: Option<String>,
+    pub termination_protection: Option<bool>,
+    /// Base64, as the backend takes it.
+    pub user_data: Option<String>,
+    pub security_groups: Option<Vec<String>>,
+}
+
 /// Virtual machines of one environment.
 #[async_trait]
 pub trait Compute: Send + Sync {
@@ -87,6 +97,17 @@ pub trait Compute: Send + Sync {
 
     /// Asks for an action on instances of one region; does not wait for the state.
     async fn act(&self, region: &str, ids: &[String], action: Action) -> Result<(), ProviderError>;
+
+    /// The availability zones of a region.
+    async fn zones(&self, region: &str) -> Result<Vec<String>, ProviderError>;
+
+    /// Changes attributes of one instance; the caller has checked the preconditions.
+    async fn modify_instance(
+        &self,
+        region: &str,
+        id: &str,
+        change: &InstanceChange,
+    ) -> Result<(), ProviderError>;
 
     /// The instance's serial console output so far.
     async fn console_output(&self, region: &str, id: &str) -> Result<String, ProviderError>;

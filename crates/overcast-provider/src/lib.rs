@@ -5,7 +5,7 @@
 mod compute;
 mod error;
 
-pub use compute::{Action, Compute, InstanceFilter, LaunchSpec};
+pub use compute::{Action, Compute, InstanceChange, InstanceFilter, LaunchSpec};
 pub use error::{ProviderError, ProviderErrorKind};
 
 use async_trait::async_trait;

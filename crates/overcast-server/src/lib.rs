@@ -81,7 +81,12 @@ fn api() -> OpenApiRouter<AppState> {
             instances::list_instances,
             instances::create_instances
         ))
-        .routes(routes!(instances::get_instance, instances::delete_instance))
+        .routes(routes!(
+            instances::get_instance,
+            instances::delete_instance,
+            instances::modify_instance
+        ))
+        .routes(routes!(instances::list_regions))
         .routes(routes!(instances::instance_action))
         .routes(routes!(instances::console))
         .routes(routes!(instances::set_tags, instances::remove_tags))

@@ -126,6 +126,10 @@ enum EnvCommand {
     },
     /// Machine types: named sizes per provider.
     Types,
+    /// Regions of an environment and their zones.
+    Regions {
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -292,6 +296,25 @@ enum VmCommand {
         #[arg(long = "remove", value_name = "KEY")]
         remove: Vec<String>,
     },
+    /// Change instance type or user data (instance stopped), termination protection or
+    /// security groups.
+    Modify {
+        #[command(flatten)]
+        env: EnvArg,
+        #[command(flatten)]
+        wait: WaitArg,
+        id: String,
+        #[arg(long = "type")]
+        instance_type: Option<String>,
+        /// on or off.
+        #[arg(long, value_parser = ["on", "off"])]
+        termination_protection: Option<String>,
+        #[arg(long)]
+        user_data: Option<String>,
+        /// Replaces the instance's groups; repeatable.
+        #[arg(long = "security-group")]
+        security_groups: Vec<String>,
+    },
     /// Print the serial console output.
     Console {
         #[command(flatten)]
@@ -405,6 +428,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 EnvCommand::Types => print(
                     &client.get("/v1/machine-types").await?,
                     output::MACHINE_TYPES,
+                ),
+                EnvCommand::Regions { name } => print(
+                    &client
+                        .get(&format!("/v1/environments/{name}/regions"))
+                        .await?,
+                    output::REGIONS,
                 ),
             }
         }
@@ -646,6 +675,27 @@ async fn vm(client: &Client, format: Format, command: VmCommand) -> anyhow::Resu
             }
             (
                 client.start(Method::POST, &base(&env), Some(&body)).await?,
+                wait.wait,
+            )
+        }
+        VmCommand::Modify {
+            env,
+            wait,
+            id,
+            instance_type,
+            termination_protection,
+            user_data,
+            security_groups,
+        } => {
+            let body = json!({
+                "instance_type": instance_type,
+                "termination_protection": termination_protection.map(|v| v == "on"),
+                "user_data": user_data,
+                "security_groups": (!security_groups.is_empty()).then_some(security_groups),
+            });
+            let path = format!("{}/{id}", base(&env));
+            (
+                client.start(Method::PATCH, &path, Some(&body)).await?,
                 wait.wait,
             )
         }

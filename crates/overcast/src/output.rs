@@ -29,6 +29,7 @@ pub const MACHINE_TYPES: &[Column] = &[
     ("DISK GB", "qemu.disk_gb"),
     ("DESCRIPTION", "description"),
 ];
+pub const REGIONS: &[Column] = &[("REGION", "name"), ("ZONES", "zones")];
 pub const INSTANCES: &[Column] = &[
     ("ID", "id"),
     ("NAME", "name"),

@@ -588,3 +588,174 @@ async fn an_unreachable_endpoint_is_reported_not_hidden() {
         .unwrap()
         .contains("cannot reach the AWS endpoint"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modify_enforces_ec2_preconditions_and_changes_moto() {
+    let server = TestServer::start().await;
+    let ec2 = server.ec2(REGIONS[0]).await;
+    let image = some_image(&ec2).await;
+    let op = create(
+        &server,
+        ADMIN,
+        json!({"image": image, "instance_type": "t3.micro"}),
+    )
+    .await;
+    let id = created_ids(&op)[0].clone();
+    let path = format!("{ENV}/{id}");
+    let instance_type = |ec2: aws_sdk_ec2::Client, id: String| async move {
+        let out = ec2
+            .describe_instances()
+            .instance_ids(id)
+            .send()
+            .await
+            .unwrap();
+        out.reservations()[0].instances()[0]
+            .instance_type()
+            .unwrap()
+            .as_str()
+            .to_string()
+    };
+
+    // A running instance keeps its type: moto would change it, AWS refuses, so does overcast.
+    let (status, err) = server
+        .call(
+            Method::PATCH,
+            &path,
+            ADMIN,
+            Some(json!({"instance_type": "t3.large"})),
+        )
+        .await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("instance_not_stopped"))
+    );
+    assert_eq!(instance_type(ec2.clone(), id.clone()).await, "t3.micro");
+
+    server
+        .call(Method::POST, &format!("{path}/stop"), ADMIN, None)
+        .await;
+    let (status, op) = server
+        .call(
+            Method::PATCH,
+            &path,
+            ADMIN,
+            Some(json!({"instance_type": "t3.large"})),
+        )
+        .await;
+    assert_eq!(
+        (status, op["status"].as_str()),
+        (StatusCode::OK, Some("succeeded")),
+        "{op}"
+    );
+    assert_eq!(op["kind"], "instance.modify");
+    assert_eq!(instance_type(ec2.clone(), id.clone()).await, "t3.large");
+
+    // Termination protection: terminate is refused (by moto here, as by AWS) until it is off.
+    let (_, op) = server
+        .call(
+            Method::PATCH,
+            &path,
+            ADMIN,
+            Some(json!({"termination_protection": true})),
+        )
+        .await;
+    assert_eq!(op["status"], "succeeded");
+    let (status, err) = server
+        .call(Method::POST, &format!("{path}/terminate"), ADMIN, None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{err}");
+    assert!(err["error"]["operation_id"].is_string());
+    assert_eq!(in_moto(&ec2, &id).await.0, InstanceStateName::Stopped);
+    let (_, op) = server
+        .call(
+            Method::PATCH,
+            &path,
+            ADMIN,
+            Some(json!({"termination_protection": false})),
+        )
+        .await;
+    assert_eq!(op["status"], "succeeded");
+
+    // Security groups, from the instance's own VPC.
+    let vpc = ec2.describe_vpcs().send().await.unwrap().vpcs()[0]
+        .vpc_id()
+        .unwrap()
+        .to_string();
+    let group = ec2
+        .create_security_group()
+        .group_name("web")
+        .description("web")
+        .vpc_id(vpc)
+        .send()
+        .await
+        .unwrap()
+        .group_id()
+        .unwrap()
+        .to_string();
+    let (_, op) = server
+        .call(
+            Method::PATCH,
+            &path,
+            ADMIN,
+            Some(json!({"security_groups": [group]})),
+        )
+        .await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+    let out = ec2
+        .describe_instances()
+        .instance_ids(&id)
+        .send()
+        .await
+        .unwrap();
+    let groups: Vec<_> = out.reservations()[0].instances()[0]
+        .security_groups()
+        .iter()
+        .map(|g| g.group_id().unwrap().to_string())
+        .collect();
+    assert_eq!(groups, [group]);
+
+    for (body, field) in [
+        (json!({}), "body"),
+        (json!({"security_groups": []}), "security_groups"),
+        (json!({"size": 3}), "body.size"),
+    ] {
+        let (status, err) = server.call(Method::PATCH, &path, ADMIN, Some(body)).await;
+        assert_eq!(
+            (status, err["error"]["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(field))
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regions_and_zones_come_from_the_backend() {
+    let server = TestServer::start().await;
+    let (status, regions) = server
+        .call(
+            Method::GET,
+            "/v1/environments/aws-test/regions",
+            ADMIN,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let names: Vec<_> = regions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, REGIONS);
+    let ec2 = server.ec2(REGIONS[1]).await;
+    let zones: Vec<String> = ec2
+        .describe_availability_zones()
+        .send()
+        .await
+        .unwrap()
+        .availability_zones()
+        .iter()
+        .map(|z| z.zone_name().unwrap().to_string())
+        .collect();
+    assert!(!zones.is_empty());
+    assert_eq!(regions[1]["zones"], json!(zones));
+}

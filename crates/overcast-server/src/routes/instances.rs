@@ -4,7 +4,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use overcast_core::instances::{CreateInstancesRequest, InstanceQuery};
+use overcast_core::instances::{
+    CreateInstancesRequest, InstanceQuery, ModifyInstanceRequest, RegionView,
+};
 use overcast_core::Launch;
 use overcast_provider::Action;
 use overcast_types::{Error, Instance, InstanceState, Operation, Page};
@@ -121,6 +123,48 @@ pub async fn get_instance(
     Path((env, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Instance>> {
     Ok(Json(state.core.instance(&principal, &env, &id).await?))
+}
+
+/// Changes instance type, termination protection, user data or security groups (an
+/// operation). Instance type and user data need the instance stopped (409 otherwise).
+#[utoipa::path(patch, path = "/v1/environments/{env}/instances/{id}", tag = "instances", request_body = ModifyInstanceRequest,
+    params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Instance id"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
+    responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn modify_instance(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Path((env, id)): Path<(String, String)>,
+    request: Mutation<ModifyInstanceRequest>,
+) -> ApiResult<Response> {
+    let operation = state
+        .core
+        .modify_instance(
+            &principal,
+            &env,
+            &id,
+            &request.body,
+            request.idempotency.as_ref(),
+        )
+        .await?;
+    let operation = state
+        .core
+        .wait(&principal, &operation.id, request.wait)
+        .await?;
+    Ok(request.respond(&operation, StatusCode::OK, &operation))
+}
+
+/// The environment's regions and their availability zones.
+#[utoipa::path(get, path = "/v1/environments/{env}/regions", tag = "environments",
+    params(("env" = String, Path, description = "Environment name")),
+    responses((status = 200, body = Vec<RegionView>), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn list_regions(
+    State(state): State<AppState>,
+    _: Caller,
+    Path(env): Path<String>,
+) -> ApiResult<Json<Vec<RegionView>>> {
+    Ok(Json(state.core.regions(&env).await?))
 }
 
 /// Terminates an instance (an operation); the same as `POST .../{id}/terminate`.
