@@ -337,7 +337,7 @@ impl AwsProvider {
     }
 }
 
-fn to_tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
+pub(crate) fn to_tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
     tags.iter()
         .map(|(k, v)| Tag::builder().key(k).value(v).build())
         .collect()

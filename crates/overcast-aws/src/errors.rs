@@ -21,6 +21,8 @@ fn classify(code: &str, message: &str) -> (Kind, &'static str, Option<&'static s
             "security_group_not_found",
             Some("security_groups"),
         ),
+        "InvalidGroup.Duplicate" => (Kind::Conflict, "security_group_exists", Some("name")),
+        "DependencyViolation" | "InvalidGroup.InUse" => (Kind::Conflict, "in_use", None),
         "InvalidSubnetID.NotFound" => (Kind::InvalidInput, "subnet_not_found", Some("subnet")),
         c if c.starts_with("InvalidInstanceType") => (
             Kind::InvalidInput,

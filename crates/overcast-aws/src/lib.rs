@@ -5,13 +5,15 @@
 
 mod compute;
 mod errors;
+mod firewall;
 
 use async_trait::async_trait;
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
 use overcast_provider::{
-    CallObserver, Capability, Compute, Provider, ProviderError, ProviderErrorKind, ProviderStatus,
+    CallObserver, Capability, Compute, Firewall, Provider, ProviderError, ProviderErrorKind,
+    ProviderStatus,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -136,7 +138,7 @@ impl Provider for AwsProvider {
     }
 
     fn capabilities(&self) -> Vec<Capability> {
-        vec![Capability::Compute]
+        vec![Capability::Compute, Capability::Firewall]
     }
 
     async fn status(&self) -> ProviderStatus {
@@ -169,6 +171,10 @@ impl Provider for AwsProvider {
     }
 
     fn compute(&self) -> Option<&dyn Compute> {
+        Some(self)
+    }
+
+    fn firewall(&self) -> Option<&dyn Firewall> {
         Some(self)
     }
 }

@@ -332,12 +332,21 @@ impl Environment {
     /// Fills in what overcast derives from tags: stage and org.
     pub fn decorate(&self, mut instance: Instance) -> Instance {
         instance.stage = instance.tags.get(&self.stages.tag_key).cloned();
-        instance.org = instance
-            .tags
+        instance.org = self.org_of(&instance.tags);
+        instance
+    }
+
+    /// The org that owns a resource: its `overcast:org` tag, else the default org.
+    pub fn org_of(&self, resource_tags: &BTreeMap<String, String>) -> Option<String> {
+        resource_tags
             .get(tags::ORG)
             .cloned()
-            .or_else(|| self.config.default_org.clone());
-        instance
+            .or_else(|| self.config.default_org.clone())
+    }
+
+    /// A region of this environment: the one asked for (checked), else the first.
+    pub fn region_or_first(&self, region: Option<&str>) -> Result<String, Error> {
+        self.check_region(self.compute()?, region)
     }
 
     fn check_region(&self, compute: &dyn Compute, region: Option<&str>) -> Result<String, Error> {

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod config;
 pub mod environments;
+pub mod firewall;
 pub mod instances;
 pub mod metrics;
 pub mod operations;
@@ -14,8 +15,8 @@ use overcast_provider::{Action, ProviderError, ProviderErrorKind};
 pub use overcast_store::{AuditFilter, OperationFilter, PageRequest, MAX_PAGE};
 use overcast_store::{Created, IdempotencyClaim, Store, StoreError};
 use overcast_types::{
-    AuditEntry, Error, ErrorKind, Instance, Operation, OperationStatus, Page, Progress, Role,
-    TokenInfo,
+    AuditEntry, Error, ErrorKind, Instance, Operation, OperationStatus, Page, Progress, Role, Rule,
+    SecurityGroup, TokenInfo,
 };
 use std::collections::BTreeMap;
 use std::collections::HashMap;
@@ -200,6 +201,19 @@ impl Core {
             executors.insert(
                 instances::action_kind(action),
                 Arc::new(instances::ActionExecutor {
+                    environments: environments.clone(),
+                }),
+            );
+        }
+        for kind in [
+            firewall::CREATE_KIND,
+            firewall::DELETE_KIND,
+            firewall::ADD_RULE_KIND,
+            firewall::REMOVE_RULE_KIND,
+        ] {
+            executors.insert(
+                kind.into(),
+                Arc::new(firewall::FirewallExecutor {
                     environments: environments.clone(),
                 }),
             );
@@ -700,6 +714,165 @@ impl Core {
             .map_err(provider_error)
     }
 
+    // ---- security groups ------------------------------------------------------------------
+
+    /// Security groups the caller may see, of one region or all.
+    pub async fn security_groups(
+        &self,
+        principal: &Principal,
+        env: &str,
+        region: Option<&str>,
+    ) -> Result<Vec<SecurityGroup>, Error> {
+        let environment = self.environments.require(env)?;
+        let region = region
+            .map(|r| environment.region_or_first(Some(r)))
+            .transpose()?;
+        let groups = environment
+            .firewall()?
+            .list_groups(region.as_deref(), &[])
+            .await
+            .map_err(provider_error)?;
+        Ok(groups
+            .into_iter()
+            .map(|g| environment.decorate_group(g))
+            .filter(|g| visible_org(principal, g.org.as_deref()))
+            .collect())
+    }
+
+    /// One security group with its rules, if the caller may see it.
+    pub async fn security_group(
+        &self,
+        principal: &Principal,
+        env: &str,
+        id: &str,
+    ) -> Result<SecurityGroup, Error> {
+        match self.environments.require(env)?.find_group(id).await? {
+            Some(group) if visible_org(principal, group.org.as_deref()) => Ok(group),
+            _ => Err(Error::not_found("security_group", id)),
+        }
+    }
+
+    pub async fn create_security_group(
+        &self,
+        principal: &Principal,
+        env: &str,
+        request: &firewall::CreateGroupRequest,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Operation, Error> {
+        principal.require(Role::Operator)?;
+        let environment = self.environments.require(env)?;
+        environment.firewall()?;
+        let change =
+            firewall::create_change(environment, request, &principal.org, &principal.token_name)?;
+        let target = format!("{env}/security-groups/{}", request.name);
+        self.firewall_operation(
+            principal,
+            env,
+            firewall::CREATE_KIND,
+            &principal.org,
+            target,
+            change,
+            idempotency,
+        )
+        .await
+    }
+
+    /// Deletes a group; 409 while an instance or another group's rule uses it.
+    pub async fn delete_security_group(
+        &self,
+        principal: &Principal,
+        env: &str,
+        id: &str,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Operation, Error> {
+        principal.require(Role::Operator)?;
+        let group = self.security_group(principal, env, id).await?;
+        let environment = self.environments.require(env)?;
+        firewall::check_unused(environment, &group.region, id).await?;
+        let change = firewall::FirewallChange::Delete {
+            region: group.region.clone(),
+            id: id.to_string(),
+        };
+        let org = group.org.clone().unwrap_or_else(|| principal.org.clone());
+        self.firewall_operation(
+            principal,
+            env,
+            firewall::DELETE_KIND,
+            &org,
+            format!("{env}/{id}"),
+            change,
+            idempotency,
+        )
+        .await
+    }
+
+    /// Adds (or with `remove`, removes) one rule of a group.
+    pub async fn change_rule(
+        &self,
+        principal: &Principal,
+        env: &str,
+        id: &str,
+        rule: Rule,
+        remove: bool,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Operation, Error> {
+        principal.require(Role::Operator)?;
+        rule.validate()?;
+        let group = self.security_group(principal, env, id).await?;
+        let region = group.region.clone();
+        let (kind, change) = if remove {
+            (
+                firewall::REMOVE_RULE_KIND,
+                firewall::FirewallChange::RemoveRule {
+                    region,
+                    id: id.into(),
+                    rule,
+                },
+            )
+        } else {
+            (
+                firewall::ADD_RULE_KIND,
+                firewall::FirewallChange::AddRule {
+                    region,
+                    id: id.into(),
+                    rule,
+                },
+            )
+        };
+        let org = group.org.clone().unwrap_or_else(|| principal.org.clone());
+        self.firewall_operation(
+            principal,
+            env,
+            kind,
+            &org,
+            format!("{env}/{id}"),
+            change,
+            idempotency,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn firewall_operation(
+        &self,
+        principal: &Principal,
+        env: &str,
+        kind: &str,
+        org: &str,
+        target: String,
+        change: firewall::FirewallChange,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Operation, Error> {
+        let input = to_input(&firewall::FirewallInput {
+            environment: env.to_string(),
+            change,
+        })?;
+        let (operation, _) = self
+            .start_operation(principal, kind, org, Some(env), target, input, idempotency)
+            .await?;
+        Ok(operation)
+    }
+
     // ---- tokens ---------------------------------------------------------------------------
 
     /// Starts a `token.create` operation. The secret comes back only when this call made
@@ -830,7 +1003,12 @@ impl Core {
 /// Whether a caller may see an instance: admins all, others their org's. An instance with
 /// no org (no tag, no default org) is for admins only.
 fn visible(principal: &Principal, instance: &Instance) -> bool {
-    match &instance.org {
+    visible_org(principal, instance.org.as_deref())
+}
+
+/// Whether a caller may see a resource owned by `org` (none: admins only).
+fn visible_org(principal: &Principal, org: Option<&str>) -> bool {
+    match org {
         Some(org) => principal.can_see(org),
         None => principal.role == Role::Admin,
     }

@@ -4,9 +4,11 @@
 
 mod compute;
 mod error;
+mod firewall;
 
 pub use compute::{Action, Compute, InstanceChange, InstanceFilter, LaunchSpec};
 pub use error::{ProviderError, ProviderErrorKind};
+pub use firewall::Firewall;
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -69,6 +71,11 @@ pub trait Provider: Send + Sync {
 
     /// Virtual machines, if this provider has them.
     fn compute(&self) -> Option<&dyn Compute> {
+        None
+    }
+
+    /// Security groups, if this provider has them.
+    fn firewall(&self) -> Option<&dyn Firewall> {
         None
     }
 }

@@ -21,7 +21,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
-use routes::{audit, environments, instances, operations, system, tokens};
+use routes::{audit, environments, instances, operations, security_groups, system, tokens};
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -43,6 +43,7 @@ pub struct AppState {
         (name = "system", description = "Health, readiness, version, metrics"),
         (name = "environments", description = "Targets and machine types"),
         (name = "instances", description = "Virtual machines"),
+        (name = "security-groups", description = "Firewall rules"),
         (name = "operations", description = "Recorded changes"),
         (name = "tokens", description = "API tokens (admin)"),
         (name = "audit", description = "The append-only audit log"),
@@ -87,6 +88,18 @@ fn api() -> OpenApiRouter<AppState> {
             instances::modify_instance
         ))
         .routes(routes!(instances::list_regions))
+        .routes(routes!(
+            security_groups::list_groups,
+            security_groups::create_group
+        ))
+        .routes(routes!(
+            security_groups::get_group,
+            security_groups::delete_group
+        ))
+        .routes(routes!(
+            security_groups::add_rule,
+            security_groups::remove_rule
+        ))
         .routes(routes!(instances::instance_action))
         .routes(routes!(instances::console))
         .routes(routes!(instances::set_tags, instances::remove_tags))

@@ -2,11 +2,13 @@
 //! and the public [`Error`]. This crate does no IO, so every layer can share it.
 
 mod error;
+mod firewall;
 mod instance;
 mod operation;
 mod stage;
 
 pub use error::{Error, ErrorKind};
+pub use firewall::{Direction, Protocol, Rule, SecurityGroup};
 pub use instance::{tags, Instance, InstanceState};
 pub use operation::{
     AuditEntry, Operation, OperationError, OperationStatus, Progress, TargetOutcome, TargetResult,

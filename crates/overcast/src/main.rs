@@ -72,6 +72,11 @@ enum Command {
         #[command(subcommand)]
         command: Box<VmCommand>,
     },
+    /// Security groups and their rules.
+    Sg {
+        #[command(subcommand)]
+        command: Box<SgCommand>,
+    },
     /// Operations: every change overcast makes.
     Op {
         #[command(subcommand)]
@@ -323,6 +328,109 @@ enum VmCommand {
     },
 }
 
+/// A rule, as flags.
+#[derive(clap::Args)]
+struct RuleArgs {
+    /// ingress or egress.
+    #[arg(long, default_value = "ingress")]
+    direction: String,
+    /// tcp, udp, icmp or all.
+    #[arg(long)]
+    protocol: String,
+    /// A port, or a range FROM-TO (icmp: TYPE-CODE, -1 for all); none for `all`.
+    #[arg(long, allow_hyphen_values = true)]
+    port: Option<String>,
+    /// An IPv4 or IPv6 CIDR.
+    #[arg(long, conflicts_with = "source_group")]
+    cidr: Option<String>,
+    /// Another group's id.
+    #[arg(long)]
+    source_group: Option<String>,
+}
+
+impl RuleArgs {
+    fn to_json(&self) -> anyhow::Result<Value> {
+        let (from, to) = match &self.port {
+            None => (None, None),
+            Some(port) => {
+                let (from, to) = match port.get(1..).and_then(|rest| rest.find('-').map(|i| i + 1))
+                {
+                    Some(dash) => (&port[..dash], &port[dash + 1..]),
+                    None => (port.as_str(), port.as_str()),
+                };
+                let number = |s: &str| {
+                    s.parse::<i32>()
+                        .map_err(|_| anyhow!("--port `{port}` is not PORT or FROM-TO"))
+                };
+                (Some(number(from)?), Some(number(to)?))
+            }
+        };
+        Ok(json!({
+            "direction": self.direction, "protocol": self.protocol, "from_port": from, "to_port": to,
+            "cidr": self.cidr, "source_group": self.source_group,
+        }))
+    }
+}
+
+#[derive(Subcommand)]
+enum SgCommand {
+    List {
+        #[command(flatten)]
+        env: EnvArg,
+        #[arg(long)]
+        region: Option<String>,
+    },
+    /// One group and its rules.
+    Get {
+        #[command(flatten)]
+        env: EnvArg,
+        id: String,
+    },
+    Create {
+        #[command(flatten)]
+        env: EnvArg,
+        #[command(flatten)]
+        wait: WaitArg,
+        name: String,
+        #[arg(long)]
+        description: String,
+        #[arg(long)]
+        region: Option<String>,
+        #[arg(long)]
+        vpc: Option<String>,
+        #[arg(long = "tag", value_name = "KEY=VALUE")]
+        tags: Vec<String>,
+    },
+    /// Delete a group (refused while in use).
+    Rm {
+        #[command(flatten)]
+        env: EnvArg,
+        #[command(flatten)]
+        wait: WaitArg,
+        id: String,
+    },
+    /// Add a rule.
+    RuleAdd {
+        #[command(flatten)]
+        env: EnvArg,
+        #[command(flatten)]
+        wait: WaitArg,
+        id: String,
+        #[command(flatten)]
+        rule: RuleArgs,
+    },
+    /// Remove a rule.
+    RuleRm {
+        #[command(flatten)]
+        env: EnvArg,
+        #[command(flatten)]
+        wait: WaitArg,
+        id: String,
+        #[command(flatten)]
+        rule: RuleArgs,
+    },
+}
+
 #[derive(Subcommand)]
 enum TokenCommand {
     /// Create a token; its secret is printed once.
@@ -438,6 +546,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Vm { command } => return vm(&client()?, format, *command).await,
+        Command::Sg { command } => return sg(&client()?, format, *command).await,
         Command::Op { command } => {
             let client = client()?;
             match command {
@@ -771,6 +880,98 @@ async fn vm(client: &Client, format: Format, command: VmCommand) -> anyhow::Resu
             (last, wait.wait)
         }
     };
+    follow(client, format, operation, wait).await
+}
+
+async fn sg(client: &Client, format: Format, command: SgCommand) -> anyhow::Result<ExitCode> {
+    let base = |env: &EnvArg| format!("/v1/environments/{}/security-groups", env.environment);
+    let (operation, wait) = match command {
+        SgCommand::List { env, region } => {
+            let listed = client
+                .get(&format!("{}{}", base(&env), query(&[("region", region)])))
+                .await?;
+            print!("{}", render(&listed, format, output::SECURITY_GROUPS));
+            return Ok(ExitCode::SUCCESS);
+        }
+        SgCommand::Get { env, id } => {
+            let group = client.get(&format!("{}/{id}", base(&env))).await?;
+            match format {
+                Format::Table => {
+                    print!(
+                        "{}",
+                        render(
+                            &json!({"id": group["id"], "name": group["name"], "region": group["region"],
+                        "vpc_id": group["vpc_id"], "description": group["description"], "org": group["org"]}),
+                            format,
+                            output::FIELDS
+                        )
+                    );
+                    print!("{}", render(&group["rules"], format, output::RULES));
+                }
+                _ => print!("{}", render(&group, format, output::FIELDS)),
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        SgCommand::Create {
+            env,
+            wait,
+            name,
+            description,
+            region,
+            vpc,
+            tags,
+        } => {
+            let body = json!({"name": name, "description": description, "region": region, "vpc_id": vpc, "tags": parse_tags(&tags)?});
+            (
+                client.start(Method::POST, &base(&env), Some(&body)).await?,
+                wait.wait,
+            )
+        }
+        SgCommand::Rm { env, wait, id } => (
+            client
+                .start(Method::DELETE, &format!("{}/{id}", base(&env)), None)
+                .await?,
+            wait.wait,
+        ),
+        SgCommand::RuleAdd {
+            env,
+            wait,
+            id,
+            rule,
+        } => {
+            let path = format!("{}/{id}/rules", base(&env));
+            (
+                client
+                    .start(Method::POST, &path, Some(&rule.to_json()?))
+                    .await?,
+                wait.wait,
+            )
+        }
+        SgCommand::RuleRm {
+            env,
+            wait,
+            id,
+            rule,
+        } => {
+            let path = format!("{}/{id}/rules", base(&env));
+            (
+                client
+                    .start(Method::DELETE, &path, Some(&rule.to_json()?))
+                    .await?,
+                wait.wait,
+            )
+        }
+    };
+    follow(client, format, operation, wait).await
+}
+
+/// Prints a started operation, or with `wait` follows it to its end.
+async fn follow(
+    client: &Client,
+    format: Format,
+    operation: Value,
+    wait: bool,
+) -> anyhow::Result<ExitCode> {
     if !wait {
         match format {
             Format::Table => println!(
@@ -780,12 +981,12 @@ async fn vm(client: &Client, format: Format, command: VmCommand) -> anyhow::Resu
                 operation["status"].as_str().unwrap_or("-"),
                 operation["id"].as_str().unwrap_or("-")
             ),
-            _ => print(&operation, output::FIELDS),
+            _ => print!("{}", render(&operation, format, output::FIELDS)),
         }
         return Ok(ExitCode::SUCCESS);
     }
     let ended = wait_for_operation(client, &operation).await?;
-    print(&ended, output::FIELDS);
+    print!("{}", render(&ended, format, output::FIELDS));
     Ok(exit_code_of(&ended))
 }
 

@@ -29,6 +29,22 @@ pub const MACHINE_TYPES: &[Column] = &[
     ("DISK GB", "qemu.disk_gb"),
     ("DESCRIPTION", "description"),
 ];
+pub const SECURITY_GROUPS: &[Column] = &[
+    ("ID", "id"),
+    ("NAME", "name"),
+    ("REGION", "region"),
+    ("VPC", "vpc_id"),
+    ("ORG", "org"),
+    ("DESCRIPTION", "description"),
+];
+pub const RULES: &[Column] = &[
+    ("DIRECTION", "direction"),
+    ("PROTOCOL", "protocol"),
+    ("FROM", "from_port"),
+    ("TO", "to_port"),
+    ("CIDR", "cidr"),
+    ("SOURCE GROUP", "source_group"),
+];
 pub const REGIONS: &[Column] = &[("REGION", "name"), ("ZONES", "zones")];
 pub const INSTANCES: &[Column] = &[
     ("ID", "id"),

@@ -759,3 +759,369 @@ async fn regions_and_zones_come_from_the_backend() {
     assert!(!zones.is_empty());
     assert_eq!(regions[1]["zones"], json!(zones));
 }
+
+const SGS: &str = "/v1/environments/aws-test/security-groups";
+
+/// The rules moto holds for a group, as (direction, protocol, from, to, source) tuples.
+async fn rules_in_moto(
+    ec2: &aws_sdk_ec2::Client,
+    id: &str,
+) -> HashSet<(String, String, i32, i32, String)> {
+    let out = ec2
+        .describe_security_groups()
+        .group_ids(id)
+        .send()
+        .await
+        .unwrap();
+    let group = &out.security_groups()[0];
+    let mut rules = HashSet::new();
+    for (direction, permissions) in [
+        ("in", group.ip_permissions()),
+        ("out", group.ip_permissions_egress()),
+    ] {
+        for p in permissions {
+            let sources = p
+                .ip_ranges()
+                .iter()
+                .filter_map(|r| r.cidr_ip().map(str::to_string))
+                .chain(
+                    p.ipv6_ranges()
+                        .iter()
+                        .filter_map(|r| r.cidr_ipv6().map(str::to_string)),
+                )
+                .chain(
+                    p.user_id_group_pairs()
+                        .iter()
+                        .filter_map(|g| g.group_id().map(str::to_string)),
+                );
+            for source in sources {
+                rules.insert((
+                    direction.to_string(),
+                    p.ip_protocol().unwrap().to_string(),
+                    p.from_port().unwrap_or(-1),
+                    p.to_port().unwrap_or(-1),
+                    source,
+                ));
+            }
+        }
+    }
+    rules
+}
+
+async fn create_group(server: &TestServer, token: &str, name: &str) -> String {
+    let (status, op) = server
+        .call(Method::POST, SGS, token, Some(json!({"name": name, "description": format!("{name} servers"), "tags": {"team": "web"}})))
+        .await;
+    assert_eq!(
+        (status, op["status"].as_str()),
+        (StatusCode::CREATED, Some("succeeded")),
+        "{op}"
+    );
+    op["results"][0]["target"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_group_rules_land_in_moto() {
+    let server = TestServer::start().await;
+    let ec2 = server.ec2(REGIONS[0]).await;
+    let web = create_group(&server, ADMIN, "web").await;
+    let app = create_group(&server, ADMIN, "app").await;
+    let out = ec2
+        .describe_security_groups()
+        .group_ids(&web)
+        .send()
+        .await
+        .unwrap();
+    let group = &out.security_groups()[0];
+    assert_eq!(group.group_name(), Some("web"));
+    let tags: BTreeMap<_, _> = group
+        .tags()
+        .iter()
+        .map(|t| (t.key().unwrap(), t.value().unwrap()))
+        .collect();
+    assert_eq!((tags["overcast:org"], tags["team"]), ("admin", "web"));
+
+    let rules = [
+        json!({"direction": "ingress", "protocol": "tcp", "from_port": 80, "to_port": 80, "cidr": "0.0.0.0/0"}),
+        json!({"direction": "ingress", "protocol": "tcp", "from_port": 443, "to_port": 443, "cidr": "::/0"}),
+        json!({"direction": "ingress", "protocol": "udp", "from_port": 5000, "to_port": 5010, "cidr": "10.0.0.0/8"}),
+        json!({"direction": "ingress", "protocol": "icmp", "from_port": -1, "to_port": -1, "cidr": "10.0.0.0/8"}),
+        json!({"direction": "egress", "protocol": "tcp", "from_port": 5432, "to_port": 5432, "cidr": "10.1.0.0/16"}),
+    ];
+    for rule in &rules {
+        let (status, op) = server
+            .call(
+                Method::POST,
+                &format!("{SGS}/{web}/rules"),
+                ADMIN,
+                Some(rule.clone()),
+            )
+            .await;
+        assert_eq!(
+            (status, op["status"].as_str()),
+            (StatusCode::OK, Some("succeeded")),
+            "{rule}: {op}"
+        );
+    }
+    // The app group admits the web group: a source-group rule.
+    let from_web = json!({"direction": "ingress", "protocol": "tcp", "from_port": 8080, "to_port": 8080, "source_group": web});
+    let (_, op) = server
+        .call(
+            Method::POST,
+            &format!("{SGS}/{app}/rules"),
+            ADMIN,
+            Some(from_web.clone()),
+        )
+        .await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+    // Adding a rule twice is no error.
+    let (status, _) = server
+        .call(
+            Method::POST,
+            &format!("{SGS}/{web}/rules"),
+            ADMIN,
+            Some(rules[0].clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let in_moto = rules_in_moto(&ec2, &web).await;
+    for expected in [
+        ("in", "tcp", 80, 80, "0.0.0.0/0"),
+        ("in", "tcp", 443, 443, "::/0"),
+        ("in", "udp", 5000, 5010, "10.0.0.0/8"),
+        ("in", "icmp", -1, -1, "10.0.0.0/8"),
+        ("out", "tcp", 5432, 5432, "10.1.0.0/16"),
+    ] {
+        let expected = (
+            expected.0.to_string(),
+            expected.1.to_string(),
+            expected.2,
+            expected.3,
+            expected.4.to_string(),
+        );
+        assert!(
+            in_moto.contains(&expected),
+            "{expected:?} not in {in_moto:?}"
+        );
+    }
+    assert!(rules_in_moto(&ec2, &app).await.contains(&(
+        "in".into(),
+        "tcp".into(),
+        8080,
+        8080,
+        web.clone()
+    )));
+
+    let (status, group) = server
+        .call(Method::GET, &format!("{SGS}/{web}"), ADMIN, None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        group["rules"].as_array().unwrap().contains(&rules[1]),
+        "{group}"
+    );
+
+    let (_, op) = server
+        .call(
+            Method::DELETE,
+            &format!("{SGS}/{web}/rules"),
+            ADMIN,
+            Some(rules[2].clone()),
+        )
+        .await;
+    assert_eq!(op["status"], "succeeded");
+    assert!(!rules_in_moto(&ec2, &web).await.iter().any(|r| r.1 == "udp"));
+
+    let bad = [
+        (
+            json!({"direction": "ingress", "protocol": "tcp", "from_port": 22, "to_port": 22, "cidr": "10.0.0.0/33"}),
+            "cidr",
+        ),
+        (
+            json!({"direction": "ingress", "protocol": "tcp", "from_port": 80, "to_port": 22, "cidr": "10.0.0.0/8"}),
+            "to_port",
+        ),
+        (
+            json!({"direction": "ingress", "protocol": "tcp", "from_port": 0, "to_port": 70000, "cidr": "10.0.0.0/8"}),
+            "to_port",
+        ),
+        (
+            json!({"direction": "ingress", "protocol": "smtp", "from_port": 25, "to_port": 25, "cidr": "10.0.0.0/8"}),
+            "body.protocol",
+        ),
+        (
+            json!({"direction": "ingress", "protocol": "all", "from_port": 1, "cidr": "10.0.0.0/8"}),
+            "from_port",
+        ),
+        (
+            json!({"direction": "ingress", "protocol": "tcp", "from_port": 22, "to_port": 22}),
+            "cidr",
+        ),
+    ];
+    for (rule, field) in bad {
+        let (status, err) = server
+            .call(
+                Method::POST,
+                &format!("{SGS}/{web}/rules"),
+                ADMIN,
+                Some(rule.clone()),
+            )
+            .await;
+        assert_eq!(
+            (status, err["error"]["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(field)),
+            "{rule}: {err}"
+        );
+    }
+    let (status, err) = server
+        .call(
+            Method::POST,
+            SGS,
+            ADMIN,
+            Some(json!({"name": "web", "description": "again"})),
+        )
+        .await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("security_group_exists")),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_security_group_in_use_is_not_deleted() {
+    let server = TestServer::start().await;
+    let ec2 = server.ec2(REGIONS[0]).await;
+    let image = some_image(&ec2).await;
+    let web = create_group(&server, ADMIN, "web").await;
+    let app = create_group(&server, ADMIN, "app").await;
+    let op = create(
+        &server,
+        ADMIN,
+        json!({"image": image, "instance_type": "t3.micro", "security_groups": [web]}),
+    )
+    .await;
+    let instance = created_ids(&op)[0].clone();
+    let from_web = json!({"direction": "ingress", "protocol": "tcp", "from_port": 8080, "to_port": 8080, "source_group": web});
+    server
+        .call(
+            Method::POST,
+            &format!("{SGS}/{app}/rules"),
+            ADMIN,
+            Some(from_web.clone()),
+        )
+        .await;
+
+    // moto would delete it; AWS answers DependencyViolation, and so does overcast.
+    let (status, err) = server
+        .call(Method::DELETE, &format!("{SGS}/{web}"), ADMIN, None)
+        .await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("in_use")),
+        "{err}"
+    );
+    let message = err["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&instance) && message.contains(&app),
+        "{message}"
+    );
+    assert_eq!(
+        ec2.describe_security_groups()
+            .group_ids(&web)
+            .send()
+            .await
+            .unwrap()
+            .security_groups()
+            .len(),
+        1
+    );
+
+    server
+        .call(
+            Method::POST,
+            &format!("{ENV}/{instance}/terminate"),
+            ADMIN,
+            None,
+        )
+        .await;
+    let (status, _) = server
+        .call(Method::DELETE, &format!("{SGS}/{web}"), ADMIN, None)
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "the rule of app still uses it"
+    );
+    server
+        .call(
+            Method::DELETE,
+            &format!("{SGS}/{app}/rules"),
+            ADMIN,
+            Some(from_web),
+        )
+        .await;
+    let (status, op) = server
+        .call(Method::DELETE, &format!("{SGS}/{web}"), ADMIN, None)
+        .await;
+    assert_eq!(
+        (status, op["status"].as_str()),
+        (StatusCode::OK, Some("succeeded")),
+        "{op}"
+    );
+    assert!(
+        ec2.describe_security_groups()
+            .group_ids(&web)
+            .send()
+            .await
+            .is_err(),
+        "gone from moto"
+    );
+    let (status, _) = server
+        .call(Method::GET, &format!("{SGS}/{web}"), ADMIN, None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_org_cannot_see_or_change_a_security_group() {
+    let server = TestServer::start().await;
+    let ec2 = server.ec2(REGIONS[0]).await;
+    let acme = server.token("acme", "operator").await;
+    let other = server.token("other", "operator").await;
+    let group = create_group(&server, &acme, "acme-web").await;
+    let rule = json!({"direction": "ingress", "protocol": "tcp", "from_port": 22, "to_port": 22, "cidr": "0.0.0.0/0"});
+    for (method, path, body) in [
+        (Method::GET, format!("{SGS}/{group}"), None),
+        (Method::DELETE, format!("{SGS}/{group}"), None),
+        (
+            Method::POST,
+            format!("{SGS}/{group}/rules"),
+            Some(rule.clone()),
+        ),
+    ] {
+        let (status, err) = server.call(method.clone(), &path, &other, body).await;
+        assert_eq!(
+            (status, err["error"]["code"].as_str()),
+            (StatusCode::NOT_FOUND, Some("security_group_not_found")),
+            "{method} {path}"
+        );
+    }
+    let (_, listed) = server.call(Method::GET, SGS, &other, None).await;
+    assert!(!listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|g| g["id"] == json!(group)));
+    let (_, listed) = server.call(Method::GET, SGS, &acme, None).await;
+    assert!(listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|g| g["id"] == json!(group)));
+    assert!(rules_in_moto(&ec2, &group)
+        .await
+        .iter()
+        .all(|r| r.0 != "in"));
+}

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod environments;
 pub mod instances;
 pub mod operations;
+pub mod security_groups;
 pub mod system;
 pub mod tokens;
 

@@ -1,0 +1,258 @@
+//! Security groups: list, get, create, delete (refused while in use, as AWS does, even where
+//! an emulator would not), and rules. Every change is an operation whose steps are safe to
+//! re-run after a crash.
+
+use async_trait::async_trait;
+use overcast_provider::{Firewall, InstanceFilter};
+use overcast_types::{tags, Error, ErrorKind, Rule, SecurityGroup, TargetOutcome, TargetResult};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use utoipa::ToSchema;
+
+use crate::environments::{Environment, Environments};
+use crate::instances::check_tags;
+use crate::operations::{Executor, Step};
+use crate::provider_error;
+
+pub const CREATE_KIND: &str = "security_group.create";
+pub const DELETE_KIND: &str = "security_group.delete";
+pub const ADD_RULE_KIND: &str = "security_group.add_rule";
+pub const REMOVE_RULE_KIND: &str = "security_group.remove_rule";
+
+/// A request for a new security group.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateGroupRequest {
+    pub name: String,
+    pub description: String,
+    /// Default: the environment's first region.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Default: the region's default VPC.
+    #[serde(default)]
+    pub vpc_id: Option<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+impl CreateGroupRequest {
+    fn validate(&self) -> Result<(), Error> {
+        if self.name.is_empty() || self.name.len() > 255 || self.name.starts_with("sg-") {
+            return Err(Error::invalid(
+                "name",
+                "use 1 to 255 characters, not starting with sg-",
+            ));
+        }
+        if self.description.is_empty() || self.description.len() > 255 {
+            return Err(Error::invalid("description", "use 1 to 255 characters"));
+        }
+        check_tags(&self.tags)
+    }
+}
+
+/// One change to security groups, as an operation records it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub(crate) enum FirewallChange {
+    Create {
+        region: String,
+        name: String,
+        description: String,
+        vpc_id: Option<String>,
+        tags: BTreeMap<String, String>,
+    },
+    Delete {
+        region: String,
+        id: String,
+    },
+    AddRule {
+        region: String,
+        id: String,
+        rule: Rule,
+    },
+    RemoveRule {
+        region: String,
+        id: String,
+        rule: Rule,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct FirewallInput {
+    pub environment: String,
+    pub change: FirewallChange,
+}
+
+impl Environment {
+    pub fn firewall(&self) -> Result<&dyn Firewall, Error> {
+        self.compute()?;
+        self.provider.firewall().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Unsupported,
+                "not_supported",
+                format!(
+                    "security groups are not supported by provider {}",
+                    self.provider.kind()
+                ),
+            )
+        })
+    }
+
+    pub fn decorate_group(&self, mut group: SecurityGroup) -> SecurityGroup {
+        group.org = self.org_of(&group.tags);
+        group
+    }
+
+    /// A group by id, from whichever region has it.
+    pub async fn find_group(&self, id: &str) -> Result<Option<SecurityGroup>, Error> {
+        let found = self
+            .firewall()?
+            .list_groups(None, &[id.to_string()])
+            .await
+            .map_err(provider_error)?;
+        Ok(found.into_iter().next().map(|g| self.decorate_group(g)))
+    }
+
+    /// What uses a group: instances that carry it and other groups whose rules name it.
+    pub async fn users_of(&self, region: &str, id: &str) -> Result<Vec<String>, Error> {
+        let filter = InstanceFilter {
+            region: Some(region.to_string()),
+            ..InstanceFilter::default()
+        };
+        let instances = self
+            .compute()?
+            .list_instances(&filter)
+            .await
+            .map_err(provider_error)?;
+        let mut users: Vec<String> = instances
+            .into_iter()
+            .filter(|i| !i.state.is_gone() && i.security_groups.iter().any(|g| g == id))
+            .map(|i| format!("instance {}", i.id))
+            .collect();
+        let groups = self
+            .firewall()?
+            .list_groups(Some(region), &[])
+            .await
+            .map_err(provider_error)?;
+        users.extend(
+            groups
+                .into_iter()
+                .filter(|g| {
+                    g.id != id
+                        && g.rules
+                            .iter()
+                            .any(|r| r.source_group.as_deref() == Some(id))
+                })
+                .map(|g| format!("a rule of {}", g.id)),
+        );
+        Ok(users)
+    }
+}
+
+/// Refuses to delete a group something uses, as AWS does with DependencyViolation.
+pub(crate) async fn check_unused(env: &Environment, region: &str, id: &str) -> Result<(), Error> {
+    let users = env.users_of(region, id).await?;
+    if users.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::conflict(
+            "in_use",
+            format!("security group {id} is in use by {}", users.join(", ")),
+        ))
+    }
+}
+
+pub(crate) struct FirewallExecutor {
+    pub environments: Arc<Environments>,
+}
+
+#[async_trait]
+impl Executor for FirewallExecutor {
+    async fn run(&self, step: &mut Step) -> Result<(), Error> {
+        let input: FirewallInput = step.input()?;
+        let env = self.environments.require(&input.environment)?;
+        let firewall = env.firewall()?;
+        step.set_total(1).await?;
+        let (target, detail) = match input.change {
+            FirewallChange::Create {
+                region,
+                name,
+                description,
+                vpc_id,
+                mut tags,
+            } => {
+                // A re-run finds the group an earlier run made by its operation tag.
+                let operation_id = step.operation().id.clone();
+                tags.insert(tags::OPERATION.into(), operation_id.clone());
+                let existing = firewall
+                    .list_groups(Some(&region), &[])
+                    .await
+                    .map_err(provider_error)?
+                    .into_iter()
+                    .find(|g| g.tags.get(tags::OPERATION) == Some(&operation_id));
+                let group = match existing {
+                    Some(group) => group,
+                    None => firewall
+                        .create_group(&region, &name, &description, vpc_id.as_deref(), &tags)
+                        .await
+                        .map_err(provider_error)?,
+                };
+                let group = env.decorate_group(group);
+                let detail =
+                    serde_json::to_value(&group).map_err(|e| Error::internal(e.to_string()))?;
+                (group.id, Some(detail))
+            }
+            FirewallChange::Delete { region, id } => {
+                check_unused(env, &region, &id).await?;
+                match firewall.delete_group(&region, &id).await {
+                    Err(e) if e.code == "security_group_not_found" => {}
+                    other => other.map_err(provider_error)?,
+                }
+                (id, None)
+            }
+            FirewallChange::AddRule { region, id, rule } => {
+                firewall
+                    .add_rule(&region, &id, &rule)
+                    .await
+                    .map_err(provider_error)?;
+                (id, None)
+            }
+            FirewallChange::RemoveRule { region, id, rule } => {
+                firewall
+                    .remove_rule(&region, &id, &rule)
+                    .await
+                    .map_err(provider_error)?;
+                (id, None)
+            }
+        };
+        step.record(TargetResult {
+            target,
+            outcome: TargetOutcome::Done,
+            message: None,
+            detail,
+        })
+        .await
+    }
+}
+
+/// The firewall change a create request asks for, checked.
+pub(crate) fn create_change(
+    env: &Environment,
+    request: &CreateGroupRequest,
+    org: &str,
+    created_by: &str,
+) -> Result<FirewallChange, Error> {
+    request.validate()?;
+    let region = env.region_or_first(request.region.as_deref())?;
+    let mut tags = request.tags.clone();
+    tags.insert(tags::ORG.into(), org.into());
+    tags.insert(tags::CREATED_BY.into(), created_by.into());
+    Ok(FirewallChange::Create {
+        region,
+        name: request.name.clone(),
+        description: request.description.clone(),
+        vpc_id: request.vpc_id.clone(),
+        tags,
+    })
+}

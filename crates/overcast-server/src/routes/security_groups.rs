@@ -1,0 +1,157 @@
+//! Security groups of an environment and their rules.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Json;
+use overcast_core::firewall::CreateGroupRequest;
+use overcast_types::{Operation, Rule, SecurityGroup};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::error::{ApiResult, ErrorBody};
+use crate::extract::{Mutation, NoBody};
+use crate::middleware::Caller;
+use crate::AppState;
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct GroupsQuery {
+    /// Only this region; default: all of the environment's.
+    region: Option<String>,
+}
+
+/// Security groups the caller may see, with their rules.
+#[utoipa::path(get, path = "/v1/environments/{env}/security-groups", tag = "security-groups",
+    params(("env" = String, Path, description = "Environment name"), GroupsQuery),
+    responses((status = 200, body = Vec<SecurityGroup>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn list_groups(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Path(env): Path<String>,
+    Query(query): Query<GroupsQuery>,
+) -> ApiResult<Json<Vec<SecurityGroup>>> {
+    Ok(Json(
+        state
+            .core
+            .security_groups(&principal, &env, query.region.as_deref())
+            .await?,
+    ))
+}
+
+/// Creates a security group (an operation), tagged with its org.
+#[utoipa::path(post, path = "/v1/environments/{env}/security-groups", tag = "security-groups", request_body = CreateGroupRequest,
+    params(("env" = String, Path, description = "Environment name")),
+    responses((status = 201, body = Operation), (status = 202, body = Operation), (status = 400, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "a group of that name exists"), (status = 403, body = ErrorBody)))]
+pub async fn create_group(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Path(env): Path<String>,
+    request: Mutation<CreateGroupRequest>,
+) -> ApiResult<Response> {
+    let operation = state
+        .core
+        .create_security_group(
+            &principal,
+            &env,
+            &request.body,
+            request.idempotency.as_ref(),
+        )
+        .await?;
+    let operation = state
+        .core
+        .wait(&principal, &operation.id, request.wait)
+        .await?;
+    Ok(request.respond(&operation, StatusCode::CREATED, &operation))
+}
+
+#[utoipa::path(get, path = "/v1/environments/{env}/security-groups/{id}", tag = "security-groups",
+    params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Group id")),
+    responses((status = 200, body = SecurityGroup), (status = 404, body = ErrorBody)))]
+pub async fn get_group(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Path((env, id)): Path<(String, String)>,
+) -> ApiResult<Json<SecurityGroup>> {
+    Ok(Json(
+        state.core.security_group(&principal, &env, &id).await?,
+    ))
+}
+
+/// Deletes a group (an operation); 409 while an instance or another group's rule uses it.
+#[utoipa::path(delete, path = "/v1/environments/{env}/security-groups/{id}", tag = "security-groups",
+    params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Group id")),
+    responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "in use"), (status = 403, body = ErrorBody)))]
+pub async fn delete_group(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Path((env, id)): Path<(String, String)>,
+    request: Mutation<NoBody>,
+) -> ApiResult<Response> {
+    let operation = state
+        .core
+        .delete_security_group(&principal, &env, &id, request.idempotency.as_ref())
+        .await?;
+    let operation = state
+        .core
+        .wait(&principal, &operation.id, request.wait)
+        .await?;
+    Ok(request.respond(&operation, StatusCode::OK, &operation))
+}
+
+/// Adds a rule (an operation); adding a rule that exists is no error.
+#[utoipa::path(post, path = "/v1/environments/{env}/security-groups/{id}/rules", tag = "security-groups", request_body = Rule,
+    params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Group id")),
+    responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn add_rule(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Path((env, id)): Path<(String, String)>,
+    request: Mutation<Rule>,
+) -> ApiResult<Response> {
+    change_rule(state, principal, env, id, request, false).await
+}
+
+/// Removes a rule (an operation); removing a rule that is not there is no error.
+#[utoipa::path(delete, path = "/v1/environments/{env}/security-groups/{id}/rules", tag = "security-groups", request_body = Rule,
+    params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Group id")),
+    responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn remove_rule(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Path((env, id)): Path<(String, String)>,
+    request: Mutation<Rule>,
+) -> ApiResult<Response> {
+    change_rule(state, principal, env, id, request, true).await
+}
+
+async fn change_rule(
+    state: AppState,
+    principal: overcast_core::auth::Principal,
+    env: String,
+    id: String,
+    request: Mutation<Rule>,
+    remove: bool,
+) -> ApiResult<Response> {
+    let operation = state
+        .core
+        .change_rule(
+            &principal,
+            &env,
+            &id,
+            request.body.clone(),
+            remove,
+            request.idempotency.as_ref(),
+        )
+        .await?;
+    let operation = state
+        .core
+        .wait(&principal, &operation.id, request.wait)
+        .await?;
+    Ok(request.respond(&operation, StatusCode::OK, &operation))
+}
