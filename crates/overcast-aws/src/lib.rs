@@ -6,14 +6,15 @@
 mod compute;
 mod errors;
 mod firewall;
+mod images;
 
 use async_trait::async_trait;
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
 use overcast_provider::{
-    CallObserver, Capability, Compute, Firewall, Provider, ProviderError, ProviderErrorKind,
-    ProviderStatus,
+    CallObserver, Capability, Compute, Firewall, Images, Provider, ProviderError,
+    ProviderErrorKind, ProviderStatus,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -138,7 +139,11 @@ impl Provider for AwsProvider {
     }
 
     fn capabilities(&self) -> Vec<Capability> {
-        vec![Capability::Compute, Capability::Firewall]
+        vec![
+            Capability::Compute,
+            Capability::Firewall,
+            Capability::Images,
+        ]
     }
 
     async fn status(&self) -> ProviderStatus {
@@ -175,6 +180,10 @@ impl Provider for AwsProvider {
     }
 
     fn firewall(&self) -> Option<&dyn Firewall> {
+        Some(self)
+    }
+
+    fn images(&self) -> Option<&dyn Images> {
         Some(self)
     }
 }

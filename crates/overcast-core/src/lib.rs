@@ -6,6 +6,7 @@ pub mod auth;
 pub mod config;
 pub mod environments;
 pub mod firewall;
+pub mod images;
 pub mod instances;
 pub mod metrics;
 pub mod operations;
@@ -15,8 +16,8 @@ use overcast_provider::{Action, ProviderError, ProviderErrorKind};
 pub use overcast_store::{AuditFilter, OperationFilter, PageRequest, MAX_PAGE};
 use overcast_store::{Created, IdempotencyClaim, Store, StoreError};
 use overcast_types::{
-    AuditEntry, Error, ErrorKind, Instance, Operation, OperationStatus, Page, Progress, Role, Rule,
-    SecurityGroup, TokenInfo,
+    AuditEntry, Error, ErrorKind, Image, Instance, Operation, OperationStatus, Page, Progress,
+    Role, Rule, SecurityGroup, TokenInfo,
 };
 use std::collections::BTreeMap;
 use std::collections::HashMap;
@@ -214,6 +215,14 @@ impl Core {
             executors.insert(
                 kind.into(),
                 Arc::new(firewall::FirewallExecutor {
+                    environments: environments.clone(),
+                }),
+            );
+        }
+        for kind in [images::CREATE_KIND, images::DELETE_KIND] {
+            executors.insert(
+                kind.into(),
+                Arc::new(images::ImageExecutor {
                     environments: environments.clone(),
                 }),
             );
@@ -712,6 +721,126 @@ impl Core {
             .console_output(&instance.region, id)
             .await
             .map_err(provider_error)
+    }
+
+    // ---- images ---------------------------------------------------------------------------
+
+    /// Own images the caller may see, of one region or all.
+    pub async fn images(
+        &self,
+        principal: &Principal,
+        env: &str,
+        region: Option<&str>,
+    ) -> Result<Vec<Image>, Error> {
+        let environment = self.environments.require(env)?;
+        let region = region
+            .map(|r| environment.region_or_first(Some(r)))
+            .transpose()?;
+        let found = environment
+            .images()?
+            .list_images(region.as_deref(), &[])
+            .await
+            .map_err(provider_error)?;
+        Ok(found
+            .into_iter()
+            .map(|i| environment.decorate_image(i))
+            .filter(|i| visible_org(principal, i.org.as_deref()))
+            .collect())
+    }
+
+    pub async fn image(&self, principal: &Principal, env: &str, id: &str) -> Result<Image, Error> {
+        match self.environments.require(env)?.find_image(id).await? {
+            Some(image) if visible_org(principal, image.org.as_deref()) => Ok(image),
+            _ => Err(Error::not_found("image", id)),
+        }
+    }
+
+    /// Makes an image of an instance the caller may see, as an operation.
+    pub async fn create_image(
+        &self,
+        principal: &Principal,
+        env: &str,
+        request: &images::CreateImageRequest,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Operation, Error> {
+        principal.require(Role::Operator)?;
+        request.validate()?;
+        let instance = self
+            .instance(principal, env, &request.instance_id)
+            .await
+            .map_err(|e| Error {
+                field: Some("instance_id".into()),
+                ..e
+            })?;
+        let environment = self.environments.require(env)?;
+        images::check_name_free(environment.images()?, &instance.region, &request.name).await?;
+        let mut image_tags = request.tags.clone();
+        image_tags.insert(overcast_types::tags::ORG.into(), principal.org.clone());
+        image_tags.insert(
+            overcast_types::tags::CREATED_BY.into(),
+            principal.token_name.clone(),
+        );
+        let change = images::ImageChange::Create {
+            spec: overcast_provider::ImageSpec {
+                region: instance.region.clone(),
+                instance_id: instance.id.clone(),
+                name: request.name.clone(),
+                description: request.description.clone(),
+                no_reboot: request.no_reboot,
+                tags: image_tags,
+            },
+        };
+        let input = to_input(&images::ImageInput {
+            environment: env.to_string(),
+            change,
+        })?;
+        let target = format!("{env}/images/{}", request.name);
+        let (operation, _) = self
+            .start_operation(
+                principal,
+                images::CREATE_KIND,
+                &principal.org,
+                Some(env),
+                target,
+                input,
+                idempotency,
+            )
+            .await?;
+        Ok(operation)
+    }
+
+    /// Deregisters an image and deletes its snapshots, as an operation.
+    pub async fn delete_image(
+        &self,
+        principal: &Principal,
+        env: &str,
+        id: &str,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Operation, Error> {
+        principal.require(Role::Operator)?;
+        let image = self.image(principal, env, id).await?;
+        let change = images::ImageChange::Delete {
+            region: image.region.clone(),
+            id: id.to_string(),
+            snapshots: image.snapshots.clone(),
+        };
+        let input = to_input(&images::ImageInput {
+            environment: env.to_string(),
+            change,
+        })?;
+        let org = image.org.clone().unwrap_or_else(|| principal.org.clone());
+        let (operation, _) = self
+            .start_operation(
+                principal,
+                images::DELETE_KIND,
+                &org,
+                Some(env),
+                format!("{env}/{id}"),
+                input,
+                idempotency,
+            )
+            .await?;
+        Ok(operation)
     }
 
     // ---- security groups ------------------------------------------------------------------

@@ -5,10 +5,12 @@
 mod compute;
 mod error;
 mod firewall;
+mod images;
 
 pub use compute::{Action, Compute, InstanceChange, InstanceFilter, LaunchSpec};
 pub use error::{ProviderError, ProviderErrorKind};
 pub use firewall::Firewall;
+pub use images::{ImageSpec, Images};
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -76,6 +78,11 @@ pub trait Provider: Send + Sync {
 
     /// Security groups, if this provider has them.
     fn firewall(&self) -> Option<&dyn Firewall> {
+        None
+    }
+
+    /// Machine images, if this provider has them.
+    fn images(&self) -> Option<&dyn Images> {
         None
     }
 }

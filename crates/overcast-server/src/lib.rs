@@ -21,7 +21,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
-use routes::{audit, environments, instances, operations, security_groups, system, tokens};
+use routes::{audit, environments, images, instances, operations, security_groups, system, tokens};
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -44,6 +44,7 @@ pub struct AppState {
         (name = "environments", description = "Targets and machine types"),
         (name = "instances", description = "Virtual machines"),
         (name = "security-groups", description = "Firewall rules"),
+        (name = "images", description = "Machine images"),
         (name = "operations", description = "Recorded changes"),
         (name = "tokens", description = "API tokens (admin)"),
         (name = "audit", description = "The append-only audit log"),
@@ -88,6 +89,8 @@ fn api() -> OpenApiRouter<AppState> {
             instances::modify_instance
         ))
         .routes(routes!(instances::list_regions))
+        .routes(routes!(images::list_images, images::create_image))
+        .routes(routes!(images::get_image, images::delete_image))
         .routes(routes!(
             security_groups::list_groups,
             security_groups::create_group

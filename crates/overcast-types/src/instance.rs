@@ -99,6 +99,27 @@ pub struct Instance {
     pub org: Option<String>,
 }
 
+/// A machine image the environment's account owns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Image {
+    pub id: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub region: String,
+    /// The backend's state, e.g. `available`, `pending`, `failed`.
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    /// Snapshots that back the image; deleted with it.
+    #[serde(default)]
+    pub snapshots: Vec<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org: Option<String>,
+}
+
 /// Tags overcast puts on everything it creates.
 pub mod tags {
     pub const ORG: &str = "overcast:org";

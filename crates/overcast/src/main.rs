@@ -72,6 +72,11 @@ enum Command {
         #[command(subcommand)]
         command: Box<VmCommand>,
     },
+    /// Machine images.
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
     /// Security groups and their rules.
     Sg {
         #[command(subcommand)]
@@ -328,6 +333,47 @@ enum VmCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum ImageCommand {
+    List {
+        #[command(flatten)]
+        env: EnvArg,
+        #[arg(long)]
+        region: Option<String>,
+    },
+    Get {
+        #[command(flatten)]
+        env: EnvArg,
+        id: String,
+    },
+    /// Make an image of an instance.
+    Create {
+        #[command(flatten)]
+        env: EnvArg,
+        #[command(flatten)]
+        wait: WaitArg,
+        /// The instance to image.
+        #[arg(long)]
+        instance: String,
+        name: String,
+        #[arg(long)]
+        description: Option<String>,
+        /// Do not reboot the instance first.
+        #[arg(long)]
+        no_reboot: bool,
+        #[arg(long = "tag", value_name = "KEY=VALUE")]
+        tags: Vec<String>,
+    },
+    /// Deregister an image and delete its snapshots.
+    Rm {
+        #[command(flatten)]
+        env: EnvArg,
+        #[command(flatten)]
+        wait: WaitArg,
+        id: String,
+    },
+}
+
 /// A rule, as flags.
 #[derive(clap::Args)]
 struct RuleArgs {
@@ -547,6 +593,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Vm { command } => return vm(&client()?, format, *command).await,
         Command::Sg { command } => return sg(&client()?, format, *command).await,
+        Command::Image { command } => return image(&client()?, format, command).await,
         Command::Op { command } => {
             let client = client()?;
             match command {
@@ -961,6 +1008,47 @@ async fn sg(client: &Client, format: Format, command: SgCommand) -> anyhow::Resu
                 wait.wait,
             )
         }
+    };
+    follow(client, format, operation, wait).await
+}
+
+async fn image(client: &Client, format: Format, command: ImageCommand) -> anyhow::Result<ExitCode> {
+    let base = |env: &EnvArg| format!("/v1/environments/{}/images", env.environment);
+    let (operation, wait) = match command {
+        ImageCommand::List { env, region } => {
+            let listed = client
+                .get(&format!("{}{}", base(&env), query(&[("region", region)])))
+                .await?;
+            print!("{}", render(&listed, format, output::IMAGES));
+            return Ok(ExitCode::SUCCESS);
+        }
+        ImageCommand::Get { env, id } => {
+            let image = client.get(&format!("{}/{id}", base(&env))).await?;
+            print!("{}", render(&image, format, output::FIELDS));
+            return Ok(ExitCode::SUCCESS);
+        }
+        ImageCommand::Create {
+            env,
+            wait,
+            instance,
+            name,
+            description,
+            no_reboot,
+            tags,
+        } => {
+            let body = json!({"instance_id": instance, "name": name, "description": description,
+                "no_reboot": no_reboot, "tags": parse_tags(&tags)?});
+            (
+                client.start(Method::POST, &base(&env), Some(&body)).await?,
+                wait.wait,
+            )
+        }
+        ImageCommand::Rm { env, wait, id } => (
+            client
+                .start(Method::DELETE, &format!("{}/{id}", base(&env)), None)
+                .await?,
+            wait.wait,
+        ),
     };
     follow(client, format, operation, wait).await
 }

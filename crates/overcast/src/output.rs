@@ -29,6 +29,14 @@ pub const MACHINE_TYPES: &[Column] = &[
     ("DISK GB", "qemu.disk_gb"),
     ("DESCRIPTION", "description"),
 ];
+pub const IMAGES: &[Column] = &[
+    ("ID", "id"),
+    ("NAME", "name"),
+    ("REGION", "region"),
+    ("STATE", "state"),
+    ("CREATED", "created_at"),
+    ("ORG", "org"),
+];
 pub const SECURITY_GROUPS: &[Column] = &[
     ("ID", "id"),
     ("NAME", "name"),

@@ -1125,3 +1125,151 @@ async fn another_org_cannot_see_or_change_a_security_group() {
         .iter()
         .all(|r| r.0 != "in"));
 }
+
+const IMAGES: &str = "/v1/environments/aws-test/images";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_are_made_from_instances_and_deleted_with_their_snapshots() {
+    let server = TestServer::start().await;
+    let ec2 = server.ec2(REGIONS[0]).await;
+    let image = some_image(&ec2).await;
+    let op = create(
+        &server,
+        ADMIN,
+        json!({"image": image, "instance_type": "t3.micro"}),
+    )
+    .await;
+    let instance = created_ids(&op)[0].clone();
+
+    let body = json!({"instance_id": instance, "name": "web (2026-11-22)", "description": "golden web", "no_reboot": true, "tags": {"v": "1"}});
+    let (status, op) = server
+        .call(Method::POST, IMAGES, ADMIN, Some(body.clone()))
+        .await;
+    assert_eq!(
+        (status, op["status"].as_str()),
+        (StatusCode::CREATED, Some("succeeded")),
+        "{op}"
+    );
+    assert_eq!(op["kind"], "image.create");
+    let ami = op["results"][0]["target"].as_str().unwrap().to_string();
+
+    let described = ec2.describe_images().image_ids(&ami).send().await.unwrap();
+    let in_moto = &described.images()[0];
+    assert_eq!(in_moto.name(), Some("web (2026-11-22)"));
+    assert_eq!(in_moto.description(), Some("golden web"));
+    let tags: BTreeMap<_, _> = in_moto
+        .tags()
+        .iter()
+        .map(|t| (t.key().unwrap(), t.value().unwrap()))
+        .collect();
+    assert_eq!((tags["overcast:org"], tags["v"]), ("admin", "1"));
+    let snapshots: Vec<String> = in_moto
+        .block_device_mappings()
+        .iter()
+        .filter_map(|m| m.ebs().and_then(|e| e.snapshot_id()).map(str::to_string))
+        .collect();
+    assert!(!snapshots.is_empty());
+    let described = ec2
+        .describe_snapshots()
+        .snapshot_ids(&snapshots[0])
+        .send()
+        .await
+        .unwrap();
+    let snapshot_tags: Vec<_> = described.snapshots()[0]
+        .tags()
+        .iter()
+        .map(|t| (t.key().unwrap(), t.value().unwrap()))
+        .collect();
+    assert!(
+        snapshot_tags.contains(&("overcast:org", "admin")),
+        "{snapshot_tags:?}"
+    );
+
+    // AWS refuses a second image of the same name; moto would not.
+    let (status, err) = server.call(Method::POST, IMAGES, ADMIN, Some(body)).await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("image_name_taken"))
+    );
+    assert_eq!(err["error"]["field"], "name");
+
+    let (_, listed) = server.call(Method::GET, IMAGES, ADMIN, None).await;
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["id"] == json!(ami)),
+        "{listed}"
+    );
+    let (status, got) = server
+        .call(Method::GET, &format!("{IMAGES}/{ami}"), ADMIN, None)
+        .await;
+    assert_eq!(
+        (status, got["state"].as_str()),
+        (StatusCode::OK, Some("available"))
+    );
+    let other = server.token("other", "operator").await;
+    let (status, _) = server
+        .call(Method::GET, &format!("{IMAGES}/{ami}"), &other, None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // The image launches.
+    create(
+        &server,
+        ADMIN,
+        json!({"image": ami, "instance_type": "t3.micro"}),
+    )
+    .await;
+
+    let (status, op) = server
+        .call(Method::DELETE, &format!("{IMAGES}/{ami}"), ADMIN, None)
+        .await;
+    assert_eq!(
+        (status, op["status"].as_str()),
+        (StatusCode::OK, Some("succeeded")),
+        "{op}"
+    );
+    let gone = ec2.describe_images().image_ids(&ami).send().await;
+    assert!(
+        gone.map(|d| d.images().is_empty()).unwrap_or(true),
+        "deregistered in moto"
+    );
+    for snapshot in snapshots {
+        let found = ec2
+            .describe_snapshots()
+            .snapshot_ids(&snapshot)
+            .send()
+            .await;
+        assert!(
+            found.map(|d| d.snapshots().is_empty()).unwrap_or(true),
+            "snapshot {snapshot} deleted"
+        );
+    }
+
+    let (status, err) = server
+        .call(
+            Method::POST,
+            IMAGES,
+            ADMIN,
+            Some(json!({"instance_id": instance, "name": "a#b"})),
+        )
+        .await;
+    assert_eq!(
+        (status, err["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("name"))
+    );
+    let (status, err) = server
+        .call(
+            Method::POST,
+            IMAGES,
+            ADMIN,
+            Some(json!({"instance_id": "i-0000000000000dead", "name": "nope"})),
+        )
+        .await;
+    assert_eq!(
+        (status, err["error"]["field"].as_str()),
+        (StatusCode::NOT_FOUND, Some("instance_id"))
+    );
+}

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod environments;
+pub mod images;
 pub mod instances;
 pub mod operations;
 pub mod security_groups;

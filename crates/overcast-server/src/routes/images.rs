@@ -1,0 +1,102 @@
+//! Machine images of an environment.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Json;
+use overcast_core::images::CreateImageRequest;
+use overcast_types::{Image, Operation};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::error::{ApiResult, ErrorBody};
+use crate::extract::{Mutation, NoBody};
+use crate::middleware::Caller;
+use crate::AppState;
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ImagesQuery {
+    /// Only this region; default: all of the environment's.
+    region: Option<String>,
+}
+
+/// Images the environment's account owns that the caller may see.
+#[utoipa::path(get, path = "/v1/environments/{env}/images", tag = "images",
+    params(("env" = String, Path, description = "Environment name"), ImagesQuery),
+    responses((status = 200, body = Vec<Image>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn list_images(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Path(env): Path<String>,
+    Query(query): Query<ImagesQuery>,
+) -> ApiResult<Json<Vec<Image>>> {
+    Ok(Json(
+        state
+            .core
+            .images(&principal, &env, query.region.as_deref())
+            .await?,
+    ))
+}
+
+/// Makes an image of an instance (an operation that ends when the image is available).
+#[utoipa::path(post, path = "/v1/environments/{env}/images", tag = "images", request_body = CreateImageRequest,
+    params(("env" = String, Path, description = "Environment name")),
+    responses((status = 201, body = Operation), (status = 202, body = Operation), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "name taken"),
+              (status = 403, body = ErrorBody)))]
+pub async fn create_image(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Path(env): Path<String>,
+    request: Mutation<CreateImageRequest>,
+) -> ApiResult<Response> {
+    let operation = state
+        .core
+        .create_image(
+            &principal,
+            &env,
+            &request.body,
+            request.idempotency.as_ref(),
+        )
+        .await?;
+    let operation = state
+        .core
+        .wait(&principal, &operation.id, request.wait)
+        .await?;
+    Ok(request.respond(&operation, StatusCode::CREATED, &operation))
+}
+
+#[utoipa::path(get, path = "/v1/environments/{env}/images/{id}", tag = "images",
+    params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Image id")),
+    responses((status = 200, body = Image), (status = 404, body = ErrorBody)))]
+pub async fn get_image(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Path((env, id)): Path<(String, String)>,
+) -> ApiResult<Json<Image>> {
+    Ok(Json(state.core.image(&principal, &env, &id).await?))
+}
+
+/// Deregisters an image and deletes its snapshots (an operation).
+#[utoipa::path(delete, path = "/v1/environments/{env}/images/{id}", tag = "images",
+    params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Image id")),
+    responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 404, body = ErrorBody),
+              (status = 403, body = ErrorBody)))]
+pub async fn delete_image(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Path((env, id)): Path<(String, String)>,
+    request: Mutation<NoBody>,
+) -> ApiResult<Response> {
+    let operation = state
+        .core
+        .delete_image(&principal, &env, &id, request.idempotency.as_ref())
+        .await?;
+    let operation = state
+        .core
+        .wait(&principal, &operation.id, request.wait)
+        .await?;
+    Ok(request.respond(&operation, StatusCode::OK, &operation))
+}
