@@ -16,6 +16,10 @@ fn classify(code: &str, message: &str) -> (Kind, &'static str, Option<&'static s
             (Kind::InvalidInput, "image_not_found", Some("image"))
         }
         "InvalidKeyPair.NotFound" => (Kind::InvalidInput, "key_pair_not_found", Some("key_pair")),
+        "InvalidKeyPair.Duplicate" => (Kind::Conflict, "key_pair_exists", Some("name")),
+        "InvalidKeyPair.Format" | "InvalidKey.Format" => {
+            (Kind::InvalidInput, "invalid_public_key", Some("public_key"))
+        }
         "InvalidGroup.NotFound" | "InvalidGroupId.Malformed" => (
             Kind::InvalidInput,
             "security_group_not_found",

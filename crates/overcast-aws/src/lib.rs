@@ -7,13 +7,14 @@ mod compute;
 mod errors;
 mod firewall;
 mod images;
+mod keypairs;
 
 use async_trait::async_trait;
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
 use overcast_provider::{
-    CallObserver, Capability, Compute, Firewall, Images, Provider, ProviderError,
+    CallObserver, Capability, Compute, Firewall, Images, KeyPairs, Provider, ProviderError,
     ProviderErrorKind, ProviderStatus,
 };
 use std::collections::HashMap;
@@ -184,6 +185,10 @@ impl Provider for AwsProvider {
     }
 
     fn images(&self) -> Option<&dyn Images> {
+        Some(self)
+    }
+
+    fn key_pairs(&self) -> Option<&dyn KeyPairs> {
         Some(self)
     }
 }

@@ -8,6 +8,7 @@ pub mod environments;
 pub mod firewall;
 pub mod images;
 pub mod instances;
+pub mod keypairs;
 pub mod metrics;
 pub mod operations;
 pub mod tokens;
@@ -215,6 +216,18 @@ impl Core {
             executors.insert(
                 kind.into(),
                 Arc::new(firewall::FirewallExecutor {
+                    environments: environments.clone(),
+                }),
+            );
+        }
+        for kind in [
+            keypairs::CREATE_KIND,
+            keypairs::IMPORT_KIND,
+            keypairs::DELETE_KIND,
+        ] {
+            executors.insert(
+                kind.into(),
+                Arc::new(keypairs::KeyPairExecutor {
                     environments: environments.clone(),
                 }),
             );
@@ -836,6 +849,158 @@ impl Core {
                 &org,
                 Some(env),
                 format!("{env}/{id}"),
+                input,
+                idempotency,
+            )
+            .await?;
+        Ok(operation)
+    }
+
+    // ---- key pairs ------------------------------------------------------------------------
+
+    /// Key pairs the caller may see, of one region or all.
+    pub async fn key_pairs(
+        &self,
+        principal: &Principal,
+        env: &str,
+        region: Option<&str>,
+    ) -> Result<Vec<overcast_provider::KeyPair>, Error> {
+        let environment = self.environments.require(env)?;
+        let region = region
+            .map(|r| environment.region_or_first(Some(r)))
+            .transpose()?;
+        let found = environment
+            .key_pairs()?
+            .list_key_pairs(region.as_deref())
+            .await
+            .map_err(provider_error)?;
+        Ok(found
+            .into_iter()
+            .map(|mut k| {
+                k.org = environment.org_of(&k.tags);
+                k
+            })
+            .filter(|k| visible_org(principal, k.org.as_deref()))
+            .collect())
+    }
+
+    /// Makes or imports a key pair, as an operation. A made key's private half is taken
+    /// from the runner with [`Core::take_private_key`] by the request that waits for it.
+    pub async fn create_key_pair(
+        &self,
+        principal: &Principal,
+        env: &str,
+        request: &keypairs::CreateKeyPairRequest,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Operation, Error> {
+        principal.require(Role::Operator)?;
+        request.validate()?;
+        let environment = self.environments.require(env)?;
+        let region = environment.region_or_first(request.region.as_deref())?;
+        if environment
+            .find_key_pair(&region, &request.name)
+            .await?
+            .is_some()
+        {
+            return Err(Error {
+                field: Some("name".into()),
+                ..Error::conflict(
+                    "key_pair_exists",
+                    format!("key pair `{}` exists in {region}", request.name),
+                )
+            });
+        }
+        let mut key_tags = request.tags.clone();
+        key_tags.insert(overcast_types::tags::ORG.into(), principal.org.clone());
+        key_tags.insert(
+            overcast_types::tags::CREATED_BY.into(),
+            principal.token_name.clone(),
+        );
+        let name = request.name.clone();
+        let (kind, change) = match &request.public_key {
+            Some(public_key) => (
+                keypairs::IMPORT_KIND,
+                keypairs::KeyPairChange::Import {
+                    region,
+                    name,
+                    public_key: public_key.clone(),
+                    tags: key_tags,
+                },
+            ),
+            None => (
+                keypairs::CREATE_KIND,
+                keypairs::KeyPairChange::Create {
+                    region,
+                    name,
+                    key_type: request.key_type.clone().unwrap_or_else(|| "rsa".into()),
+                    tags: key_tags,
+                },
+            ),
+        };
+        let input = to_input(&keypairs::KeyPairInput {
+            environment: env.to_string(),
+            change,
+        })?;
+        let target = format!("{env}/key-pairs/{}", request.name);
+        let (operation, _) = self
+            .start_operation(
+                principal,
+                kind,
+                &principal.org,
+                Some(env),
+                target,
+                input,
+                idempotency,
+            )
+            .await?;
+        Ok(operation)
+    }
+
+    /// The private key a `key_pair.create` operation made, once, for the caller who may see
+    /// that operation.
+    pub async fn take_private_key(
+        &self,
+        principal: &Principal,
+        operation_id: &str,
+    ) -> Result<Option<String>, Error> {
+        self.operation(principal, operation_id).await?;
+        Ok(self.runner.take_handover(operation_id))
+    }
+
+    pub async fn delete_key_pair(
+        &self,
+        principal: &Principal,
+        env: &str,
+        name: &str,
+        region: Option<&str>,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Operation, Error> {
+        principal.require(Role::Operator)?;
+        let environment = self.environments.require(env)?;
+        let region = environment.region_or_first(region)?;
+        let key_pair = match environment.find_key_pair(&region, name).await? {
+            Some(k) if visible_org(principal, k.org.as_deref()) => k,
+            _ => return Err(Error::not_found("key_pair", name)),
+        };
+        let change = keypairs::KeyPairChange::Delete {
+            region,
+            name: name.to_string(),
+        };
+        let input = to_input(&keypairs::KeyPairInput {
+            environment: env.to_string(),
+            change,
+        })?;
+        let org = key_pair
+            .org
+            .clone()
+            .unwrap_or_else(|| principal.org.clone());
+        let (operation, _) = self
+            .start_operation(
+                principal,
+                keypairs::DELETE_KIND,
+                &org,
+                Some(env),
+                format!("{env}/key-pairs/{name}"),
                 input,
                 idempotency,
             )

@@ -19,6 +19,12 @@ use crate::{now, store_error};
 
 /// How many operations run at once; the rest wait as `pending`.
 const MAX_RUNNING: usize = 64;
+/// How long a handed-over secret waits for its request before it is dropped.
+const HANDOVER_TTL: Duration = Duration::from_secs(300);
+
+/// Secrets an executor hands to the request that started its operation (a private key made
+/// by the backend, say): kept in memory only, taken once, dropped after a few minutes.
+type Handovers = Arc<Mutex<HashMap<String, (std::time::Instant, String)>>>;
 
 /// Runs the operations of one kind.
 #[async_trait]
@@ -32,6 +38,7 @@ pub struct Step {
     operation: Operation,
     store: Store,
     cancelled: Arc<AtomicBool>,
+    handovers: Handovers,
 }
 
 impl Step {
@@ -72,6 +79,16 @@ impl Step {
         progress.done = done;
         progress.total = progress.total.max(done);
         self.save().await
+    }
+
+    /// Hands a secret to the request that started this operation, never to the store.
+    pub fn hand_over(&self, secret: String) {
+        let mut handovers = self.handovers.lock().unwrap_or_else(|p| p.into_inner());
+        handovers.retain(|_, (at, _)| at.elapsed() < HANDOVER_TTL);
+        handovers.insert(
+            self.operation.id.clone(),
+            (std::time::Instant::now(), secret),
+        );
     }
 
     /// An error to return when the operation was asked to stop; call between steps.
@@ -117,6 +134,7 @@ struct Inner {
     executors: HashMap<String, Arc<dyn Executor>>,
     running: Mutex<HashMap<String, Running>>,
     slots: Semaphore,
+    handovers: Handovers,
 }
 
 impl Runner {
@@ -132,6 +150,7 @@ impl Runner {
                 executors,
                 running: Mutex::new(HashMap::new()),
                 slots: Semaphore::new(MAX_RUNNING),
+                handovers: Handovers::default(),
             }),
         }
     }
@@ -223,6 +242,19 @@ impl Runner {
         self.load(id).await
     }
 
+    /// The secret an operation's executor handed over, once.
+    pub fn take_handover(&self, id: &str) -> Option<String> {
+        let mut handovers = self
+            .inner
+            .handovers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        handovers
+            .remove(id)
+            .filter(|(at, _)| at.elapsed() < HANDOVER_TTL)
+            .map(|(_, secret)| secret)
+    }
+
     async fn load(&self, id: &str) -> Result<Operation, Error> {
         self.inner
             .store
@@ -281,6 +313,7 @@ async fn drive(
         operation,
         store: store.clone(),
         cancelled,
+        handovers: inner.handovers.clone(),
     };
     let result = executor.run(&mut step).await;
     let (status, error) = match &result {

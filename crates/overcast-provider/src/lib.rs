@@ -6,11 +6,13 @@ mod compute;
 mod error;
 mod firewall;
 mod images;
+mod keypairs;
 
 pub use compute::{Action, Compute, InstanceChange, InstanceFilter, LaunchSpec};
 pub use error::{ProviderError, ProviderErrorKind};
 pub use firewall::Firewall;
 pub use images::{ImageSpec, Images};
+pub use keypairs::{KeyPair, KeyPairs};
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -83,6 +85,11 @@ pub trait Provider: Send + Sync {
 
     /// Machine images, if this provider has them.
     fn images(&self) -> Option<&dyn Images> {
+        None
+    }
+
+    /// SSH key pairs, if this provider has them.
+    fn key_pairs(&self) -> Option<&dyn KeyPairs> {
         None
     }
 }

@@ -21,7 +21,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
-use routes::{audit, environments, images, instances, operations, security_groups, system, tokens};
+use routes::{
+    audit, environments, images, instances, key_pairs, operations, security_groups, system, tokens,
+};
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -45,6 +47,7 @@ pub struct AppState {
         (name = "instances", description = "Virtual machines"),
         (name = "security-groups", description = "Firewall rules"),
         (name = "images", description = "Machine images"),
+        (name = "key-pairs", description = "SSH key pairs"),
         (name = "operations", description = "Recorded changes"),
         (name = "tokens", description = "API tokens (admin)"),
         (name = "audit", description = "The append-only audit log"),
@@ -91,6 +94,11 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(instances::list_regions))
         .routes(routes!(images::list_images, images::create_image))
         .routes(routes!(images::get_image, images::delete_image))
+        .routes(routes!(
+            key_pairs::list_key_pairs,
+            key_pairs::create_key_pair
+        ))
+        .routes(routes!(key_pairs::delete_key_pair))
         .routes(routes!(
             security_groups::list_groups,
             security_groups::create_group

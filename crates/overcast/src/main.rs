@@ -77,6 +77,11 @@ enum Command {
         #[command(subcommand)]
         command: ImageCommand,
     },
+    /// SSH key pairs.
+    Keypair {
+        #[command(subcommand)]
+        command: KeypairCommand,
+    },
     /// Security groups and their rules.
     Sg {
         #[command(subcommand)]
@@ -374,6 +379,48 @@ enum ImageCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum KeypairCommand {
+    List {
+        #[command(flatten)]
+        env: EnvArg,
+        #[arg(long)]
+        region: Option<String>,
+    },
+    /// Make a key pair; its private key is printed (or written with --out) once.
+    Create {
+        #[command(flatten)]
+        env: EnvArg,
+        name: String,
+        /// rsa (default) or ed25519.
+        #[arg(long = "type")]
+        key_type: Option<String>,
+        #[arg(long)]
+        region: Option<String>,
+        /// Write the private key to this file (mode 0600) instead of printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Import a public key (e.g. ~/.ssh/id_ed25519.pub).
+    Import {
+        #[command(flatten)]
+        env: EnvArg,
+        name: String,
+        public_key_file: PathBuf,
+        #[arg(long)]
+        region: Option<String>,
+    },
+    Rm {
+        #[command(flatten)]
+        env: EnvArg,
+        #[command(flatten)]
+        wait: WaitArg,
+        name: String,
+        #[arg(long)]
+        region: Option<String>,
+    },
+}
+
 /// A rule, as flags.
 #[derive(clap::Args)]
 struct RuleArgs {
@@ -594,6 +641,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Vm { command } => return vm(&client()?, format, *command).await,
         Command::Sg { command } => return sg(&client()?, format, *command).await,
         Command::Image { command } => return image(&client()?, format, command).await,
+        Command::Keypair { command } => return keypair(&client()?, format, command).await,
         Command::Op { command } => {
             let client = client()?;
             match command {
@@ -1051,6 +1099,96 @@ async fn image(client: &Client, format: Format, command: ImageCommand) -> anyhow
         ),
     };
     follow(client, format, operation, wait).await
+}
+
+async fn keypair(
+    client: &Client,
+    format: Format,
+    command: KeypairCommand,
+) -> anyhow::Result<ExitCode> {
+    let base = |env: &EnvArg| format!("/v1/environments/{}/key-pairs", env.environment);
+    match command {
+        KeypairCommand::List { env, region } => {
+            let listed = client
+                .get(&format!("{}{}", base(&env), query(&[("region", region)])))
+                .await?;
+            print!("{}", render(&listed, format, output::KEY_PAIRS));
+            Ok(ExitCode::SUCCESS)
+        }
+        KeypairCommand::Create {
+            env,
+            name,
+            key_type,
+            region,
+            out,
+        } => {
+            let body = json!({"name": name, "key_type": key_type, "region": region});
+            let answer = client
+                .send(Method::POST, &base(&env), Some(&body))
+                .await?
+                .body;
+            let private_key = answer["private_key"].as_str().ok_or_else(|| {
+                anyhow!(
+                    "the server answered without a private key: {}",
+                    answer["operation"]["status"]
+                )
+            })?;
+            match out {
+                Some(path) => {
+                    write_private(&path, private_key)?;
+                    println!(
+                        "key pair {name} made; private key written to {} (mode 0600)",
+                        path.display()
+                    );
+                }
+                None => {
+                    print!("{private_key}");
+                    eprintln!("(the private key is shown only now: store it safely)");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        KeypairCommand::Import {
+            env,
+            name,
+            public_key_file,
+            region,
+        } => {
+            let public_key = std::fs::read_to_string(&public_key_file)
+                .map_err(|e| anyhow!("cannot read {}: {e}", public_key_file.display()))?;
+            let body = json!({"name": name, "public_key": public_key.trim(), "region": region});
+            let answer = client
+                .send(Method::POST, &base(&env), Some(&body))
+                .await?
+                .body;
+            print!("{}", render(&answer["key_pair"], format, output::FIELDS));
+            Ok(exit_code_of(&answer["operation"]))
+        }
+        KeypairCommand::Rm {
+            env,
+            wait,
+            name,
+            region,
+        } => {
+            let path = format!("{}/{name}{}", base(&env), query(&[("region", region)]));
+            let operation = client.start(Method::DELETE, &path, None).await?;
+            follow(client, format, operation, wait.wait).await
+        }
+    }
+}
+
+/// Writes a file only its owner can read, created with that mode.
+fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| anyhow!("cannot create {}: {e}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    Ok(())
 }
 
 /// Prints a started operation, or with `wait` follows it to its end.

@@ -29,6 +29,13 @@ pub const MACHINE_TYPES: &[Column] = &[
     ("DISK GB", "qemu.disk_gb"),
     ("DESCRIPTION", "description"),
 ];
+pub const KEY_PAIRS: &[Column] = &[
+    ("NAME", "name"),
+    ("REGION", "region"),
+    ("TYPE", "key_type"),
+    ("FINGERPRINT", "fingerprint"),
+    ("ORG", "org"),
+];
 pub const IMAGES: &[Column] = &[
     ("ID", "id"),
     ("NAME", "name"),

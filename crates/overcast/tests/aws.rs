@@ -1273,3 +1273,156 @@ async fn images_are_made_from_instances_and_deleted_with_their_snapshots() {
         (StatusCode::NOT_FOUND, Some("instance_id"))
     );
 }
+
+const KEYS: &str = "/v1/environments/aws-test/key-pairs";
+/// A valid OpenSSH ed25519 public key.
+const PUBLIC_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl test@overcast";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_pairs_are_made_once_imported_and_deleted() {
+    let server = TestServer::start().await;
+    let ec2 = server.ec2(REGIONS[0]).await;
+
+    let (status, made) = server
+        .call(
+            Method::POST,
+            KEYS,
+            ADMIN,
+            Some(json!({"name": "ops", "tags": {"team": "ops"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let private_key = made["private_key"].as_str().unwrap().to_string();
+    assert!(private_key.starts_with("-----BEGIN"), "{private_key}");
+    assert_eq!(made["key_pair"]["name"], "ops");
+    let described = ec2
+        .describe_key_pairs()
+        .key_names("ops")
+        .send()
+        .await
+        .unwrap();
+    let tags: BTreeMap<_, _> = described.key_pairs()[0]
+        .tags()
+        .iter()
+        .map(|t| (t.key().unwrap(), t.value().unwrap()))
+        .collect();
+    assert_eq!((tags["overcast:org"], tags["team"]), ("admin", "ops"));
+
+    // The private key is nowhere but in that one answer.
+    let op_id = made["operation"]["id"].as_str().unwrap();
+    let (_, op) = server
+        .call(Method::GET, &format!("/v1/operations/{op_id}"), ADMIN, None)
+        .await;
+    assert!(!op.to_string().contains("BEGIN"), "{op}");
+    let secret_line = private_key.lines().nth(1).unwrap().to_string();
+    for entry in std::fs::read_dir(server.dir.path()).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap_or_default();
+        assert!(
+            !bytes
+                .windows(secret_line.len())
+                .any(|w| w == secret_line.as_bytes()),
+            "the private key reached the data dir"
+        );
+    }
+
+    let (status, err) = server
+        .call(Method::POST, KEYS, ADMIN, Some(json!({"name": "ops"})))
+        .await;
+    assert_eq!(
+        (status, err["error"]["field"].as_str()),
+        (StatusCode::CONFLICT, Some("name"))
+    );
+
+    let (status, imported) = server
+        .call(
+            Method::POST,
+            KEYS,
+            ADMIN,
+            Some(json!({"name": "laptop", "public_key": PUBLIC_KEY})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{imported}");
+    assert!(imported.get("private_key").is_none());
+    assert_eq!(imported["operation"]["kind"], "key_pair.import");
+    assert_eq!(
+        ec2.describe_key_pairs()
+            .key_names("laptop")
+            .send()
+            .await
+            .unwrap()
+            .key_pairs()
+            .len(),
+        1
+    );
+
+    let response = server
+        .http
+        .post(format!("{}{KEYS}", server.base))
+        .bearer_auth(ADMIN)
+        .header("prefer", "respond-async")
+        .json(&json!({"name": "later"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let err: Value = response.json().await.unwrap();
+    assert_eq!(err["error"]["field"], "Prefer");
+
+    for (body, field) in [
+        (
+            json!({"name": "bad", "public_key": "not a key"}),
+            "public_key",
+        ),
+        (json!({"name": "bad", "key_type": "dsa"}), "key_type"),
+        (json!({"name": ""}), "name"),
+    ] {
+        let (status, err) = server.call(Method::POST, KEYS, ADMIN, Some(body)).await;
+        assert_eq!(
+            (status, err["error"]["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(field))
+        );
+    }
+
+    let (_, listed) = server.call(Method::GET, KEYS, ADMIN, None).await;
+    let names: HashSet<_> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(names.contains("ops") && names.contains("laptop"));
+    let other = server.token("other", "operator").await;
+    let (_, listed) = server.call(Method::GET, KEYS, &other, None).await;
+    assert!(listed.as_array().unwrap().is_empty());
+    let (status, _) = server
+        .call(Method::DELETE, &format!("{KEYS}/ops"), &other, None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (status, op) = server
+        .call(Method::DELETE, &format!("{KEYS}/ops"), ADMIN, None)
+        .await;
+    assert_eq!(
+        (status, op["status"].as_str()),
+        (StatusCode::OK, Some("succeeded")),
+        "{op}"
+    );
+    assert!(
+        ec2.describe_key_pairs()
+            .key_names("ops")
+            .send()
+            .await
+            .is_err(),
+        "gone from moto"
+    );
+
+    // A key pair launches with an instance.
+    let image = some_image(&ec2).await;
+    let op = create(
+        &server,
+        ADMIN,
+        json!({"image": image, "instance_type": "t3.micro", "key_pair": "laptop"}),
+    )
+    .await;
+    assert_eq!(op["results"][0]["detail"]["key_pair"], "laptop");
+}

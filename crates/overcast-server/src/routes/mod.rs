@@ -5,6 +5,7 @@ pub mod audit;
 pub mod environments;
 pub mod images;
 pub mod instances;
+pub mod key_pairs;
 pub mod operations;
 pub mod security_groups;
 pub mod system;

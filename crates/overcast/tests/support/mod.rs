@@ -80,7 +80,8 @@ pub struct TestServer {
     pub base: String,
     pub http: reqwest::Client,
     pub account: String,
-    _dir: tempfile::TempDir,
+    /// The server's data dir, holding its SQLite database.
+    pub dir: tempfile::TempDir,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -119,7 +120,7 @@ impl TestServer {
             base,
             http: reqwest::Client::new(),
             account,
-            _dir: dir,
+            dir,
             _stop: stop,
         }
     }
