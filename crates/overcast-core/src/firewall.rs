@@ -99,11 +99,6 @@ impl Environment {
         })
     }
 
-    pub fn decorate_group(&self, mut group: SecurityGroup) -> SecurityGroup {
-        group.org = self.org_of(&group.tags);
-        group
-    }
-
     /// A group by id, from whichever region has it.
     pub async fn find_group(&self, id: &str) -> Result<Option<SecurityGroup>, Error> {
         let found = self
@@ -111,7 +106,7 @@ impl Environment {
             .list_groups(None, &[id.to_string()])
             .await
             .map_err(provider_error)?;
-        Ok(found.into_iter().next().map(|g| self.decorate_group(g)))
+        Ok(found.into_iter().next().map(|g| self.own(g)))
     }
 
     /// What uses a group: instances that carry it and other groups whose rules name it.
@@ -198,7 +193,7 @@ impl Executor for FirewallExecutor {
                         .await
                         .map_err(provider_error)?,
                 };
-                let group = env.decorate_group(group);
+                let group = env.own(group);
                 let detail =
                     serde_json::to_value(&group).map_err(|e| Error::internal(e.to_string()))?;
                 (group.id, Some(detail))

@@ -90,18 +90,13 @@ impl Environment {
         })
     }
 
-    pub fn decorate_image(&self, mut image: Image) -> Image {
-        image.org = self.org_of(&image.tags);
-        image
-    }
-
     pub async fn find_image(&self, id: &str) -> Result<Option<Image>, Error> {
         let found = self
             .images()?
             .list_images(None, &[id.to_string()])
             .await
             .map_err(provider_error)?;
-        Ok(found.into_iter().next().map(|i| self.decorate_image(i)))
+        Ok(found.into_iter().next().map(|i| self.own(i)))
     }
 }
 
@@ -175,7 +170,7 @@ impl Executor for ImageExecutor {
                         .await;
                     image = found.map_err(provider_error)?.pop().unwrap_or(image);
                 }
-                let image = env.decorate_image(image);
+                let image = env.own(image);
                 step.record(TargetResult {
                     target: image.id.clone(),
                     outcome: TargetOutcome::Done,

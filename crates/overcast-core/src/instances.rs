@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use base64::Engine;
 use overcast_provider::{Action, Compute, InstanceChange, InstanceFilter, LaunchSpec};
 use overcast_types::{
-    tags, Error, ErrorKind, Instance, InstanceState, TargetOutcome, TargetResult,
+    tags, Error, ErrorKind, Instance, InstanceState, Owned, TargetOutcome, TargetResult,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -330,18 +330,21 @@ impl Environment {
     }
 
     /// Fills in what overcast derives from tags: stage and org.
-    pub fn decorate(&self, mut instance: Instance) -> Instance {
+    pub fn decorate(&self, instance: Instance) -> Instance {
+        let mut instance = self.own(instance);
         instance.stage = instance.tags.get(&self.stages.tag_key).cloned();
-        instance.org = self.org_of(&instance.tags);
         instance
     }
 
-    /// The org that owns a resource: its `overcast:org` tag, else the default org.
-    pub fn org_of(&self, resource_tags: &BTreeMap<String, String>) -> Option<String> {
-        resource_tags
+    /// Sets the org that owns a resource: its `overcast:org` tag, else the default org.
+    pub fn own<T: Owned>(&self, mut resource: T) -> T {
+        let org = resource
+            .tags()
             .get(tags::ORG)
             .cloned()
-            .or_else(|| self.config.default_org.clone())
+            .or_else(|| self.config.default_org.clone());
+        resource.set_org(org);
+        resource
     }
 
     /// A region of this environment: the one asked for (checked), else the first.

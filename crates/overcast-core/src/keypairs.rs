@@ -127,10 +127,10 @@ impl Environment {
             .list_key_pairs(Some(region))
             .await
             .map_err(provider_error)?;
-        Ok(found.into_iter().find(|k| k.name == name).map(|mut k| {
-            k.org = self.org_of(&k.tags);
-            k
-        }))
+        Ok(found
+            .into_iter()
+            .find(|k| k.name == name)
+            .map(|k| self.own(k)))
     }
 }
 

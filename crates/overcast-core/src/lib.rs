@@ -17,8 +17,8 @@ use overcast_provider::{Action, ProviderError, ProviderErrorKind};
 pub use overcast_store::{AuditFilter, OperationFilter, PageRequest, MAX_PAGE};
 use overcast_store::{Created, IdempotencyClaim, Store, StoreError};
 use overcast_types::{
-    AuditEntry, Error, ErrorKind, Image, Instance, Operation, OperationStatus, Page, Progress,
-    Role, Rule, SecurityGroup, TokenInfo,
+    AuditEntry, Error, ErrorKind, Image, Instance, Operation, OperationStatus, Owned, Page,
+    Progress, Role, Rule, SecurityGroup, TokenInfo,
 };
 use std::collections::BTreeMap;
 use std::collections::HashMap;
@@ -736,6 +736,19 @@ impl Core {
             .map_err(provider_error)
     }
 
+    /// An environment and, if one is asked for, one of its regions (checked).
+    fn region_of(
+        &self,
+        env: &str,
+        region: Option<&str>,
+    ) -> Result<(&environments::Environment, Option<String>), Error> {
+        let environment = self.environments.require(env)?;
+        let region = region
+            .map(|r| environment.region_or_first(Some(r)))
+            .transpose()?;
+        Ok((environment, region))
+    }
+
     // ---- images ---------------------------------------------------------------------------
 
     /// Own images the caller may see, of one region or all.
@@ -745,20 +758,16 @@ impl Core {
         env: &str,
         region: Option<&str>,
     ) -> Result<Vec<Image>, Error> {
-        let environment = self.environments.require(env)?;
-        let region = region
-            .map(|r| environment.region_or_first(Some(r)))
-            .transpose()?;
+        let (environment, region) = self.region_of(env, region)?;
         let found = environment
             .images()?
             .list_images(region.as_deref(), &[])
-            .await
-            .map_err(provider_error)?;
-        Ok(found
-            .into_iter()
-            .map(|i| environment.decorate_image(i))
-            .filter(|i| visible_org(principal, i.org.as_deref()))
-            .collect())
+            .await;
+        Ok(visible_only(
+            principal,
+            environment,
+            found.map_err(provider_error)?,
+        ))
     }
 
     pub async fn image(&self, principal: &Principal, env: &str, id: &str) -> Result<Image, Error> {
@@ -865,23 +874,16 @@ impl Core {
         env: &str,
         region: Option<&str>,
     ) -> Result<Vec<overcast_provider::KeyPair>, Error> {
-        let environment = self.environments.require(env)?;
-        let region = region
-            .map(|r| environment.region_or_first(Some(r)))
-            .transpose()?;
+        let (environment, region) = self.region_of(env, region)?;
         let found = environment
             .key_pairs()?
             .list_key_pairs(region.as_deref())
-            .await
-            .map_err(provider_error)?;
-        Ok(found
-            .into_iter()
-            .map(|mut k| {
-                k.org = environment.org_of(&k.tags);
-                k
-            })
-            .filter(|k| visible_org(principal, k.org.as_deref()))
-            .collect())
+            .await;
+        Ok(visible_only(
+            principal,
+            environment,
+            found.map_err(provider_error)?,
+        ))
     }
 
     /// Makes or imports a key pair, as an operation. A made key's private half is taken
@@ -1017,20 +1019,16 @@ impl Core {
         env: &str,
         region: Option<&str>,
     ) -> Result<Vec<SecurityGroup>, Error> {
-        let environment = self.environments.require(env)?;
-        let region = region
-            .map(|r| environment.region_or_first(Some(r)))
-            .transpose()?;
-        let groups = environment
+        let (environment, region) = self.region_of(env, region)?;
+        let found = environment
             .firewall()?
             .list_groups(region.as_deref(), &[])
-            .await
-            .map_err(provider_error)?;
-        Ok(groups
-            .into_iter()
-            .map(|g| environment.decorate_group(g))
-            .filter(|g| visible_org(principal, g.org.as_deref()))
-            .collect())
+            .await;
+        Ok(visible_only(
+            principal,
+            environment,
+            found.map_err(provider_error)?,
+        ))
     }
 
     /// One security group with its rules, if the caller may see it.
@@ -1298,6 +1296,19 @@ impl Core {
 /// no org (no tag, no default org) is for admins only.
 fn visible(principal: &Principal, instance: &Instance) -> bool {
     visible_org(principal, instance.org.as_deref())
+}
+
+/// The resources the caller may see, with their owning org set.
+fn visible_only<T: Owned>(
+    principal: &Principal,
+    environment: &environments::Environment,
+    found: Vec<T>,
+) -> Vec<T> {
+    found
+        .into_iter()
+        .map(|r| environment.own(r))
+        .filter(|r| visible_org(principal, r.org()))
+        .collect()
 }
 
 /// Whether a caller may see a resource owned by `org` (none: admins only).

@@ -24,6 +24,8 @@ pub struct KeyPair {
     pub org: Option<String>,
 }
 
+overcast_types::owned_by_tags!(KeyPair);
+
 #[async_trait]
 pub trait KeyPairs: Send + Sync {
     /// Key pairs of one region (or all).

@@ -6,6 +6,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use overcast_core::auth::Principal;
 use overcast_core::Idempotency;
 use overcast_types::{Error, Operation, OperationStatus};
 use serde::de::DeserializeOwned;
@@ -28,6 +29,18 @@ pub struct Mutation<T> {
 }
 
 impl<T> Mutation<T> {
+    /// Waits for the operation as this request asked, then answers by it.
+    pub async fn answer(
+        &self,
+        state: &AppState,
+        principal: &Principal,
+        operation: Operation,
+        success_status: StatusCode,
+    ) -> Result<Response, ApiError> {
+        let operation = state.core.wait(principal, &operation.id, self.wait).await?;
+        Ok(self.respond(&operation, success_status, &operation))
+    }
+
     /// Answers this change by its operation: 202 Accepted with `Location` while it goes on
     /// (always, under `Prefer: respond-async`), `success_status` once it has succeeded,
     /// the failure's own status and error (with the operation id) once it has failed, and

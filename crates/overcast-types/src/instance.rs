@@ -120,6 +120,33 @@ pub struct Image {
     pub org: Option<String>,
 }
 
+/// A resource an org owns through its tags.
+pub trait Owned {
+    fn tags(&self) -> &BTreeMap<String, String>;
+    fn org(&self) -> Option<&str>;
+    fn set_org(&mut self, org: Option<String>);
+}
+
+/// Implements [`Owned`] for types with `tags` and `org` fields.
+#[macro_export]
+macro_rules! owned_by_tags {
+    ($($t:ty),*) => {$(
+        impl $crate::Owned for $t {
+            fn tags(&self) -> &std::collections::BTreeMap<String, String> {
+                &self.tags
+            }
+            fn org(&self) -> Option<&str> {
+                self.org.as_deref()
+            }
+            fn set_org(&mut self, org: Option<String>) {
+                self.org = org;
+            }
+        }
+    )*};
+}
+
+owned_by_tags!(Instance, Image, crate::SecurityGroup);
+
 /// Tags overcast puts on everything it creates.
 pub mod tags {
     pub const ORG: &str = "overcast:org";

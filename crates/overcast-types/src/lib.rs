@@ -9,7 +9,7 @@ mod stage;
 
 pub use error::{Error, ErrorKind};
 pub use firewall::{Direction, Protocol, Rule, SecurityGroup};
-pub use instance::{tags, Image, Instance, InstanceState};
+pub use instance::{tags, Image, Instance, InstanceState, Owned};
 pub use operation::{
     AuditEntry, Operation, OperationError, OperationStatus, Progress, TargetOutcome, TargetResult,
     TokenInfo,

@@ -33,24 +33,34 @@ impl Profile {
 
     /// Saves the profile readable by its owner only.
     pub fn save(&self) -> anyhow::Result<PathBuf> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
         let path = Self::path()
             .ok_or_else(|| anyhow!("no HOME or XDG_CONFIG_HOME to save the profile in"))?;
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
         }
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&path)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        file.write_all(serde_json::to_string_pretty(self)?.as_bytes())?;
+        write_private(&path, &serde_json::to_string_pretty(self)?, true)?;
         Ok(path)
     }
+}
+
+/// Writes a file only its owner can read, created with that mode so it is never readable
+/// by others, even for a moment. Without `replace`, an existing file is an error.
+pub fn write_private(path: &std::path::Path, contents: &str, replace: bool) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).mode(0o600);
+    if replace {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    Ok(())
 }
 
 pub struct Client {

@@ -1135,7 +1135,7 @@ async fn keypair(
             })?;
             match out {
                 Some(path) => {
-                    write_private(&path, private_key)?;
+                    client::write_private(&path, private_key, false)?;
                     println!(
                         "key pair {name} made; private key written to {} (mode 0600)",
                         path.display()
@@ -1175,20 +1175,6 @@ async fn keypair(
             follow(client, format, operation, wait.wait).await
         }
     }
-}
-
-/// Writes a file only its owner can read, created with that mode.
-fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| anyhow!("cannot create {}: {e}", path.display()))?;
-    file.write_all(contents.as_bytes())?;
-    Ok(())
 }
 
 /// Prints a started operation, or with `wait` follows it to its end.

@@ -61,11 +61,9 @@ pub async fn create_image(
             request.idempotency.as_ref(),
         )
         .await?;
-    let operation = state
-        .core
-        .wait(&principal, &operation.id, request.wait)
-        .await?;
-    Ok(request.respond(&operation, StatusCode::CREATED, &operation))
+    request
+        .answer(&state, &principal, operation, StatusCode::CREATED)
+        .await
 }
 
 #[utoipa::path(get, path = "/v1/environments/{env}/images/{id}", tag = "images",
@@ -94,9 +92,7 @@ pub async fn delete_image(
         .core
         .delete_image(&principal, &env, &id, request.idempotency.as_ref())
         .await?;
-    let operation = state
-        .core
-        .wait(&principal, &operation.id, request.wait)
-        .await?;
-    Ok(request.respond(&operation, StatusCode::OK, &operation))
+    request
+        .answer(&state, &principal, operation, StatusCode::OK)
+        .await
 }

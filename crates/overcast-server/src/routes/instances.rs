@@ -105,11 +105,9 @@ pub async fn create_instances(
         })
         .into_response()),
         Launch::Started(operation) => {
-            let operation = state
-                .core
-                .wait(&principal, &operation.id, request.wait)
-                .await?;
-            Ok(request.respond(&operation, StatusCode::CREATED, &operation))
+            request
+                .answer(&state, &principal, *operation, StatusCode::CREATED)
+                .await
         }
     }
 }
@@ -148,11 +146,9 @@ pub async fn modify_instance(
             request.idempotency.as_ref(),
         )
         .await?;
-    let operation = state
-        .core
-        .wait(&principal, &operation.id, request.wait)
-        .await?;
-    Ok(request.respond(&operation, StatusCode::OK, &operation))
+    request
+        .answer(&state, &principal, operation, StatusCode::OK)
+        .await
 }
 
 /// The environment's regions and their availability zones.
@@ -188,11 +184,9 @@ pub async fn delete_instance(
             request.idempotency.as_ref(),
         )
         .await?;
-    let operation = state
-        .core
-        .wait(&principal, &operation.id, request.wait)
-        .await?;
-    Ok(request.respond(&operation, StatusCode::OK, &operation))
+    request
+        .answer(&state, &principal, operation, StatusCode::OK)
+        .await
 }
 
 /// The body of an action; only `stop` takes `force`.
@@ -239,11 +233,9 @@ pub async fn instance_action(
         .core
         .instance_action(&principal, &env, &id, action, request.idempotency.as_ref())
         .await?;
-    let operation = state
-        .core
-        .wait(&principal, &operation.id, request.wait)
-        .await?;
-    Ok(request.respond(&operation, StatusCode::OK, &operation))
+    request
+        .answer(&state, &principal, operation, StatusCode::OK)
+        .await
 }
 
 #[derive(Serialize, ToSchema)]
@@ -299,11 +291,9 @@ pub async fn set_tags(
             request.idempotency.as_ref(),
         )
         .await?;
-    let operation = state
-        .core
-        .wait(&principal, &operation.id, request.wait)
-        .await?;
-    Ok(request.respond(&operation, StatusCode::OK, &operation))
+    request
+        .answer(&state, &principal, operation, StatusCode::OK)
+        .await
 }
 
 /// Removes tags by key (an operation).
@@ -328,9 +318,7 @@ pub async fn remove_tags(
             request.idempotency.as_ref(),
         )
         .await?;
-    let operation = state
-        .core
-        .wait(&principal, &operation.id, request.wait)
-        .await?;
-    Ok(request.respond(&operation, StatusCode::OK, &operation))
+    request
+        .answer(&state, &principal, operation, StatusCode::OK)
+        .await
 }

@@ -125,9 +125,7 @@ pub async fn delete_key_pair(
             request.idempotency.as_ref(),
         )
         .await?;
-    let operation = state
-        .core
-        .wait(&principal, &operation.id, request.wait)
-        .await?;
-    Ok(request.respond(&operation, StatusCode::OK, &operation))
+    request
+        .answer(&state, &principal, operation, StatusCode::OK)
+        .await
 }

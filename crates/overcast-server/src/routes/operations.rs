@@ -80,7 +80,8 @@ pub async fn cancel_operation(
     Path(id): Path<String>,
     request: Mutation<NoBody>,
 ) -> ApiResult<Response> {
-    state.core.cancel(&principal, &id).await?;
-    let operation = state.core.wait(&principal, &id, request.wait).await?;
-    Ok(request.respond(&operation, StatusCode::OK, &operation))
+    let operation = state.core.cancel(&principal, &id).await?;
+    request
+        .answer(&state, &principal, operation, StatusCode::OK)
+        .await
 }

@@ -60,11 +60,9 @@ pub async fn create_group(
             request.idempotency.as_ref(),
         )
         .await?;
-    let operation = state
-        .core
-        .wait(&principal, &operation.id, request.wait)
-        .await?;
-    Ok(request.respond(&operation, StatusCode::CREATED, &operation))
+    request
+        .answer(&state, &principal, operation, StatusCode::CREATED)
+        .await
 }
 
 #[utoipa::path(get, path = "/v1/environments/{env}/security-groups/{id}", tag = "security-groups",
@@ -95,11 +93,9 @@ pub async fn delete_group(
         .core
         .delete_security_group(&principal, &env, &id, request.idempotency.as_ref())
         .await?;
-    let operation = state
-        .core
-        .wait(&principal, &operation.id, request.wait)
-        .await?;
-    Ok(request.respond(&operation, StatusCode::OK, &operation))
+    request
+        .answer(&state, &principal, operation, StatusCode::OK)
+        .await
 }
 
 /// Adds a rule (an operation); adding a rule that exists is no error.
@@ -149,9 +145,7 @@ async fn change_rule(
             request.idempotency.as_ref(),
         )
         .await?;
-    let operation = state
-        .core
-        .wait(&principal, &operation.id, request.wait)
-        .await?;
-    Ok(request.respond(&operation, StatusCode::OK, &operation))
+    request
+        .answer(&state, &principal, operation, StatusCode::OK)
+        .await
 }

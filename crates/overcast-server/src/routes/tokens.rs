@@ -84,9 +84,7 @@ pub async fn revoke_token(
         .core
         .revoke_token(&principal, &id, request.idempotency.as_ref())
         .await?;
-    let operation = state
-        .core
-        .wait(&principal, &operation.id, request.wait)
-        .await?;
-    Ok(request.respond(&operation, StatusCode::OK, &operation))
+    request
+        .answer(&state, &principal, operation, StatusCode::OK)
+        .await
 }
