@@ -19,7 +19,6 @@ use crate::operations::{Executor, Step};
 use crate::provider_error;
 
 pub const CREATE_KIND: &str = "instance.create";
-pub const TAG_KIND: &str = "instance.tag";
 pub const MODIFY_KIND: &str = "instance.modify";
 
 /// The most instances one create may launch.
@@ -788,7 +787,8 @@ impl Executor for ActionExecutor {
     }
 }
 
-/// Runs `instance.tag`: setting and removing tags are idempotent, so a re-run is safe.
+/// Runs `instance.tag`, `image.tag` and `security_group.tag`: setting and removing tags
+/// are idempotent, so a re-run is safe.
 pub(crate) struct TagExecutor {
     pub environments: Arc<Environments>,
 }

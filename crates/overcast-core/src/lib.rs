@@ -140,6 +140,26 @@ pub struct Core {
     snapshots: instances::Snapshots,
 }
 
+/// A kind of resource that takes tags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tagged {
+    Instance,
+    Image,
+    SecurityGroup,
+}
+
+impl Tagged {
+    pub const ALL: [Tagged; 3] = [Tagged::Instance, Tagged::Image, Tagged::SecurityGroup];
+
+    fn operation_kind(self) -> &'static str {
+        match self {
+            Tagged::Instance => "instance.tag",
+            Tagged::Image => "image.tag",
+            Tagged::SecurityGroup => "security_group.tag",
+        }
+    }
+}
+
 /// What a create request led to.
 #[derive(Debug, Clone)]
 pub enum Launch {
@@ -246,12 +266,14 @@ impl Core {
                 environments: environments.clone(),
             }),
         );
-        executors.insert(
-            instances::TAG_KIND.into(),
-            Arc::new(instances::TagExecutor {
-                environments: environments.clone(),
-            }),
-        );
+        for tagged in Tagged::ALL {
+            executors.insert(
+                tagged.operation_kind().into(),
+                Arc::new(instances::TagExecutor {
+                    environments: environments.clone(),
+                }),
+            );
+        }
         let runner = Runner::new(store.clone(), metrics.clone(), executors);
         let core = Arc::new(Core {
             config,
@@ -623,11 +645,13 @@ impl Core {
         Ok(operation)
     }
 
-    /// Sets and removes tags of one instance, as an operation.
-    pub async fn tag_instance(
+    /// Sets and removes tags of one instance, image or security group, as an operation.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn tag_resource(
         &self,
         principal: &Principal,
         env: &str,
+        kind: Tagged,
         id: &str,
         set: BTreeMap<String, String>,
         remove: Vec<String>,
@@ -646,22 +670,32 @@ impl Core {
         if set.is_empty() && remove.is_empty() {
             return Err(Error::invalid("tags", "give at least one tag"));
         }
-        let instance = self.instance(principal, env, id).await?;
+        let (region, org) = match kind {
+            Tagged::Instance => {
+                let found = self.instance(principal, env, id).await?;
+                (found.region, found.org)
+            }
+            Tagged::Image => {
+                let found = self.image(principal, env, id).await?;
+                (found.region, found.org)
+            }
+            Tagged::SecurityGroup => {
+                let found = self.security_group(principal, env, id).await?;
+                (found.region, found.org)
+            }
+        };
         let input = to_input(&TagInput {
             environment: env.to_string(),
-            region: instance.region.clone(),
+            region,
             ids: vec![id.to_string()],
             set,
             remove,
         })?;
-        let org = instance
-            .org
-            .clone()
-            .unwrap_or_else(|| principal.org.clone());
+        let org = org.unwrap_or_else(|| principal.org.clone());
         let (operation, _) = self
             .start_operation(
                 principal,
-                instances::TAG_KIND,
+                kind.operation_kind(),
                 &org,
                 Some(env),
                 format!("{env}/{id}"),

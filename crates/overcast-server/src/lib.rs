@@ -22,7 +22,8 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 use routes::{
-    audit, environments, images, instances, key_pairs, operations, security_groups, system, tokens,
+    audit, environments, images, instances, key_pairs, operations, security_groups, system, tags,
+    tokens,
 };
 
 /// How long in-flight requests may take to finish after a shutdown signal.
@@ -48,6 +49,7 @@ pub struct AppState {
         (name = "security-groups", description = "Firewall rules"),
         (name = "images", description = "Machine images"),
         (name = "key-pairs", description = "SSH key pairs"),
+        (name = "tags", description = "Tags of instances, images and security groups"),
         (name = "operations", description = "Recorded changes"),
         (name = "tokens", description = "API tokens (admin)"),
         (name = "audit", description = "The append-only audit log"),
@@ -92,6 +94,9 @@ fn api() -> OpenApiRouter<AppState> {
             instances::modify_instance
         ))
         .routes(routes!(instances::list_regions))
+        .routes(routes!(tags::set_instance_tags, tags::remove_instance_tags))
+        .routes(routes!(tags::set_image_tags, tags::remove_image_tags))
+        .routes(routes!(tags::set_group_tags, tags::remove_group_tags))
         .routes(routes!(images::list_images, images::create_image))
         .routes(routes!(images::get_image, images::delete_image))
         .routes(routes!(
@@ -113,7 +118,6 @@ fn api() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(instances::instance_action))
         .routes(routes!(instances::console))
-        .routes(routes!(instances::set_tags, instances::remove_tags))
         .routes(routes!(operations::list_operations))
         .routes(routes!(operations::get_operation))
         .routes(routes!(operations::cancel_operation))

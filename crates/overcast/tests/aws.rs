@@ -1426,3 +1426,105 @@ async fn key_pairs_are_made_once_imported_and_deleted() {
     .await;
     assert_eq!(op["results"][0]["detail"]["key_pair"], "laptop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_and_security_groups_take_tags() {
+    let server = TestServer::start().await;
+    let ec2 = server.ec2(REGIONS[0]).await;
+    let image = some_image(&ec2).await;
+    let group = create_group(&server, ADMIN, "tagged").await;
+    let op = create(
+        &server,
+        ADMIN,
+        json!({"image": image, "instance_type": "t3.micro"}),
+    )
+    .await;
+    let instance = created_ids(&op)[0].clone();
+    let (_, op) = server
+        .call(
+            Method::POST,
+            IMAGES,
+            ADMIN,
+            Some(json!({"instance_id": instance, "name": "tagged-image"})),
+        )
+        .await;
+    let ami = op["results"][0]["target"].as_str().unwrap().to_string();
+
+    let group_tags = || async {
+        let out = ec2
+            .describe_security_groups()
+            .group_ids(&group)
+            .send()
+            .await
+            .unwrap();
+        out.security_groups()[0]
+            .tags()
+            .iter()
+            .map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string()))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let image_tags = || async {
+        let out = ec2.describe_images().image_ids(&ami).send().await.unwrap();
+        out.images()[0]
+            .tags()
+            .iter()
+            .map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string()))
+            .collect::<BTreeMap<_, _>>()
+    };
+
+    for path in [
+        format!("{SGS}/{group}/tags"),
+        format!("{IMAGES}/{ami}/tags"),
+    ] {
+        let (status, op) = server
+            .call(
+                Method::PUT,
+                &path,
+                ADMIN,
+                Some(json!({"tags": {"cost": "ops"}})),
+            )
+            .await;
+        assert_eq!(
+            (status, op["status"].as_str()),
+            (StatusCode::OK, Some("succeeded")),
+            "{path}: {op}"
+        );
+    }
+    assert_eq!(group_tags().await["cost"], "ops");
+    assert_eq!(image_tags().await["cost"], "ops");
+    for path in [
+        format!("{SGS}/{group}/tags"),
+        format!("{IMAGES}/{ami}/tags"),
+    ] {
+        let (_, op) = server
+            .call(
+                Method::DELETE,
+                &path,
+                ADMIN,
+                Some(json!({"keys": ["cost"]})),
+            )
+            .await;
+        assert_eq!(op["status"], "succeeded");
+        assert_eq!(
+            op["kind"],
+            if path.contains("images") {
+                "image.tag"
+            } else {
+                "security_group.tag"
+            }
+        );
+    }
+    assert!(!group_tags().await.contains_key("cost"));
+    assert!(!image_tags().await.contains_key("cost"));
+
+    let other = server.token("other", "operator").await;
+    let (status, _) = server
+        .call(
+            Method::PUT,
+            &format!("{IMAGES}/{ami}/tags"),
+            &other,
+            Some(json!({"tags": {"x": "y"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

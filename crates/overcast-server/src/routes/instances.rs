@@ -11,7 +11,6 @@ use overcast_core::Launch;
 use overcast_provider::Action;
 use overcast_types::{Error, Instance, InstanceState, Operation, Page};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
 use super::page_limit;
@@ -255,70 +254,4 @@ pub async fn console(
 ) -> ApiResult<Json<ConsoleOutput>> {
     let output = state.core.console(&principal, &env, &id).await?;
     Ok(Json(ConsoleOutput { id, output }))
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SetTags {
-    pub tags: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RemoveTags {
-    pub keys: Vec<String>,
-}
-
-/// Sets tags (an operation). Keys starting with `overcast:` or `aws:` are reserved.
-#[utoipa::path(put, path = "/v1/environments/{env}/instances/{id}/tags", tag = "instances", request_body = SetTags,
-    params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Instance id")),
-    responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 400, body = ErrorBody),
-              (status = 404, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn set_tags(
-    State(state): State<AppState>,
-    Caller(principal): Caller,
-    Path((env, id)): Path<(String, String)>,
-    request: Mutation<SetTags>,
-) -> ApiResult<Response> {
-    let operation = state
-        .core
-        .tag_instance(
-            &principal,
-            &env,
-            &id,
-            request.body.tags.clone(),
-            vec![],
-            request.idempotency.as_ref(),
-        )
-        .await?;
-    request
-        .answer(&state, &principal, operation, StatusCode::OK)
-        .await
-}
-
-/// Removes tags by key (an operation).
-#[utoipa::path(delete, path = "/v1/environments/{env}/instances/{id}/tags", tag = "instances", request_body = RemoveTags,
-    params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Instance id")),
-    responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 400, body = ErrorBody),
-              (status = 404, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn remove_tags(
-    State(state): State<AppState>,
-    Caller(principal): Caller,
-    Path((env, id)): Path<(String, String)>,
-    request: Mutation<RemoveTags>,
-) -> ApiResult<Response> {
-    let operation = state
-        .core
-        .tag_instance(
-            &principal,
-            &env,
-            &id,
-            BTreeMap::new(),
-            request.body.keys.clone(),
-            request.idempotency.as_ref(),
-        )
-        .await?;
-    request
-        .answer(&state, &principal, operation, StatusCode::OK)
-        .await
 }

@@ -9,6 +9,7 @@ pub mod key_pairs;
 pub mod operations;
 pub mod security_groups;
 pub mod system;
+pub mod tags;
 pub mod tokens;
 
 use overcast_types::Error;

@@ -1,0 +1,108 @@
+//! Tags of instances, images and security groups: set or remove, each as an operation.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use overcast_core::auth::Principal;
+use overcast_core::Tagged;
+use overcast_types::Operation;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+
+use crate::error::{ApiResult, ErrorBody};
+use crate::extract::Mutation;
+use crate::middleware::Caller;
+use crate::AppState;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetTags {
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveTags {
+    pub keys: Vec<String>,
+}
+
+async fn tag(
+    state: &AppState,
+    principal: &Principal,
+    (env, id): (String, String),
+    kind: Tagged,
+    set: BTreeMap<String, String>,
+    remove: Vec<String>,
+    request: &Mutation<impl Sized>,
+) -> ApiResult<Response> {
+    let operation = state
+        .core
+        .tag_resource(
+            principal,
+            &env,
+            kind,
+            &id,
+            set,
+            remove,
+            request.idempotency.as_ref(),
+        )
+        .await?;
+    request
+        .answer(state, principal, operation, StatusCode::OK)
+        .await
+}
+
+macro_rules! tag_routes {
+    ($set:ident, $remove:ident, $kind:expr, $path:literal, $what:literal) => {
+        #[doc = concat!("Sets tags of ", $what, " (an operation). Keys starting with `overcast:` or `aws:` are reserved.")]
+        #[utoipa::path(put, path = $path, tag = "tags", request_body = SetTags,
+            params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Resource id")),
+            responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 400, body = ErrorBody),
+                      (status = 404, body = ErrorBody), (status = 403, body = ErrorBody)))]
+        pub async fn $set(
+            State(state): State<AppState>,
+            Caller(principal): Caller,
+            Path(path): Path<(String, String)>,
+            request: Mutation<SetTags>,
+        ) -> ApiResult<Response> {
+            tag(&state, &principal, path, $kind, request.body.tags.clone(), vec![], &request).await
+        }
+
+        #[doc = concat!("Removes tags of ", $what, " by key (an operation).")]
+        #[utoipa::path(delete, path = $path, tag = "tags", request_body = RemoveTags,
+            params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Resource id")),
+            responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 400, body = ErrorBody),
+                      (status = 404, body = ErrorBody), (status = 403, body = ErrorBody)))]
+        pub async fn $remove(
+            State(state): State<AppState>,
+            Caller(principal): Caller,
+            Path(path): Path<(String, String)>,
+            request: Mutation<RemoveTags>,
+        ) -> ApiResult<Response> {
+            tag(&state, &principal, path, $kind, BTreeMap::new(), request.body.keys.clone(), &request).await
+        }
+    };
+}
+
+tag_routes!(
+    set_instance_tags,
+    remove_instance_tags,
+    Tagged::Instance,
+    "/v1/environments/{env}/instances/{id}/tags",
+    "an instance"
+);
+tag_routes!(
+    set_image_tags,
+    remove_image_tags,
+    Tagged::Image,
+    "/v1/environments/{env}/images/{id}/tags",
+    "an image"
+);
+tag_routes!(
+    set_group_tags,
+    remove_group_tags,
+    Tagged::SecurityGroup,
+    "/v1/environments/{env}/security-groups/{id}/tags",
+    "a security group"
+);
