@@ -1528,3 +1528,87 @@ async fn images_and_security_groups_take_tags() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn machine_types_environment_defaults_and_default_org_apply() {
+    let account = support::new_account();
+    let ec2 = support::ec2_client(&account, REGIONS[0]).await;
+    let image = some_image(&ec2).await;
+    ec2.create_key_pair()
+        .key_name("platform")
+        .send()
+        .await
+        .unwrap();
+    let server = TestServer::start_with(account, |config| {
+        let env = config.environments.get_mut("aws-test").unwrap();
+        env.key_pair = Some("platform".into());
+        env.default_org = Some("platform-team".into());
+        config.machine_types.insert(
+            "small".into(),
+            overcast_core::config::MachineType {
+                description: None,
+                aws: Some(overcast_core::config::AwsMachine {
+                    instance_type: "t3.small".into(),
+                    image: Some(image.clone()),
+                }),
+                qemu: None,
+            },
+        );
+    })
+    .await;
+
+    let (status, op) = server
+        .call(
+            Method::POST,
+            ENV,
+            ADMIN,
+            Some(json!({"machine_type": "small", "min_count": 2, "max_count": 3})),
+        )
+        .await;
+    assert_eq!(
+        (status, op["status"].as_str()),
+        (StatusCode::CREATED, Some("succeeded")),
+        "{op}"
+    );
+    let ids = created_ids(&op);
+    assert!((2..=3).contains(&ids.len()), "{ids:?}");
+    let out = ec2
+        .describe_instances()
+        .instance_ids(&ids[0])
+        .send()
+        .await
+        .unwrap();
+    let instance = &out.reservations()[0].instances()[0];
+    assert_eq!(instance.instance_type().unwrap().as_str(), "t3.small");
+    assert_eq!(instance.image_id(), Some(image.as_str()));
+    assert_eq!(
+        instance.key_name(),
+        Some("platform"),
+        "the environment's default key pair"
+    );
+
+    // An instance overcast did not launch (no overcast:org tag) belongs to the default org.
+    let foreign = ec2
+        .run_instances()
+        .image_id(&image)
+        .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+        .min_count(1)
+        .max_count(1)
+        .send()
+        .await
+        .unwrap();
+    let foreign = foreign.instances()[0].instance_id().unwrap().to_string();
+    let platform = server.token("platform-team", "viewer").await;
+    let acme = server.token("acme", "viewer").await;
+    let (status, got) = server
+        .call(Method::GET, &format!("{ENV}/{foreign}"), &platform, None)
+        .await;
+    assert_eq!(
+        (status, got["org"].as_str()),
+        (StatusCode::OK, Some("platform-team"))
+    );
+    let (status, _) = server
+        .call(Method::GET, &format!("{ENV}/{foreign}"), &acme, None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

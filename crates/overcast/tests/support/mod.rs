@@ -87,7 +87,11 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start() -> TestServer {
-        let account = new_account();
+        Self::start_with(new_account(), |_| {}).await
+    }
+
+    /// A server on the moto account `account`, with `adjust` applied to its config.
+    pub async fn start_with(account: String, adjust: impl FnOnce(&mut Config)) -> TestServer {
         let moto = moto_url().to_string();
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config {
@@ -106,6 +110,7 @@ impl TestServer {
                 ..aws_environment()
             },
         );
+        adjust(&mut config);
         config.fill_defaults();
         let (core, _) = Core::open(config, overcast::providers(), Some(ADMIN.into()))
             .await
