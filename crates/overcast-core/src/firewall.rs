@@ -2,8 +2,12 @@
 //! an emulator would not), and rules. Every change is an operation whose steps are safe to
 //! re-run after a crash.
 
+use crate::auth::Principal;
+use crate::{to_input, visible_only, visible_org, Core, Idempotency};
 use async_trait::async_trait;
 use overcast_provider::{Firewall, InstanceFilter};
+use overcast_types::Operation;
+use overcast_types::Role;
 use overcast_types::{tags, Error, ErrorKind, Rule, SecurityGroup, TargetOutcome, TargetResult};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -250,4 +254,158 @@ pub(crate) fn create_change(
         vpc_id: request.vpc_id.clone(),
         tags,
     })
+}
+
+impl Core {
+    /// Security groups the caller may see, of one region or all.
+    pub async fn security_groups(
+        &self,
+        principal: &Principal,
+        env: &str,
+        region: Option<&str>,
+    ) -> Result<Vec<SecurityGroup>, Error> {
+        let (environment, region) = self.region_of(env, region)?;
+        let found = environment
+            .firewall()?
+            .list_groups(region.as_deref(), &[])
+            .await;
+        Ok(visible_only(
+            principal,
+            environment,
+            found.map_err(provider_error)?,
+        ))
+    }
+
+    /// One security group with its rules, if the caller may see it.
+    pub async fn security_group(
+        &self,
+        principal: &Principal,
+        env: &str,
+        id: &str,
+    ) -> Result<SecurityGroup, Error> {
+        match self.environments.require(env)?.find_group(id).await? {
+            Some(group) if visible_org(principal, group.org.as_deref()) => Ok(group),
+            _ => Err(Error::not_found("security_group", id)),
+        }
+    }
+
+    pub async fn create_security_group(
+        &self,
+        principal: &Principal,
+        env: &str,
+        request: &CreateGroupRequest,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Operation, Error> {
+        principal.require(Role::Operator)?;
+        let environment = self.environments.require(env)?;
+        environment.firewall()?;
+        let change = create_change(environment, request, &principal.org, &principal.token_name)?;
+        let target = format!("{env}/security-groups/{}", request.name);
+        self.firewall_operation(
+            principal,
+            env,
+            CREATE_KIND,
+            &principal.org,
+            target,
+            change,
+            idempotency,
+        )
+        .await
+    }
+
+    /// Deletes a group; 409 while an instance or another group's rule uses it.
+    pub async fn delete_security_group(
+        &self,
+        principal: &Principal,
+        env: &str,
+        id: &str,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Operation, Error> {
+        principal.require(Role::Operator)?;
+        let group = self.security_group(principal, env, id).await?;
+        let environment = self.environments.require(env)?;
+        check_unused(environment, &group.region, id).await?;
+        let change = FirewallChange::Delete {
+            region: group.region.clone(),
+            id: id.to_string(),
+        };
+        let org = group.org.clone().unwrap_or_else(|| principal.org.clone());
+        self.firewall_operation(
+            principal,
+            env,
+            DELETE_KIND,
+            &org,
+            format!("{env}/{id}"),
+            change,
+            idempotency,
+        )
+        .await
+    }
+
+    /// Adds (or with `remove`, removes) one rule of a group.
+    pub async fn change_rule(
+        &self,
+        principal: &Principal,
+        env: &str,
+        id: &str,
+        rule: Rule,
+        remove: bool,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Operation, Error> {
+        principal.require(Role::Operator)?;
+        rule.validate()?;
+        let group = self.security_group(principal, env, id).await?;
+        let region = group.region.clone();
+        let (kind, change) = if remove {
+            (
+                REMOVE_RULE_KIND,
+                FirewallChange::RemoveRule {
+                    region,
+                    id: id.into(),
+                    rule,
+                },
+            )
+        } else {
+            (
+                ADD_RULE_KIND,
+                FirewallChange::AddRule {
+                    region,
+                    id: id.into(),
+                    rule,
+                },
+            )
+        };
+        let org = group.org.clone().unwrap_or_else(|| principal.org.clone());
+        self.firewall_operation(
+            principal,
+            env,
+            kind,
+            &org,
+            format!("{env}/{id}"),
+            change,
+            idempotency,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn firewall_operation(
+        &self,
+        principal: &Principal,
+        env: &str,
+        kind: &str,
+        org: &str,
+        target: String,
+        change: FirewallChange,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Operation, Error> {
+        let input = to_input(&FirewallInput {
+            environment: env.to_string(),
+            change,
+        })?;
+        let (operation, _) = self
+            .start_operation(principal, kind, org, Some(env), target, input, idempotency)
+            .await?;
+        Ok(operation)
+    }
 }

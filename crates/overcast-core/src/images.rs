@@ -1,8 +1,12 @@
 //! Machine images: made from instances, listed, deleted with their snapshots. Names are
 //! unique per region, as AWS requires, even where an emulator would not check.
 
+use crate::auth::Principal;
+use crate::{to_input, visible_only, visible_org, Core, Idempotency};
 use async_trait::async_trait;
 use overcast_provider::{ImageSpec, Images};
+use overcast_types::Operation;
+use overcast_types::Role;
 use overcast_types::{tags, Error, ErrorKind, Image, TargetOutcome, TargetResult};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -208,6 +212,122 @@ impl Executor for ImageExecutor {
                 .await
             }
         }
+    }
+}
+
+impl Core {
+    /// Own images the caller may see, of one region or all.
+    pub async fn images(
+        &self,
+        principal: &Principal,
+        env: &str,
+        region: Option<&str>,
+    ) -> Result<Vec<Image>, Error> {
+        let (environment, region) = self.region_of(env, region)?;
+        let found = environment
+            .images()?
+            .list_images(region.as_deref(), &[])
+            .await;
+        Ok(visible_only(
+            principal,
+            environment,
+            found.map_err(provider_error)?,
+        ))
+    }
+
+    pub async fn image(&self, principal: &Principal, env: &str, id: &str) -> Result<Image, Error> {
+        match self.environments.require(env)?.find_image(id).await? {
+            Some(image) if visible_org(principal, image.org.as_deref()) => Ok(image),
+            _ => Err(Error::not_found("image", id)),
+        }
+    }
+
+    /// Makes an image of an instance the caller may see, as an operation.
+    pub async fn create_image(
+        &self,
+        principal: &Principal,
+        env: &str,
+        request: &CreateImageRequest,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Operation, Error> {
+        principal.require(Role::Operator)?;
+        request.validate()?;
+        let instance = self
+            .instance(principal, env, &request.instance_id)
+            .await
+            .map_err(|e| Error {
+                field: Some("instance_id".into()),
+                ..e
+            })?;
+        let environment = self.environments.require(env)?;
+        check_name_free(environment.images()?, &instance.region, &request.name).await?;
+        let mut image_tags = request.tags.clone();
+        image_tags.insert(overcast_types::tags::ORG.into(), principal.org.clone());
+        image_tags.insert(
+            overcast_types::tags::CREATED_BY.into(),
+            principal.token_name.clone(),
+        );
+        let change = ImageChange::Create {
+            spec: overcast_provider::ImageSpec {
+                region: instance.region.clone(),
+                instance_id: instance.id.clone(),
+                name: request.name.clone(),
+                description: request.description.clone(),
+                no_reboot: request.no_reboot,
+                tags: image_tags,
+            },
+        };
+        let input = to_input(&ImageInput {
+            environment: env.to_string(),
+            change,
+        })?;
+        let target = format!("{env}/images/{}", request.name);
+        let (operation, _) = self
+            .start_operation(
+                principal,
+                CREATE_KIND,
+                &principal.org,
+                Some(env),
+                target,
+                input,
+                idempotency,
+            )
+            .await?;
+        Ok(operation)
+    }
+
+    /// Deregisters an image and deletes its snapshots, as an operation.
+    pub async fn delete_image(
+        &self,
+        principal: &Principal,
+        env: &str,
+        id: &str,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Operation, Error> {
+        principal.require(Role::Operator)?;
+        let image = self.image(principal, env, id).await?;
+        let change = ImageChange::Delete {
+            region: image.region.clone(),
+            id: id.to_string(),
+            snapshots: image.snapshots.clone(),
+        };
+        let input = to_input(&ImageInput {
+            environment: env.to_string(),
+            change,
+        })?;
+        let org = image.org.clone().unwrap_or_else(|| principal.org.clone());
+        let (operation, _) = self
+            .start_operation(
+                principal,
+                DELETE_KIND,
+                &org,
+                Some(env),
+                format!("{env}/{id}"),
+                input,
+                idempotency,
+            )
+            .await?;
+        Ok(operation)
     }
 }
 

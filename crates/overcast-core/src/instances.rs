@@ -2,12 +2,17 @@
 //! org scoping and stages derived from tags. Every change is an operation whose executor
 //! can be re-run after a crash without acting twice.
 
+use crate::auth::Principal;
+use crate::{environments, visible, Launch, Tagged};
+use crate::{to_input, Core, Idempotency};
 use async_trait::async_trait;
 use base64::Engine;
 use overcast_provider::{Action, Compute, InstanceChange, InstanceFilter, LaunchSpec};
+use overcast_types::Role;
 use overcast_types::{
     tags, Error, ErrorKind, Instance, InstanceState, Owned, TargetOutcome, TargetResult,
 };
+use overcast_types::{Operation, Page};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -822,6 +827,294 @@ impl Executor for TagExecutor {
             .await?;
         }
         Ok(())
+    }
+}
+
+impl Core {
+    /// Instances of an environment the caller may see, one page at a time. Later pages of
+    /// a listing come from its snapshot (see [`Snapshots`]).
+    pub async fn instances(
+        &self,
+        principal: &Principal,
+        env: &str,
+        query: InstanceQuery,
+    ) -> Result<Page<Instance>, Error> {
+        let environment = self.environments.require(env)?;
+        let owner = format!(
+            "{}|{env}|{:?}",
+            principal.token_id,
+            InstanceQuery {
+                limit: 0,
+                page_token: None,
+                ..query.clone()
+            }
+        );
+        let (snapshot, after) = match query.page_token.as_deref().map(|t| t.split_once('.')) {
+            None => (None, None),
+            Some(Some((snapshot, after))) => (Some(snapshot), Some(after)),
+            Some(None) => {
+                return Err(Error::invalid(
+                    "page_token",
+                    "is not a token this server gave",
+                ))
+            }
+        };
+        let kept = snapshot.and_then(|id| self.snapshots.get(id, &owner));
+        let all = match &kept {
+            Some(all) => all.clone(),
+            None => Arc::new(environment.list(|i| visible(principal, i), &query).await?),
+        };
+        let (items, next_page_token) =
+            page_of(&all, after, query.limit, || match (snapshot, &kept) {
+                (Some(id), Some(_)) => id.to_string(),
+                _ => self.snapshots.keep(owner.clone(), all.clone()),
+            });
+        Ok(Page {
+            items,
+            next_page_token,
+        })
+    }
+
+    /// One instance, if it exists and the caller may see it.
+    pub async fn instance(
+        &self,
+        principal: &Principal,
+        env: &str,
+        id: &str,
+    ) -> Result<Instance, Error> {
+        let environment = self.environments.require(env)?;
+        match environment.find(id).await? {
+            Some(instance) if visible(principal, &instance) => Ok(instance),
+            _ => Err(Error::not_found("instance", id)),
+        }
+    }
+
+    /// Launches instances as an operation, or with `dry_run` asks the backend whether it
+    /// would be allowed.
+    pub async fn create_instances(
+        &self,
+        principal: &Principal,
+        env: &str,
+        request: &CreateInstancesRequest,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Launch, Error> {
+        principal.require(Role::Operator)?;
+        let environment = self.environments.require(env)?;
+        let spec = environment.launch_spec(
+            request,
+            &self.config.machine_types,
+            &principal.org,
+            &principal.token_name,
+        )?;
+        if request.dry_run {
+            environment
+                .compute()?
+                .check_launch(&spec)
+                .await
+                .map_err(provider_error)?;
+            return Ok(Launch::DryRun);
+        }
+        let target = format!("{env}/instances?count={}", spec.max_count);
+        let input = to_input(&LaunchInput {
+            environment: env.to_string(),
+            spec,
+        })?;
+        let (operation, _) = self
+            .start_operation(
+                principal,
+                CREATE_KIND,
+                &principal.org,
+                Some(env),
+                target,
+                input,
+                idempotency,
+            )
+            .await?;
+        Ok(Launch::Started(Box::new(operation)))
+    }
+
+    /// Starts, stops, reboots or terminates one instance, as an operation.
+    pub async fn instance_action(
+        &self,
+        principal: &Principal,
+        env: &str,
+        id: &str,
+        action: Action,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Operation, Error> {
+        principal.require(Role::Operator)?;
+        let instance = self.instance(principal, env, id).await?;
+        if instance.state.is_gone() && action != Action::Terminate {
+            // EC2 refuses this; emulators may not, so overcast enforces it.
+            return Err(Error::conflict(
+                "wrong_state",
+                format!(
+                    "instance {id} is {} and cannot {}",
+                    instance.state.as_str(),
+                    action.name()
+                ),
+            ));
+        }
+        let input = to_input(&ActionInput {
+            environment: env.to_string(),
+            region: instance.region.clone(),
+            ids: vec![id.to_string()],
+            action,
+        })?;
+        let org = instance
+            .org
+            .clone()
+            .unwrap_or_else(|| principal.org.clone());
+        let (operation, _) = self
+            .start_operation(
+                principal,
+                &action_kind(action),
+                &org,
+                Some(env),
+                format!("{env}/{id}"),
+                input,
+                idempotency,
+            )
+            .await?;
+        Ok(operation)
+    }
+
+    /// Sets and removes tags of one instance, image or security group, as an operation.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn tag_resource(
+        &self,
+        principal: &Principal,
+        env: &str,
+        kind: Tagged,
+        id: &str,
+        set: BTreeMap<String, String>,
+        remove: Vec<String>,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Operation, Error> {
+        principal.require(Role::Operator)?;
+        check_tags(&set)?;
+        for (i, key) in remove.iter().enumerate() {
+            if overcast_types::tags::is_reserved(key) {
+                return Err(Error::invalid(
+                    format!("keys[{i}]"),
+                    "keys starting with overcast: or aws: are reserved",
+                ));
+            }
+        }
+        if set.is_empty() && remove.is_empty() {
+            return Err(Error::invalid("tags", "give at least one tag"));
+        }
+        let (region, org) = match kind {
+            Tagged::Instance => {
+                let found = self.instance(principal, env, id).await?;
+                (found.region, found.org)
+            }
+            Tagged::Image => {
+                let found = self.image(principal, env, id).await?;
+                (found.region, found.org)
+            }
+            Tagged::SecurityGroup => {
+                let found = self.security_group(principal, env, id).await?;
+                (found.region, found.org)
+            }
+        };
+        let input = to_input(&TagInput {
+            environment: env.to_string(),
+            region,
+            ids: vec![id.to_string()],
+            set,
+            remove,
+        })?;
+        let org = org.unwrap_or_else(|| principal.org.clone());
+        let (operation, _) = self
+            .start_operation(
+                principal,
+                kind.operation_kind(),
+                &org,
+                Some(env),
+                format!("{env}/{id}"),
+                input,
+                idempotency,
+            )
+            .await?;
+        Ok(operation)
+    }
+
+    /// Changes attributes of one instance, as an operation; EC2's preconditions are
+    /// checked here, since an emulator may not check them.
+    pub async fn modify_instance(
+        &self,
+        principal: &Principal,
+        env: &str,
+        id: &str,
+        request: &ModifyInstanceRequest,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Operation, Error> {
+        principal.require(Role::Operator)?;
+        let instance = self.instance(principal, env, id).await?;
+        let change = request.change_for(&instance)?;
+        let input = to_input(&ModifyInput {
+            environment: env.to_string(),
+            region: instance.region.clone(),
+            id: id.to_string(),
+            change,
+        })?;
+        let org = instance
+            .org
+            .clone()
+            .unwrap_or_else(|| principal.org.clone());
+        let (operation, _) = self
+            .start_operation(
+                principal,
+                MODIFY_KIND,
+                &org,
+                Some(env),
+                format!("{env}/{id}"),
+                input,
+                idempotency,
+            )
+            .await?;
+        Ok(operation)
+    }
+
+    /// The regions of an environment and their zones.
+    pub async fn regions(&self, env: &str) -> Result<Vec<RegionView>, Error> {
+        let compute = self.environments.require(env)?.compute()?;
+        let mut regions = Vec::new();
+        for name in compute.regions() {
+            let zones = compute.zones(&name).await.map_err(provider_error)?;
+            regions.push(RegionView { name, zones });
+        }
+        Ok(regions)
+    }
+
+    /// The serial console output of one instance.
+    pub async fn console(
+        &self,
+        principal: &Principal,
+        env: &str,
+        id: &str,
+    ) -> Result<String, Error> {
+        let instance = self.instance(principal, env, id).await?;
+        let environment = self.environments.require(env)?;
+        environment
+            .compute()?
+            .console_output(&instance.region, id)
+            .await
+            .map_err(provider_error)
+    }
+
+    /// An environment and, if one is asked for, one of its regions (checked).
+    pub(crate) fn region_of(
+        &self,
+        env: &str,
+        region: Option<&str>,
+    ) -> Result<(&environments::Environment, Option<String>), Error> {
+        let environment = self.environments.require(env)?;
+        let region = region
+            .map(|r| environment.region_or_first(Some(r)))
+            .transpose()?;
+        Ok((environment, region))
     }
 }
 

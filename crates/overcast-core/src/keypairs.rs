@@ -2,8 +2,12 @@
 //! the runner's in-memory handover, and is never stored), imported from a public key, or
 //! deleted.
 
+use crate::auth::Principal;
+use crate::{to_input, visible_only, visible_org, Core, Idempotency};
 use async_trait::async_trait;
 use overcast_provider::{KeyPair, KeyPairs};
+use overcast_types::Operation;
+use overcast_types::Role;
 use overcast_types::{tags, Error, ErrorKind, TargetOutcome, TargetResult};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -222,6 +226,151 @@ impl Executor for KeyPairExecutor {
             ),
         })
         .await
+    }
+}
+
+impl Core {
+    /// Key pairs the caller may see, of one region or all.
+    pub async fn key_pairs(
+        &self,
+        principal: &Principal,
+        env: &str,
+        region: Option<&str>,
+    ) -> Result<Vec<overcast_provider::KeyPair>, Error> {
+        let (environment, region) = self.region_of(env, region)?;
+        let found = environment
+            .key_pairs()?
+            .list_key_pairs(region.as_deref())
+            .await;
+        Ok(visible_only(
+            principal,
+            environment,
+            found.map_err(provider_error)?,
+        ))
+    }
+
+    /// Makes or imports a key pair, as an operation. A made key's private half is taken
+    /// from the runner with [`Core::take_private_key`] by the request that waits for it.
+    pub async fn create_key_pair(
+        &self,
+        principal: &Principal,
+        env: &str,
+        request: &CreateKeyPairRequest,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Operation, Error> {
+        principal.require(Role::Operator)?;
+        request.validate()?;
+        let environment = self.environments.require(env)?;
+        let region = environment.region_or_first(request.region.as_deref())?;
+        if environment
+            .find_key_pair(&region, &request.name)
+            .await?
+            .is_some()
+        {
+            return Err(Error {
+                field: Some("name".into()),
+                ..Error::conflict(
+                    "key_pair_exists",
+                    format!("key pair `{}` exists in {region}", request.name),
+                )
+            });
+        }
+        let mut key_tags = request.tags.clone();
+        key_tags.insert(overcast_types::tags::ORG.into(), principal.org.clone());
+        key_tags.insert(
+            overcast_types::tags::CREATED_BY.into(),
+            principal.token_name.clone(),
+        );
+        let name = request.name.clone();
+        let (kind, change) = match &request.public_key {
+            Some(public_key) => (
+                IMPORT_KIND,
+                KeyPairChange::Import {
+                    region,
+                    name,
+                    public_key: public_key.clone(),
+                    tags: key_tags,
+                },
+            ),
+            None => (
+                CREATE_KIND,
+                KeyPairChange::Create {
+                    region,
+                    name,
+                    key_type: request.key_type.clone().unwrap_or_else(|| "rsa".into()),
+                    tags: key_tags,
+                },
+            ),
+        };
+        let input = to_input(&KeyPairInput {
+            environment: env.to_string(),
+            change,
+        })?;
+        let target = format!("{env}/key-pairs/{}", request.name);
+        let (operation, _) = self
+            .start_operation(
+                principal,
+                kind,
+                &principal.org,
+                Some(env),
+                target,
+                input,
+                idempotency,
+            )
+            .await?;
+        Ok(operation)
+    }
+
+    /// The private key a `key_pair.create` operation made, once, for the caller who may see
+    /// that operation.
+    pub async fn take_private_key(
+        &self,
+        principal: &Principal,
+        operation_id: &str,
+    ) -> Result<Option<String>, Error> {
+        self.operation(principal, operation_id).await?;
+        Ok(self.runner.take_handover(operation_id))
+    }
+
+    pub async fn delete_key_pair(
+        &self,
+        principal: &Principal,
+        env: &str,
+        name: &str,
+        region: Option<&str>,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Operation, Error> {
+        principal.require(Role::Operator)?;
+        let environment = self.environments.require(env)?;
+        let region = environment.region_or_first(region)?;
+        let key_pair = match environment.find_key_pair(&region, name).await? {
+            Some(k) if visible_org(principal, k.org.as_deref()) => k,
+            _ => return Err(Error::not_found("key_pair", name)),
+        };
+        let change = KeyPairChange::Delete {
+            region,
+            name: name.to_string(),
+        };
+        let input = to_input(&KeyPairInput {
+            environment: env.to_string(),
+            change,
+        })?;
+        let org = key_pair
+            .org
+            .clone()
+            .unwrap_or_else(|| principal.org.clone());
+        let (operation, _) = self
+            .start_operation(
+                principal,
+                DELETE_KIND,
+                &org,
+                Some(env),
+                format!("{env}/key-pairs/{name}"),
+                input,
+                idempotency,
+            )
+            .await?;
+        Ok(operation)
     }
 }
 

@@ -1,8 +1,13 @@
 //! API tokens: creating and revoking them as recorded operations. The secret is shown once,
 //! in the answer to its creation; the store and the operation record keep only its hash.
 
+use crate::auth::Principal;
+use crate::auth::{hash_secret, new_secret};
+use crate::new_id;
+use crate::{to_input, Core, Idempotency};
 use async_trait::async_trait;
 use overcast_store::Store;
+use overcast_types::Operation;
 use overcast_types::{validate_name, Error, Role, TargetOutcome, TargetResult, TokenInfo};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -140,6 +145,81 @@ impl Executor for RevokeExecutor {
             detail: None,
         })
         .await
+    }
+}
+
+impl Core {
+    /// Starts a `token.create` operation. The secret comes back only when this call made
+    /// the operation, never on an idempotent replay: it is not stored anywhere.
+    pub async fn create_token(
+        &self,
+        principal: &Principal,
+        request: &CreateTokenRequest,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<(Operation, Option<String>), Error> {
+        principal.require(Role::Admin)?;
+        let token = request.validate(new_id("tok"), &principal.token_name)?;
+        let secret = new_secret();
+        let input = CreateInput {
+            token: token.clone(),
+            secret_hash: hash_secret(&secret),
+        };
+        let input = to_input(&input)?;
+        let (operation, created) = self
+            .start_operation(
+                principal,
+                CREATE_KIND,
+                &token.org,
+                None,
+                token.id.clone(),
+                input,
+                idempotency,
+            )
+            .await?;
+        Ok((operation, created.then_some(secret)))
+    }
+
+    pub async fn revoke_token(
+        &self,
+        principal: &Principal,
+        id: &str,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Operation, Error> {
+        principal.require(Role::Admin)?;
+        let token = self
+            .store
+            .token(id)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| Error::not_found("token", id))?;
+        let input = to_input(&RevokeInput {
+            token_id: id.into(),
+        })?;
+        let (operation, _) = self
+            .start_operation(
+                principal,
+                REVOKE_KIND,
+                &token.org,
+                None,
+                id.into(),
+                input,
+                idempotency,
+            )
+            .await?;
+        Ok(operation)
+    }
+
+    pub async fn tokens(&self, principal: &Principal) -> Result<Vec<TokenInfo>, Error> {
+        principal.require(Role::Admin)?;
+        self.store.tokens(None).await.map_err(store_error)
+    }
+
+    /// The token a `token.create` operation made, once it has.
+    pub async fn created_token(&self, operation: &Operation) -> Result<Option<TokenInfo>, Error> {
+        self.store
+            .token(&operation.target)
+            .await
+            .map_err(store_error)
     }
 }
 
