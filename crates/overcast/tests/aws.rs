@@ -1612,3 +1612,125 @@ async fn machine_types_environment_defaults_and_default_org_apply() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// An endpoint that answers every call with one EC2 error (body and request-id header as
+/// EC2 sends them), counting the calls: the error paths moto cannot produce.
+async fn failing_endpoint(
+    status: u16,
+    code: &'static str,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let calls = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 65536];
+                let mut read = 0;
+                // Read the head and the announced body, then answer.
+                loop {
+                    let Ok(n) = socket.read(&mut buffer[read..]).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    read += n;
+                    let text = String::from_utf8_lossy(&buffer[..read]).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length = text[..end]
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if read >= end + 4 + length {
+                            break;
+                        }
+                    }
+                }
+                counted.fetch_add(1, Ordering::SeqCst);
+                let body = format!(
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>{code}</Code><Message>refused by the test endpoint</Message></Error></Errors><RequestID>req-test-1</RequestID></Response>"
+                );
+                let answer = format!(
+                    "HTTP/1.1 {status} Error\r\nContent-Type: text/xml\r\nx-amzn-requestid: req-test-1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    (url, calls)
+}
+
+async fn server_on(endpoint: &str) -> TestServer {
+    let endpoint = endpoint.to_string();
+    TestServer::start_with(support::new_account(), move |config| {
+        let env = config.environments.get_mut("aws-test").unwrap();
+        env.endpoint_url = Some(endpoint);
+        env.role_arn = None;
+        env.regions = vec![REGIONS[0].to_string()];
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_is_retried_then_answered_503_with_retry_after() {
+    support::moto_url();
+    let (endpoint, calls) = failing_endpoint(503, "RequestLimitExceeded").await;
+    let server = server_on(&endpoint).await;
+    let response = server
+        .http
+        .get(format!("{}{ENV}", server.base))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "5");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "backend_throttled");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("RequestLimitExceeded") && message.contains("req-test-1"),
+        "{message}"
+    );
+    assert_eq!(
+        calls.load(std::sync::atomic::Ordering::SeqCst),
+        5,
+        "the SDK retried up to its 5 attempts"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_call_is_a_403_with_the_backend_code_and_no_credentials() {
+    support::moto_url();
+    let (endpoint, calls) = failing_endpoint(403, "UnauthorizedOperation").await;
+    let server = server_on(&endpoint).await;
+    let (status, body) = server.call(Method::GET, ENV, ADMIN, None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("backend_denied"))
+    );
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("UnauthorizedOperation"), "{message}");
+    assert!(
+        !message.contains("testing") && !message.contains("Signature"),
+        "no credentials: {message}"
+    );
+    assert_eq!(
+        calls.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "a denial is not retried"
+    );
+}

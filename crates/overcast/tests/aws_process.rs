@@ -40,12 +40,25 @@ fn write_config(dir: &Path, account: &str) -> std::path::PathBuf {
     path
 }
 
+fn serve(config: &Path) -> Served {
+    serve_with(config, &[], &[])
+}
+
+/// `overcast serve` with some environment variables set and some removed.
 // The child is reaped by `Served`'s Drop, which the lint cannot see.
 #[allow(clippy::zombie_processes)]
-fn serve(config: &Path) -> Served {
-    let mut child = Command::new(BIN)
+fn serve_with(config: &Path, set: &[(&str, &str)], remove: &[&str]) -> Served {
+    let mut command = Command::new(BIN);
+    command
         .args(["serve", "--config", config.to_str().unwrap()])
-        .env("OVERCAST_ADMIN_TOKEN", ADMIN)
+        .env("OVERCAST_ADMIN_TOKEN", ADMIN);
+    for (key, value) in set {
+        command.env(key, value);
+    }
+    for key in remove {
+        command.env_remove(key);
+    }
+    let mut child = command
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -296,4 +309,56 @@ async fn a_create_resumes_after_sigkill_and_launches_exactly_the_count() {
     let all = ec2.describe_instances().send().await.unwrap();
     let total: usize = all.reservations().iter().map(|r| r.instances().len()).sum();
     assert_eq!(total, COUNT);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_come_from_a_named_profile() {
+    let dir = tempfile::tempdir().unwrap();
+    let moto = moto_url();
+    let aws_config = dir.path().join("aws-config");
+    let credentials = dir.path().join("aws-credentials");
+    std::fs::write(&aws_config, "[profile overcast-dev]\nregion = eu-west-1\n").unwrap();
+    std::fs::write(&credentials, "[overcast-dev]\naws_access_key_id = AKIAOVERCASTPROFILE\naws_secret_access_key = from-the-profile\n").unwrap();
+    let config = dir.path().join("overcast.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n[environments.dev]\nprovider = \"aws\"\nregions = [\"{}\"]\nendpoint_url = \"{moto}\"\nprofile = \"overcast-dev\"\n",
+            dir.path().join("data").display(),
+            REGIONS[0]
+        ),
+    )
+    .unwrap();
+    // No credentials in the environment: only the profile can sign.
+    let served = serve_with(
+        &config,
+        &[
+            ("AWS_CONFIG_FILE", aws_config.to_str().unwrap()),
+            ("AWS_SHARED_CREDENTIALS_FILE", credentials.to_str().unwrap()),
+        ],
+        &[
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_PROFILE",
+        ],
+    );
+    let environment: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/v1/environments/dev", served.url))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(environment["reachable"], true, "{environment}");
+    let (code, out, err) = tokio::task::spawn_blocking({
+        let url = served.url.clone();
+        move || cli(&url, &["-o", "json", "vm", "list", "-e", "dev"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["items"].is_array());
 }
