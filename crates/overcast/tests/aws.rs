@@ -1587,6 +1587,22 @@ async fn machine_types_environment_defaults_and_default_org_apply() {
         "the environment's default key pair"
     );
 
+    let zone = format!("{}b", REGIONS[0]);
+    let op = create(
+        &server,
+        ADMIN,
+        json!({"machine_type": "small", "zone": zone}),
+    )
+    .await;
+    let placed = ec2
+        .describe_instances()
+        .instance_ids(&created_ids(&op)[0])
+        .send()
+        .await
+        .unwrap();
+    let placement = placed.reservations()[0].instances()[0].placement().unwrap();
+    assert_eq!(placement.availability_zone(), Some(zone.as_str()));
+
     // An instance overcast did not launch (no overcast:org tag) belongs to the default org.
     let foreign = ec2
         .run_instances()
