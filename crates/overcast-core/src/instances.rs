@@ -3,11 +3,12 @@
 //! can be re-run after a crash without acting twice.
 
 use crate::auth::Principal;
+use crate::bulk::{make_plan, BulkAction, BulkRequest};
 use crate::{environments, visible, Launch, Tagged};
 use crate::{to_input, Core, Idempotency};
 use async_trait::async_trait;
 use base64::Engine;
-use overcast_provider::{Action, Compute, InstanceChange, InstanceFilter, LaunchSpec};
+use overcast_provider::{Compute, InstanceChange, InstanceFilter, LaunchSpec};
 use overcast_types::Role;
 use overcast_types::{
     tags, Error, ErrorKind, Instance, InstanceState, Owned, TargetOutcome, TargetResult,
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 use utoipa::ToSchema;
 
 use crate::environments::{Environment, Environments};
-use crate::operations::{Executor, Step};
+use crate::operations::{Cancellation, Executor, Step};
 use crate::provider_error;
 
 pub const CREATE_KIND: &str = "instance.create";
@@ -217,15 +218,6 @@ pub(crate) struct LaunchInput {
     pub spec: LaunchSpec,
 }
 
-/// What an `instance.<action>` operation records.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct ActionInput {
-    pub environment: String,
-    pub region: String,
-    pub ids: Vec<String>,
-    pub action: Action,
-}
-
 /// What an `instance.tag` operation records: tags to set and keys to remove.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct TagInput {
@@ -305,10 +297,6 @@ pub fn page_of(
     let page = all[start..end].to_vec();
     let next = (end < all.len()).then(|| format!("{}.{}", snapshot(), all[end - 1].id));
     (page, next)
-}
-
-pub fn action_kind(action: Action) -> String {
-    format!("instance.{}", action.name())
 }
 
 impl Environment {
@@ -601,12 +589,12 @@ fn encode_user_data(text: &str) -> Result<String, Error> {
 
 /// Waits until every instance is in `target` (or gone, for a terminate), polling with a
 /// backoff, or fails at the deadline saying where each stood.
-async fn wait_for(
+pub(crate) async fn wait_for(
     compute: &dyn Compute,
     region: &str,
     ids: &[String],
     target: InstanceState,
-    step: &Step,
+    cancellation: &Cancellation,
 ) -> Result<Vec<Instance>, Error> {
     let deadline = Instant::now() + STATE_TIMEOUT;
     let mut delay = Duration::from_millis(250);
@@ -655,7 +643,7 @@ async fn wait_for(
                 ),
             ));
         }
-        step.check_cancelled()?;
+        cancellation.check()?;
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(5));
     }
@@ -718,7 +706,15 @@ impl Executor for CreateExecutor {
         }
         step.set_total(instances.len() as u64).await?;
         let ids: Vec<String> = instances.iter().map(|i| i.id.clone()).collect();
-        for instance in wait_for(compute, &spec.region, &ids, InstanceState::Running, step).await? {
+        for instance in wait_for(
+            compute,
+            &spec.region,
+            &ids,
+            InstanceState::Running,
+            &step.cancellation(),
+        )
+        .await?
+        {
             step.record(instance_result(&env.decorate(instance), None)?)
                 .await?;
         }
@@ -744,52 +740,6 @@ async fn launched_by(
         .into_iter()
         .filter(|i| !i.state.is_gone())
         .collect())
-}
-
-/// Runs `instance.start|stop|reboot|terminate`: acts on the instances not already in the
-/// wanted state, then waits for them to reach it.
-pub(crate) struct ActionExecutor {
-    pub environments: Arc<Environments>,
-}
-
-#[async_trait]
-impl Executor for ActionExecutor {
-    async fn run(&self, step: &mut Step) -> Result<(), Error> {
-        let input: ActionInput = step.input()?;
-        let env = self.environments.require(&input.environment)?;
-        let compute = env.compute()?;
-        step.set_total(input.ids.len() as u64).await?;
-        let target = input.action.target_state();
-        let filter = InstanceFilter {
-            region: Some(input.region.clone()),
-            ids: input.ids.clone(),
-            ..InstanceFilter::default()
-        };
-        let current = compute
-            .list_instances(&filter)
-            .await
-            .map_err(provider_error)?;
-        let pending: Vec<String> = current
-            .iter()
-            .filter(|i| input.action == Action::Reboot || i.state != target)
-            .filter(|i| step.result_for(&i.id).is_none())
-            .map(|i| i.id.clone())
-            .collect();
-        if !pending.is_empty() {
-            step.check_cancelled()?;
-            compute
-                .act(&input.region, &pending, input.action)
-                .await
-                .map_err(provider_error)?;
-        }
-        for instance in wait_for(compute, &input.region, &input.ids, target, step).await? {
-            let message =
-                (!pending.contains(&instance.id)).then(|| format!("already {}", target.as_str()));
-            step.record(instance_result(&env.decorate(instance), message)?)
-                .await?;
-        }
-        Ok(())
-    }
 }
 
 /// Runs `instance.tag`, `image.tag` and `security_group.tag`: setting and removing tags
@@ -933,18 +883,22 @@ impl Core {
         Ok(Launch::Started(Box::new(operation)))
     }
 
-    /// Starts, stops, reboots or terminates one instance, as an operation.
+    /// Starts, stops, reboots, terminates or promotes one instance, as an operation: a
+    /// plan of one, carried out like any bulk action.
+    #[allow(clippy::too_many_arguments)]
     pub async fn instance_action(
         &self,
         principal: &Principal,
         env: &str,
         id: &str,
-        action: Action,
+        action: BulkAction,
+        force: bool,
+        to_stage: Option<String>,
         idempotency: Option<&Idempotency>,
     ) -> Result<Operation, Error> {
         principal.require(Role::Operator)?;
         let instance = self.instance(principal, env, id).await?;
-        if instance.state.is_gone() && action != Action::Terminate {
+        if instance.state.is_gone() && action != BulkAction::Terminate {
             // EC2 refuses this; emulators may not, so overcast enforces it.
             return Err(Error::conflict(
                 "wrong_state",
@@ -955,20 +909,31 @@ impl Core {
                 ),
             ));
         }
-        let input = to_input(&ActionInput {
-            environment: env.to_string(),
-            region: instance.region.clone(),
+        let environment = self.environments.require(env)?;
+        let request = BulkRequest {
             ids: vec![id.to_string()],
-            action,
-        })?;
+            force,
+            to_stage,
+            ..BulkRequest::default()
+        };
         let org = instance
             .org
             .clone()
             .unwrap_or_else(|| principal.org.clone());
+        let plan = make_plan(env, &environment.stages, action, &request, vec![instance])?;
+        if action == BulkAction::Promote {
+            if let Some(skipped) = plan.skipped.first() {
+                return Err(Error::conflict(
+                    "cannot_promote",
+                    format!("instance {id} cannot be promoted: {}", skipped.reason),
+                ));
+            }
+        }
+        let input = to_input(&plan)?;
         let (operation, _) = self
             .start_operation(
                 principal,
-                &action_kind(action),
+                &action.kind(),
                 &org,
                 Some(env),
                 format!("{env}/{id}"),

@@ -3,6 +3,7 @@
 //! decides everything in between.
 
 pub mod auth;
+pub mod bulk;
 pub mod config;
 pub mod environments;
 pub mod firewall;
@@ -13,7 +14,7 @@ pub mod metrics;
 pub mod operations;
 pub mod tokens;
 
-use overcast_provider::{Action, ProviderError, ProviderErrorKind};
+use overcast_provider::{ProviderError, ProviderErrorKind};
 pub use overcast_store::{AuditFilter, OperationFilter, PageRequest, MAX_PAGE};
 use overcast_store::{Created, IdempotencyClaim, Store, StoreError};
 use overcast_types::{
@@ -208,15 +209,10 @@ impl Core {
                 environments: environments.clone(),
             }),
         );
-        for action in [
-            Action::Start,
-            Action::Stop { force: false },
-            Action::Reboot,
-            Action::Terminate,
-        ] {
+        for action in bulk::BulkAction::ALL {
             executors.insert(
-                instances::action_kind(action),
-                Arc::new(instances::ActionExecutor {
+                action.kind(),
+                Arc::new(bulk::BulkExecutor {
                     environments: environments.clone(),
                 }),
             );

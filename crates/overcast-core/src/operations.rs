@@ -69,10 +69,18 @@ impl Step {
     /// Saves one target's result (replacing an earlier one for the same target) and counts
     /// it as done.
     pub async fn record(&mut self, result: TargetResult) -> Result<(), Error> {
+        self.record_many(vec![result]).await
+    }
+
+    /// Saves several targets' results with one write: a bulk action records a whole batch
+    /// at once rather than rewriting the results for every target.
+    pub async fn record_many(&mut self, new: Vec<TargetResult>) -> Result<(), Error> {
         let results = &mut self.operation.results;
-        match results.iter_mut().find(|r| r.target == result.target) {
-            Some(existing) => *existing = result,
-            None => results.push(result),
+        for result in new {
+            match results.iter_mut().find(|r| r.target == result.target) {
+                Some(existing) => *existing = result,
+                None => results.push(result),
+            }
         }
         let done = results.len() as u64;
         let progress = &mut self.operation.progress;
@@ -93,11 +101,12 @@ impl Step {
 
     /// An error to return when the operation was asked to stop; call between steps.
     pub fn check_cancelled(&self) -> Result<(), Error> {
-        if self.cancelled.load(Ordering::SeqCst) {
-            Err(cancelled_error())
-        } else {
-            Ok(())
-        }
+        self.cancellation().check()
+    }
+
+    /// A handle to check for a cancel from work that runs beside the step.
+    pub fn cancellation(&self) -> Cancellation {
+        Cancellation(self.cancelled.clone())
     }
 
     async fn save(&self) -> Result<(), Error> {
@@ -109,6 +118,21 @@ impl Step {
             )
             .await
             .map_err(store_error)
+    }
+}
+
+/// Whether an operation was asked to stop.
+#[derive(Clone)]
+pub struct Cancellation(Arc<AtomicBool>);
+
+impl Cancellation {
+    /// An error to return when the operation was asked to stop.
+    pub fn check(&self) -> Result<(), Error> {
+        if self.0.load(Ordering::SeqCst) {
+            Err(cancelled_error())
+        } else {
+            Ok(())
+        }
     }
 }
 

@@ -22,8 +22,8 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 use routes::{
-    audit, environments, images, instances, key_pairs, operations, security_groups, system, tags,
-    tokens,
+    audit, bulk, environments, images, instances, key_pairs, operations, security_groups, system,
+    tags, tokens,
 };
 
 /// How long in-flight requests may take to finish after a shutdown signal.
@@ -46,6 +46,7 @@ pub struct AppState {
         (name = "system", description = "Health, readiness, version, metrics"),
         (name = "environments", description = "Targets and machine types"),
         (name = "instances", description = "Virtual machines"),
+        (name = "bulk", description = "Actions on the instances a selector matches"),
         (name = "security-groups", description = "Firewall rules"),
         (name = "images", description = "Machine images"),
         (name = "key-pairs", description = "SSH key pairs"),
@@ -94,6 +95,13 @@ fn api() -> OpenApiRouter<AppState> {
             instances::modify_instance
         ))
         .routes(routes!(instances::list_regions))
+        .routes(routes!(bulk::start))
+        .routes(routes!(bulk::stop))
+        .routes(routes!(bulk::reboot))
+        .routes(routes!(bulk::terminate))
+        .routes(routes!(bulk::promote))
+        .routes(routes!(bulk::tag))
+        .routes(routes!(bulk::untag))
         .routes(routes!(tags::set_instance_tags, tags::remove_instance_tags))
         .routes(routes!(tags::set_image_tags, tags::remove_image_tags))
         .routes(routes!(tags::set_group_tags, tags::remove_group_tags))

@@ -4,11 +4,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use overcast_core::bulk::BulkAction;
 use overcast_core::instances::{
     CreateInstancesRequest, InstanceQuery, ModifyInstanceRequest, RegionView,
 };
 use overcast_core::Launch;
-use overcast_provider::Action;
 use overcast_types::{Error, Instance, InstanceState, Operation, Page};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -179,7 +179,9 @@ pub async fn delete_instance(
             &principal,
             &env,
             &id,
-            Action::Terminate,
+            BulkAction::Terminate,
+            false,
+            None,
             request.idempotency.as_ref(),
         )
         .await?;
@@ -188,20 +190,24 @@ pub async fn delete_instance(
         .await
 }
 
-/// The body of an action; only `stop` takes `force`.
+/// The body of an action on one instance.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActionBody {
     /// stop only: stop at once, without a graceful shutdown.
     #[serde(default)]
     pub force: bool,
+    /// promote only: a later stage to move to; default: the next one.
+    #[serde(default)]
+    pub to_stage: Option<String>,
 }
 
-/// Starts, stops, reboots or terminates one instance (an operation that ends when the
-/// instance reaches the wanted state).
+/// Starts, stops, reboots, terminates or promotes one instance (an operation that ends
+/// when the instance reaches the wanted state or stage). Promoting from the last stage is
+/// a 409.
 #[utoipa::path(post, path = "/v1/environments/{env}/instances/{id}/{action}", tag = "instances", request_body = ActionBody,
     params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Instance id"),
-           ("action" = String, Path, description = "start, stop, reboot or terminate"),
+           ("action" = String, Path, description = "start, stop, reboot, terminate or promote"),
            ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
     responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 400, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 403, body = ErrorBody)))]
@@ -211,26 +217,33 @@ pub async fn instance_action(
     Path((env, id, action)): Path<(String, String, String)>,
     request: Mutation<ActionBody>,
 ) -> ApiResult<Response> {
-    let force = request.body.force;
-    let action = match action.as_str() {
-        "start" => Action::Start,
-        "stop" => Action::Stop { force },
-        "reboot" => Action::Reboot,
-        "terminate" => Action::Terminate,
-        other => {
+    let action = match BulkAction::parse(&action)? {
+        BulkAction::Tag | BulkAction::Untag => {
             return Err(Error::invalid(
                 "action",
-                format!("`{other}` is not an action; use start, stop, reboot or terminate"),
+                "use PUT or DELETE .../tags to change one instance's tags",
             )
             .into())
         }
+        action => action,
     };
-    if force && !matches!(action, Action::Stop { .. }) {
+    if request.body.force && action != BulkAction::Stop {
         return Err(Error::invalid("body.force", "only stop takes force").into());
+    }
+    if request.body.to_stage.is_some() && action != BulkAction::Promote {
+        return Err(Error::invalid("body.to_stage", "only promote takes to_stage").into());
     }
     let operation = state
         .core
-        .instance_action(&principal, &env, &id, action, request.idempotency.as_ref())
+        .instance_action(
+            &principal,
+            &env,
+            &id,
+            action,
+            request.body.force,
+            request.body.to_stage.clone(),
+            request.idempotency.as_ref(),
+        )
         .await?;
     request
         .answer(&state, &principal, operation, StatusCode::OK)
