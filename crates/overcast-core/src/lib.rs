@@ -412,6 +412,7 @@ impl Core {
             results: vec![],
             error: None,
             cancel_requested: false,
+            backend_calls: 0,
             created_at: now(),
             started_at: None,
             finished_at: None,

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use overcast_store::Store;
 use overcast_types::{Error, ErrorKind, Operation, OperationError, OperationStatus, TargetResult};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{watch, Semaphore};
@@ -39,6 +39,18 @@ pub struct Step {
     store: Store,
     cancelled: Arc<AtomicBool>,
     handovers: Handovers,
+    /// Backend calls made so far, counted by [`count_backend_call`].
+    calls: Arc<AtomicU64>,
+}
+
+tokio::task_local! {
+    /// The backend-call counter of the operation the current task runs.
+    static CALLS: Arc<AtomicU64>;
+}
+
+/// Counts one backend call against the operation the current task runs, if any.
+pub fn count_backend_call() {
+    let _ = CALLS.try_with(|calls| calls.fetch_add(1, Ordering::SeqCst));
 }
 
 impl Step {
@@ -115,6 +127,7 @@ impl Step {
                 &self.operation.id,
                 self.operation.progress,
                 &self.operation.results,
+                self.calls.load(Ordering::SeqCst),
             )
             .await
             .map_err(store_error)
@@ -333,13 +346,17 @@ async fn drive(
             .operation(&kind, OperationStatus::Failed.as_str());
         return Ok(());
     };
+    let calls = Arc::new(AtomicU64::new(operation.backend_calls));
     let mut step = Step {
         operation,
         store: store.clone(),
         cancelled,
         handovers: inner.handovers.clone(),
+        calls: calls.clone(),
     };
-    let result = executor.run(&mut step).await;
+    let result = CALLS.scope(calls, executor.run(&mut step)).await;
+    // The last calls may have come after the last saved progress.
+    step.save().await?;
     let (status, error) = match &result {
         Ok(()) => (OperationStatus::Succeeded, None),
         Err(e) if e.code == "operation_cancelled" => {
@@ -428,6 +445,7 @@ mod tests {
             results: vec![],
             error: None,
             cancel_requested: false,
+            backend_calls: 0,
             created_at: now(),
             started_at: None,
             finished_at: None,

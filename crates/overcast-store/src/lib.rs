@@ -410,20 +410,23 @@ impl Store {
         Ok(changed == 1)
     }
 
-    /// Saves how far a running operation has come.
+    /// Saves how far a running operation has come and how many backend calls it made.
     pub async fn save_progress(
         &self,
         id: &str,
         progress: Progress,
         results: &[TargetResult],
+        backend_calls: u64,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE operations SET progress_done = $2, progress_total = $3, results = $4 WHERE id = $1",
+            "UPDATE operations SET progress_done = $2, progress_total = $3, results = $4,
+                 backend_calls = $5 WHERE id = $1",
         )
         .bind(id)
         .bind(progress.done as i64)
         .bind(progress.total as i64)
         .bind(to_json(&results))
+        .bind(backend_calls as i64)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -554,7 +557,7 @@ const TOKEN_SELECT: &str =
 
 const OPERATION_SELECT: &str = "SELECT id, kind, org, environment, target, requested_by, status,
     progress_done, progress_total, results, error, input, cancel_requested, created_at,
-    started_at, finished_at FROM operations";
+    started_at, finished_at, backend_calls FROM operations";
 
 const AUDIT_SELECT: &str = "SELECT id, at, token_id, token_name, org, role, method, route, target,
     operation_id, outcome, status_code, request_id FROM audit_log";
@@ -600,6 +603,7 @@ fn operation_from_row(row: &AnyRow) -> Result<Operation, StoreError> {
             .transpose()?,
         input: from_json("operation input", &row.try_get::<String, _>("input")?)?,
         cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
+        backend_calls: row.try_get::<i64, _>("backend_calls")? as u64,
         created_at: from_ms(row.try_get("created_at")?)?,
         started_at: row
             .try_get::<Option<i64>, _>("started_at")?

@@ -69,6 +69,7 @@ fn operation(id: &str, org: &str, kind: &str, created: i64) -> Operation {
         results: vec![],
         error: None,
         cancel_requested: false,
+        backend_calls: 0,
         created_at: t(created),
         started_at: None,
         finished_at: None,
@@ -141,7 +142,7 @@ async fn operations_move_through_their_statuses(store: &Store) {
         detail: Some(serde_json::json!({"state": "running"})),
     }];
     store
-        .save_progress("op_1", Progress { done: 1, total: 2 }, &results)
+        .save_progress("op_1", Progress { done: 1, total: 2 }, &results, 7)
         .await
         .unwrap();
     let error = OperationError {
@@ -167,6 +168,7 @@ async fn operations_move_through_their_statuses(store: &Store) {
     assert_eq!(got.started_at, Some(t(5)));
     assert_eq!(got.finished_at, Some(t(20)));
     assert_eq!(got.progress, Progress { done: 1, total: 2 });
+    assert_eq!(got.backend_calls, 7);
     assert_eq!(got.results, results);
     assert_eq!(got.error, Some(error));
     assert_eq!(got.input, serde_json::json!({"count": 2}));

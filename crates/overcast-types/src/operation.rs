@@ -128,6 +128,9 @@ pub struct Operation {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<OperationError>,
     pub cancel_requested: bool,
+    /// Calls made to the backend so far, across every run of the operation.
+    #[serde(default)]
+    pub backend_calls: u64,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
