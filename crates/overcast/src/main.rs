@@ -194,6 +194,54 @@ struct WaitArg {
     wait: bool,
 }
 
+/// What a lifecycle command acts on: one instance, or the instances a selector matches.
+#[derive(clap::Args, Clone)]
+struct Target {
+    /// One instance; or select with --id, --stage, --tag, --name or --state.
+    id: Option<String>,
+    /// An instance id; repeatable.
+    #[arg(long = "id", value_name = "ID")]
+    ids: Vec<String>,
+    #[arg(long)]
+    stage: Option<String>,
+    /// KEY=VALUE; repeatable.
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
+    tags: Vec<String>,
+    #[arg(long = "name")]
+    name: Option<String>,
+    #[arg(long)]
+    state: Option<String>,
+    /// Show the plan; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// ENV/STAGE or ENV/COUNT, as a terminate or a stop of a protected stage asks.
+    #[arg(long)]
+    confirm: Option<String>,
+}
+
+impl Target {
+    fn selects(&self) -> bool {
+        !self.ids.is_empty()
+            || self.stage.is_some()
+            || !self.tags.is_empty()
+            || self.name.is_some()
+            || self.state.is_some()
+    }
+
+    /// The bulk request body for this selection, with the action's own fields.
+    fn body(&self, extra: Value) -> anyhow::Result<Value> {
+        let mut body = json!({
+            "ids": self.id.iter().chain(&self.ids).collect::<Vec<_>>(),
+            "stage": self.stage, "tags": parse_tags(&self.tags)?, "name": self.name,
+            "state": self.state, "dry_run": self.dry_run, "confirm": self.confirm,
+        });
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
+        }
+        Ok(body)
+    }
+}
+
 #[derive(Subcommand)]
 enum VmCommand {
     /// List instances (all regions of the environment).
@@ -268,45 +316,66 @@ enum VmCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Start one instance, or the selected ones.
     Start {
         #[command(flatten)]
         env: EnvArg,
         #[command(flatten)]
         wait: WaitArg,
-        id: String,
+        #[command(flatten)]
+        target: Target,
     },
+    /// Stop one instance, or the selected ones.
     Stop {
         #[command(flatten)]
         env: EnvArg,
         #[command(flatten)]
         wait: WaitArg,
-        id: String,
+        #[command(flatten)]
+        target: Target,
         /// Stop at once, without a graceful shutdown.
         #[arg(long)]
         force: bool,
     },
+    /// Reboot one instance, or the selected ones.
     Reboot {
         #[command(flatten)]
         env: EnvArg,
         #[command(flatten)]
         wait: WaitArg,
-        id: String,
+        #[command(flatten)]
+        target: Target,
     },
+    /// Terminate one instance, or the selected ones (a selection needs --confirm).
     Terminate {
         #[command(flatten)]
         env: EnvArg,
         #[command(flatten)]
         wait: WaitArg,
-        id: String,
+        #[command(flatten)]
+        target: Target,
     },
-    /// Set tags (KEY=VALUE) and remove tags (--remove KEY).
+    /// Promote one instance, or the selected ones, a stage on (or --to a later stage).
+    Promote {
+        #[command(flatten)]
+        env: EnvArg,
+        #[command(flatten)]
+        wait: WaitArg,
+        #[command(flatten)]
+        target: Target,
+        #[arg(long = "to", value_name = "STAGE")]
+        to_stage: Option<String>,
+    },
+    /// Set tags (--set KEY=VALUE) and remove tags (--remove KEY) of one instance, or of
+    /// the selected ones.
     Tag {
         #[command(flatten)]
         env: EnvArg,
         #[command(flatten)]
         wait: WaitArg,
-        id: String,
-        #[arg(value_name = "KEY=VALUE")]
+        #[command(flatten)]
+        target: Target,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
         #[arg(long = "remove", value_name = "KEY")]
         remove: Vec<String>,
@@ -903,57 +972,95 @@ async fn vm(client: &Client, format: Format, command: VmCommand) -> anyhow::Resu
                 wait.wait,
             )
         }
-        VmCommand::Start { env, wait, id } => (
-            client
-                .start(Method::POST, &format!("{}/{id}/start", base(&env)), None)
-                .await?,
-            wait.wait,
-        ),
+        VmCommand::Start { env, wait, target } => {
+            return act(client, format, &env, "start", target, json!({}), wait.wait).await
+        }
         VmCommand::Stop {
             env,
             wait,
-            id,
+            target,
             force,
         } => {
-            let body = json!({"force": force});
-            (
-                client
-                    .start(
-                        Method::POST,
-                        &format!("{}/{id}/stop", base(&env)),
-                        Some(&body),
-                    )
-                    .await?,
+            return act(
+                client,
+                format,
+                &env,
+                "stop",
+                target,
+                json!({"force": force}),
                 wait.wait,
             )
+            .await
         }
-        VmCommand::Reboot { env, wait, id } => (
-            client
-                .start(Method::POST, &format!("{}/{id}/reboot", base(&env)), None)
-                .await?,
-            wait.wait,
-        ),
-        VmCommand::Terminate { env, wait, id } => (
-            client
-                .start(
-                    Method::POST,
-                    &format!("{}/{id}/terminate", base(&env)),
-                    None,
-                )
-                .await?,
-            wait.wait,
-        ),
+        VmCommand::Reboot { env, wait, target } => {
+            return act(client, format, &env, "reboot", target, json!({}), wait.wait).await
+        }
+        VmCommand::Terminate { env, wait, target } => {
+            return act(
+                client,
+                format,
+                &env,
+                "terminate",
+                target,
+                json!({}),
+                wait.wait,
+            )
+            .await
+        }
+        VmCommand::Promote {
+            env,
+            wait,
+            target,
+            to_stage,
+        } => {
+            let extra = json!({"to_stage": to_stage});
+            return act(client, format, &env, "promote", target, extra, wait.wait).await;
+        }
         VmCommand::Tag {
             env,
             wait,
-            id,
+            target,
             set,
             remove,
         } => {
-            let path = format!("{}/{id}/tags", base(&env));
             if set.is_empty() && remove.is_empty() {
-                bail!("give KEY=VALUE tags to set or --remove KEY");
+                bail!("give --set KEY=VALUE to set or --remove KEY");
             }
+            if target.selects() {
+                let mut code = ExitCode::SUCCESS;
+                if !set.is_empty() {
+                    let extra = json!({"set": parse_tags(&set)?});
+                    code = act(
+                        client,
+                        format,
+                        &env,
+                        "tag",
+                        target.clone(),
+                        extra,
+                        wait.wait,
+                    )
+                    .await?;
+                }
+                if !remove.is_empty() {
+                    code = act(
+                        client,
+                        format,
+                        &env,
+                        "untag",
+                        target,
+                        json!({"keys": remove}),
+                        wait.wait,
+                    )
+                    .await?;
+                }
+                return Ok(code);
+            }
+            let id = target.id.ok_or_else(|| {
+                anyhow!(
+                    "give an instance id, or select with --id, --stage, --tag, --name or --state"
+                )
+            })?;
+            let path = format!("{}/{id}/tags", base(&env));
             let mut last = Value::Null;
             if !set.is_empty() {
                 last = client
@@ -1174,6 +1281,66 @@ async fn keypair(
             let operation = client.start(Method::DELETE, &path, None).await?;
             follow(client, format, operation, wait.wait).await
         }
+    }
+}
+
+/// Acts on one instance, or on a selection: a dry run or a selection with nothing to do
+/// prints the plan; otherwise the operation is printed or, with `wait`, followed.
+#[allow(clippy::too_many_arguments)]
+async fn act(
+    client: &Client,
+    format: Format,
+    env: &EnvArg,
+    action: &str,
+    target: Target,
+    extra: Value,
+    wait: bool,
+) -> anyhow::Result<ExitCode> {
+    let base = format!("/v1/environments/{}/instances", env.environment);
+    let operation = match (&target.id, target.selects()) {
+        (Some(id), false) => {
+            if target.dry_run || target.confirm.is_some() {
+                bail!("--dry-run and --confirm are for selections (--id, --stage, --tag, --name, --state)");
+            }
+            client
+                .start(Method::POST, &format!("{base}/{id}/{action}"), Some(&extra))
+                .await?
+        }
+        (None, false) => {
+            bail!("give an instance id, or select with --id, --stage, --tag, --name or --state")
+        }
+        (_, true) => {
+            let answer = client
+                .start(
+                    Method::POST,
+                    &format!("{base}/{action}"),
+                    Some(&target.body(extra)?),
+                )
+                .await?;
+            if answer.get("plan").is_some() {
+                print_plan(format, &answer);
+                return Ok(ExitCode::SUCCESS);
+            }
+            answer
+        }
+    };
+    follow(client, format, operation, wait).await
+}
+
+fn print_plan(format: Format, answer: &Value) {
+    match format {
+        Format::Table => {
+            println!("{}", answer["message"].as_str().unwrap_or_default());
+            let plan = &answer["plan"];
+            if plan["targets"].as_array().is_some_and(|t| !t.is_empty()) {
+                print!("{}", render(&plan["targets"], format, output::PLAN_TARGETS));
+            }
+            if plan["skipped"].as_array().is_some_and(|t| !t.is_empty()) {
+                println!("skipped:");
+                print!("{}", render(&plan["skipped"], format, output::PLAN_SKIPPED));
+            }
+        }
+        _ => print!("{}", render(answer, format, output::FIELDS)),
     }
 }
 

@@ -29,6 +29,14 @@ pub const MACHINE_TYPES: &[Column] = &[
     ("DISK GB", "qemu.disk_gb"),
     ("DESCRIPTION", "description"),
 ];
+pub const PLAN_TARGETS: &[Column] = &[
+    ("ID", "id"),
+    ("REGION", "region"),
+    ("STATE", "state"),
+    ("STAGE", "stage"),
+    ("TO STAGE", "to_stage"),
+];
+pub const PLAN_SKIPPED: &[Column] = &[("ID", "id"), ("REASON", "reason")];
 pub const KEY_PAIRS: &[Column] = &[
     ("NAME", "name"),
     ("REGION", "region"),

@@ -184,6 +184,7 @@ async fn the_vm_commands_drive_moto() {
             "-e",
             "aws-test",
             &ids[1],
+            "--set",
             "owner=ops",
             "--remove",
             "team",
@@ -224,6 +225,258 @@ async fn the_vm_commands_drive_moto() {
     assert_eq!(code, 1);
     assert!(
         err.contains("instance_type: give an instance_type"),
+        "{err}"
+    );
+
+    // Images.
+    let (code, out, err) = cli(
+        &url,
+        &[
+            "-o",
+            "json",
+            "image",
+            "create",
+            "-e",
+            "aws-test",
+            "--instance",
+            &ids[0],
+            "cli-image",
+            "--no-reboot",
+            "--wait",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let op: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let ami = op["results"][0]["target"].as_str().unwrap().to_string();
+    assert_eq!(
+        ec2.describe_images()
+            .image_ids(&ami)
+            .send()
+            .await
+            .unwrap()
+            .images()[0]
+            .name(),
+        Some("cli-image")
+    );
+    let (code, out, _) = cli(&url, &["image", "list", "-e", "aws-test"]);
+    assert_eq!(code, 0);
+    assert!(out.contains(&ami) && out.contains("available"), "{out}");
+    let (code, _, err) = cli(&url, &["image", "rm", "-e", "aws-test", &ami, "--wait"]);
+    assert_eq!(code, 0, "{err}");
+    let gone = ec2.describe_images().image_ids(&ami).send().await;
+    assert!(gone.map(|d| d.images().is_empty()).unwrap_or(true));
+
+    // Key pairs: the private key goes to a 0600 file.
+    let key_file = dir.path().join("ops.pem");
+    let (code, out, err) = cli(
+        &url,
+        &[
+            "keypair",
+            "create",
+            "-e",
+            "aws-test",
+            "ops",
+            "--out",
+            key_file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("private key written"), "{out}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&key_file).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(std::fs::read_to_string(&key_file)
+        .unwrap()
+        .starts_with("-----BEGIN"));
+    let (code, out, _) = cli(&url, &["keypair", "list", "-e", "aws-test"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("ops"), "{out}");
+    let (code, _, err) = cli(&url, &["keypair", "rm", "-e", "aws-test", "ops", "--wait"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(ec2
+        .describe_key_pairs()
+        .key_names("ops")
+        .send()
+        .await
+        .is_err());
+
+    // Security groups.
+    let (code, out, err) = cli(
+        &url,
+        &[
+            "-o",
+            "json",
+            "sg",
+            "create",
+            "-e",
+            "aws-test",
+            "ssh",
+            "--description",
+            "ssh in",
+            "--wait",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let op: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let group = op["results"][0]["target"].as_str().unwrap().to_string();
+    let (code, _, err) = cli(
+        &url,
+        &[
+            "sg",
+            "rule-add",
+            "-e",
+            "aws-test",
+            &group,
+            "--protocol",
+            "tcp",
+            "--port",
+            "22",
+            "--cidr",
+            "10.0.0.0/8",
+            "--wait",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let described = ec2
+        .describe_security_groups()
+        .group_ids(&group)
+        .send()
+        .await
+        .unwrap();
+    let permission = &described.security_groups()[0].ip_permissions()[0];
+    assert_eq!(
+        (permission.from_port(), permission.to_port()),
+        (Some(22), Some(22))
+    );
+    assert_eq!(permission.ip_ranges()[0].cidr_ip(), Some("10.0.0.0/8"));
+    let (code, out, _) = cli(&url, &["sg", "get", "-e", "aws-test", &group]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("ingress") && out.contains("10.0.0.0/8"),
+        "{out}"
+    );
+    let (code, _, err) = cli(
+        &url,
+        &[
+            "sg",
+            "rule-add",
+            "-e",
+            "aws-test",
+            &group,
+            "--protocol",
+            "tcp",
+            "--port",
+            "80-22",
+            "--cidr",
+            "10.0.0.0/8",
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("to_port: 22 is below from_port 80"), "{err}");
+    let (code, _, err) = cli(&url, &["sg", "rm", "-e", "aws-test", &group, "--wait"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(ec2
+        .describe_security_groups()
+        .group_ids(&group)
+        .send()
+        .await
+        .is_err());
+
+    // Bulk, by selector.
+    let (code, _, err) = cli(
+        &url,
+        &[
+            "vm",
+            "create",
+            "-e",
+            "aws-test",
+            "--image",
+            &image,
+            "--type",
+            "t3.micro",
+            "--count",
+            "2",
+            "--tag",
+            "fleet=bulk",
+            "--wait",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = cli(
+        &url,
+        &[
+            "vm",
+            "stop",
+            "-e",
+            "aws-test",
+            "--tag",
+            "fleet=bulk",
+            "--dry-run",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("dry run: would stop 2 instance(s), skip 0"),
+        "{out}"
+    );
+    let (code, _, err) = cli(
+        &url,
+        &[
+            "vm",
+            "stop",
+            "-e",
+            "aws-test",
+            "--tag",
+            "fleet=bulk",
+            "--wait",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = cli(
+        &url,
+        &[
+            "vm",
+            "promote",
+            "-e",
+            "aws-test",
+            "--tag",
+            "fleet=bulk",
+            "--wait",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let fleet = ec2
+        .describe_instances()
+        .filters(Filter::builder().name("tag:fleet").values("bulk").build())
+        .send()
+        .await
+        .unwrap();
+    let fleet: Vec<_> = fleet
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .collect();
+    assert_eq!(fleet.len(), 2);
+    for instance in fleet {
+        assert_eq!(
+            instance.state().unwrap().name(),
+            Some(&InstanceStateName::Stopped)
+        );
+        let stage = instance
+            .tags()
+            .iter()
+            .find(|t| t.key() == Some("stage"))
+            .unwrap();
+        assert_eq!(stage.value(), Some("test"));
+    }
+    let (code, _, err) = cli(
+        &url,
+        &["vm", "terminate", "-e", "aws-test", "--tag", "fleet=bulk"],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("confirm: this would terminate 2 instance(s)") && err.contains("aws-test/2"),
         "{err}"
     );
 }
