@@ -615,3 +615,143 @@ async fn credentials_come_from_a_named_profile() {
     assert_eq!(code, 0, "{err}");
     assert!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["items"].is_array());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_stop_resumes_after_sigkill_and_acts_on_each_target_once() {
+    const COUNT: usize = 2500;
+    let dir = tempfile::tempdir().unwrap();
+    let account = new_account();
+    let config = write_config(dir.path(), &account);
+    let ec2 = support::ec2_client(&account, REGIONS[0]).await;
+    let image = some_image(&ec2).await;
+    use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+    let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
+    for _ in 0..5 {
+        ec2.run_instances()
+            .image_id(&image)
+            .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+            .min_count(500)
+            .max_count(500)
+            .tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::Instance)
+                    .tags(tag("overcast:org", "admin"))
+                    .tags(tag("stage", "dev"))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    let stopped = || async {
+        let out = ec2
+            .describe_instances()
+            .filters(
+                Filter::builder()
+                    .name("instance-state-name")
+                    .values("stopped")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        out.reservations()
+            .iter()
+            .map(|r| r.instances().len())
+            .sum::<usize>()
+    };
+    let http = reqwest::Client::new();
+
+    let first = serve(&config);
+    let op: serde_json::Value = http
+        .post(format!(
+            "{}/v1/environments/aws-test/instances/stop",
+            first.url
+        ))
+        .bearer_auth(ADMIN)
+        .header("prefer", "respond-async")
+        .json(&serde_json::json!({"stage": "dev"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let op_id = op["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{op}"))
+        .to_string();
+    // Kill the server once the first batch is recorded, before the second is.
+    let mut done = 0;
+    for _ in 0..1200 {
+        let now: serde_json::Value = http
+            .get(format!("{}/v1/operations/{op_id}", first.url))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        done = now["progress"]["done"].as_u64().unwrap_or(0);
+        if done >= 1000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(first);
+    assert!(
+        (1000..COUNT as u64).contains(&done),
+        "killed after the first batch was recorded and before the end: {done} of {COUNT}"
+    );
+
+    let second = serve(&config);
+    let mut ended = serde_json::Value::Null;
+    for _ in 0..600 {
+        ended = http
+            .get(format!("{}/v1/operations/{op_id}", second.url))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if ended["status"] == "succeeded" || ended["status"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(ended["status"], "succeeded", "{}", ended["error"]);
+    assert_eq!(stopped().await, COUNT);
+    let results = ended["results"].as_array().unwrap();
+    let targets: std::collections::HashSet<_> = results
+        .iter()
+        .map(|r| r["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        (results.len(), targets.len()),
+        (COUNT, COUNT),
+        "each target recorded once"
+    );
+    let metrics = http
+        .get(format!("{}/metrics", second.url))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let stops: u64 = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("overcast_backend_calls_total{") && l.contains("action=\"StopInstances\"")
+        })
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert!(
+        stops <= 2,
+        "the resumed run stopped only what was not recorded: {stops} calls"
+    );
+}
