@@ -154,8 +154,10 @@ async fn main() {
         "action", "overcast ms", "direct ms", "ratio", "overcast calls", "direct calls"
     );
     for action in ["stop", "start", "promote"] {
-        let (o, o_calls) = through_overcast(&server, action).await;
+        // Direct first: its promote moves `test` to `prod`, so overcast's promotion of `dev`
+        // to `test` leaves the direct side's next stage untouched, and both act on as many.
         let (d, d_calls) = direct(&server, action).await;
+        let (o, o_calls) = through_overcast(&server, action).await;
         println!(
             "{action:<8} {:>13.1} {:>13.1} {:>7.2} {:>15} {:>13}",
             o.as_secs_f64() * 1000.0,

@@ -82,6 +82,27 @@ fn serve_with(config: &Path, set: &[(&str, &str)], remove: &[&str]) -> Served {
     Served { child, url }
 }
 
+/// Polls an operation until it ends (or 2 minutes pass) and returns it.
+async fn operation_end(http: &reqwest::Client, url: &str, op_id: &str) -> serde_json::Value {
+    let mut operation = serde_json::Value::Null;
+    for _ in 0..600 {
+        operation = http
+            .get(format!("{url}/v1/operations/{op_id}"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if operation["status"] == "succeeded" || operation["status"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    operation
+}
+
 fn cli(url: &str, args: &[&str]) -> (i32, String, String) {
     let output = Command::new(BIN)
         .args(["--url", url, "--token", ADMIN])
@@ -536,22 +557,7 @@ async fn a_create_resumes_after_sigkill_and_launches_exactly_the_count() {
     drop(first);
 
     let second = serve(&config);
-    let mut ended = serde_json::Value::Null;
-    for _ in 0..300 {
-        ended = http
-            .get(format!("{}/v1/operations/{op_id}", second.url))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if ended["status"] == "succeeded" || ended["status"] == "failed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let ended = operation_end(&http, &second.url, &op_id).await;
     assert_eq!(ended["status"], "succeeded", "{ended}");
     assert_eq!(ended["progress"]["done"], COUNT);
     assert_eq!(
@@ -706,22 +712,7 @@ async fn a_bulk_stop_resumes_after_sigkill_and_acts_on_each_target_once() {
     );
 
     let second = serve(&config);
-    let mut ended = serde_json::Value::Null;
-    for _ in 0..600 {
-        ended = http
-            .get(format!("{}/v1/operations/{op_id}", second.url))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if ended["status"] == "succeeded" || ended["status"] == "failed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let ended = operation_end(&http, &second.url, &op_id).await;
     assert_eq!(ended["status"], "succeeded", "{}", ended["error"]);
     assert_eq!(stopped().await, COUNT);
     let results = ended["results"].as_array().unwrap();
