@@ -255,8 +255,10 @@ fn completions_are_generated_for_each_shell() {
 }
 
 mod http {
-    /// A plain GET over a TCP socket, so the test needs no HTTP client runtime.
-    pub fn blocking_get(url: &str) -> String {
+    //! Plain GETs over a TCP socket, so the tests need no HTTP client runtime.
+
+    /// The whole answer (head and body) to a GET with these extra headers.
+    pub fn get(url: &str, headers: &[(&str, &str)]) -> String {
         use std::io::{Read, Write};
         let rest = url.strip_prefix("http://").unwrap();
         let (host, path) = rest
@@ -264,9 +266,71 @@ mod http {
             .map(|(h, p)| (h, format!("/{p}")))
             .unwrap();
         let mut stream = std::net::TcpStream::connect(host).unwrap();
-        write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
+        let extra: String = headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\r\n"))
+            .collect();
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n{extra}\r\n").unwrap();
         let mut answer = String::new();
         stream.read_to_string(&mut answer).unwrap();
-        answer.split("\r\n\r\n").nth(1).unwrap_or("").to_string()
+        answer
     }
+
+    /// The body of a GET.
+    pub fn blocking_get(url: &str) -> String {
+        get(url, &[])
+            .split("\r\n\r\n")
+            .nth(1)
+            .unwrap_or("")
+            .to_string()
+    }
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_with_the_request_id() {
+    let home = tempfile::tempdir().unwrap();
+    let mut child = overcast(home.path())
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .env("OVERCAST_ADMIN_TOKEN", "oc_json_log_test_secret")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let mut url = None;
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let entry: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        seen.push(entry.clone());
+        if entry["fields"]["message"] == "overcast is listening" {
+            url = entry["fields"]["url"].as_str().map(str::to_string);
+            break;
+        }
+    }
+    let url = url.expect("the server logs where it listens");
+    let answer = http::get(
+        &format!("{url}/healthz"),
+        &[("x-request-id", "json-log-42")],
+    );
+    assert!(answer.contains("\"ok\""));
+    let _ = child.kill();
+    for line in lines {
+        let line = line.unwrap();
+        let entry: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        seen.push(entry);
+    }
+    let _ = child.wait();
+    let request = seen
+        .iter()
+        .find(|e| e["fields"]["message"] == "request")
+        .expect("the request was logged");
+    assert_eq!(request["fields"]["path"], "/healthz");
+    assert_eq!(request["span"]["request_id"], "json-log-42");
+    assert!(!seen
+        .iter()
+        .any(|e| e.to_string().contains("oc_json_log_test_secret")));
 }
