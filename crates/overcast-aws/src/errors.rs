@@ -28,6 +28,12 @@ fn classify(code: &str, message: &str) -> (Kind, &'static str, Option<&'static s
         "InvalidGroup.Duplicate" => (Kind::Conflict, "security_group_exists", Some("name")),
         "DependencyViolation" | "InvalidGroup.InUse" => (Kind::Conflict, "in_use", None),
         "InvalidSubnetID.NotFound" => (Kind::InvalidInput, "subnet_not_found", Some("subnet")),
+        "NoSuchBucket" | "NotFound" => (Kind::NotFound, "bucket_not_found", None),
+        "BucketAlreadyExists" | "BucketAlreadyOwnedByYou" => {
+            (Kind::Conflict, "bucket_exists", Some("name"))
+        }
+        "BucketNotEmpty" => (Kind::Conflict, "bucket_not_empty", None),
+        "InvalidBucketName" => (Kind::InvalidInput, "invalid_bucket_name", Some("name")),
         c if c.starts_with("InvalidInstanceType") => (
             Kind::InvalidInput,
             "invalid_instance_type",

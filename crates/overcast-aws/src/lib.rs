@@ -8,14 +8,15 @@ mod errors;
 mod firewall;
 mod images;
 mod keypairs;
+mod storage;
 
 use async_trait::async_trait;
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
 use overcast_provider::{
-    CallObserver, Capability, Compute, Firewall, Images, KeyPairs, Provider, ProviderError,
-    ProviderErrorKind, ProviderStatus,
+    CallObserver, Capability, Compute, Firewall, Images, KeyPairs, ObjectStore, Provider,
+    ProviderError, ProviderErrorKind, ProviderStatus,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -41,7 +42,13 @@ pub struct Settings {
 pub struct AwsProvider {
     settings: Settings,
     observer: Arc<dyn CallObserver>,
-    clients: OnceCell<HashMap<String, aws_sdk_ec2::Client>>,
+    clients: OnceCell<HashMap<String, RegionClients>>,
+}
+
+/// The SDK clients of one region.
+struct RegionClients {
+    ec2: aws_sdk_ec2::Client,
+    s3: aws_sdk_s3::Client,
 }
 
 impl AwsProvider {
@@ -55,13 +62,40 @@ impl AwsProvider {
 
     /// The EC2 client of a region of this environment.
     async fn ec2(&self, region: &str) -> Result<&aws_sdk_ec2::Client, ProviderError> {
+        Ok(&self.region_clients(region).await?.ec2)
+    }
+
+    /// The S3 client of a region of this environment.
+    async fn s3(&self, region: &str) -> Result<&aws_sdk_s3::Client, ProviderError> {
+        Ok(&self.region_clients(region).await?.s3)
+    }
+
+    async fn region_clients(&self, region: &str) -> Result<&RegionClients, ProviderError> {
         let clients = self
             .clients
             .get_or_init(|| async {
                 let mut clients = HashMap::new();
                 for region in &self.settings.regions {
                     let config = sdk_config(&self.settings, region).await;
-                    clients.insert(region.clone(), aws_sdk_ec2::Client::new(&config));
+                    // Path-style addressing, so S3-compatible stores work behind any endpoint;
+                    // checksums only where S3 requires them, since not every such store
+                    // takes the SDK's default ones.
+                    let s3 = aws_sdk_s3::config::Builder::from(&config)
+                        .force_path_style(true)
+                        .request_checksum_calculation(
+                            aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
+                        )
+                        .response_checksum_validation(
+                            aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
+                        )
+                        .build();
+                    clients.insert(
+                        region.clone(),
+                        RegionClients {
+                            ec2: aws_sdk_ec2::Client::new(&config),
+                            s3: aws_sdk_s3::Client::from_conf(s3),
+                        },
+                    );
                 }
                 clients
             })
@@ -90,7 +124,14 @@ impl AwsProvider {
     where
         E: Into<ProviderError>,
     {
-        let result = result.map_err(Into::into);
+        // Name the call in the message: "AWS CreateBucket: ..." says where it failed.
+        let result = result.map_err(|e| {
+            let mut error: ProviderError = e.into();
+            if let Some(rest) = error.message.strip_prefix("AWS: ") {
+                error.message = format!("AWS {action}: {rest}");
+            }
+            error
+        });
         let outcome = match &result {
             Ok(_) => "ok",
             Err(e) => e.code,
@@ -189,6 +230,10 @@ impl Provider for AwsProvider {
     }
 
     fn key_pairs(&self) -> Option<&dyn KeyPairs> {
+        Some(self)
+    }
+
+    fn object_store(&self) -> Option<&dyn ObjectStore> {
         Some(self)
     }
 }

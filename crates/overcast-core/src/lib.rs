@@ -3,6 +3,7 @@
 //! decides everything in between.
 
 pub mod auth;
+pub mod buckets;
 pub mod bulk;
 pub mod config;
 pub mod environments;
@@ -238,6 +239,14 @@ impl Core {
             executors.insert(
                 kind.into(),
                 Arc::new(keypairs::KeyPairExecutor {
+                    environments: environments.clone(),
+                }),
+            );
+        }
+        for kind in [buckets::CREATE_KIND, buckets::DELETE_KIND] {
+            executors.insert(
+                kind.into(),
+                Arc::new(buckets::BucketExecutor {
                     environments: environments.clone(),
                 }),
             );

@@ -7,12 +7,14 @@ mod error;
 mod firewall;
 mod images;
 mod keypairs;
+mod storage;
 
 pub use compute::{Action, Compute, InstanceChange, InstanceFilter, LaunchSpec};
 pub use error::{ProviderError, ProviderErrorKind};
 pub use firewall::Firewall;
 pub use images::{ImageSpec, Images};
 pub use keypairs::{KeyPair, KeyPairs};
+pub use storage::{KeyPage, ObjectStore};
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -90,6 +92,11 @@ pub trait Provider: Send + Sync {
 
     /// SSH key pairs, if this provider has them.
     fn key_pairs(&self) -> Option<&dyn KeyPairs> {
+        None
+    }
+
+    /// Buckets and objects, if this provider has them.
+    fn object_store(&self) -> Option<&dyn ObjectStore> {
         None
     }
 }

@@ -22,8 +22,8 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 use routes::{
-    audit, bulk, environments, images, instances, key_pairs, operations, security_groups, system,
-    tags, tokens,
+    audit, buckets, bulk, environments, images, instances, key_pairs, operations, security_groups,
+    system, tags, tokens,
 };
 
 /// How long in-flight requests may take to finish after a shutdown signal.
@@ -50,6 +50,7 @@ pub struct AppState {
         (name = "security-groups", description = "Firewall rules"),
         (name = "images", description = "Machine images"),
         (name = "key-pairs", description = "SSH key pairs"),
+        (name = "buckets", description = "Object storage buckets"),
         (name = "tags", description = "Tags of instances, images and security groups"),
         (name = "operations", description = "Recorded changes"),
         (name = "tokens", description = "API tokens (admin)"),
@@ -95,6 +96,8 @@ fn api() -> OpenApiRouter<AppState> {
             instances::modify_instance
         ))
         .routes(routes!(instances::list_regions))
+        .routes(routes!(buckets::list_buckets, buckets::create_bucket))
+        .routes(routes!(buckets::get_bucket, buckets::delete_bucket))
         .routes(routes!(bulk::start))
         .routes(routes!(bulk::stop))
         .routes(routes!(bulk::reboot))

@@ -6,6 +6,7 @@ mod firewall;
 mod instance;
 mod operation;
 mod stage;
+mod storage;
 
 pub use error::{Error, ErrorKind};
 pub use firewall::{Direction, Protocol, Rule, SecurityGroup};
@@ -15,6 +16,7 @@ pub use operation::{
     TokenInfo,
 };
 pub use stage::StagePolicy;
+pub use storage::{validate_bucket_name, Bucket};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -2,6 +2,7 @@
 //! core, and shape the answer; they decide nothing themselves.
 
 pub mod audit;
+pub mod buckets;
 pub mod bulk;
 pub mod environments;
 pub mod images;

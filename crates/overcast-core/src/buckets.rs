@@ -1,0 +1,294 @@
+//! Buckets: listed and read with their region, tags and versioning; created in a region of
+//! the environment, tagged with their org; deleted only when empty, unless `force`, which
+//! empties them first in batches of 1,000 keys as one recorded operation with progress.
+
+use async_trait::async_trait;
+use overcast_provider::ObjectStore;
+use overcast_types::{
+    tags, validate_bucket_name, Bucket, Error, ErrorKind, Operation, Role, TargetOutcome,
+    TargetResult,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use utoipa::ToSchema;
+
+use crate::auth::Principal;
+use crate::environments::{Environment, Environments};
+use crate::instances::check_tags;
+use crate::operations::{Executor, Step};
+use crate::{provider_error, to_input, visible_only, visible_org, Core, Idempotency};
+
+pub const CREATE_KIND: &str = "bucket.create";
+pub const DELETE_KIND: &str = "bucket.delete";
+
+/// A request for a new bucket.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBucketRequest {
+    pub name: String,
+    /// Default: the environment's first region.
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub(crate) enum BucketChange {
+    Create {
+        region: String,
+        name: String,
+        tags: BTreeMap<String, String>,
+    },
+    Delete {
+        region: String,
+        name: String,
+        force: bool,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct BucketInput {
+    pub environment: String,
+    pub change: BucketChange,
+}
+
+impl Environment {
+    pub fn object_store(&self) -> Result<&dyn ObjectStore, Error> {
+        if let Some(reason) = self.provider.unavailable_reason() {
+            return Err(Error::unavailable(
+                "environment_unavailable",
+                format!("environment {} is unavailable: {reason}", self.name),
+                30,
+            ));
+        }
+        self.provider.object_store().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Unsupported,
+                "not_supported",
+                format!(
+                    "buckets are not supported by provider {}",
+                    self.provider.kind()
+                ),
+            )
+        })
+    }
+}
+
+pub(crate) struct BucketExecutor {
+    pub environments: Arc<Environments>,
+}
+
+#[async_trait]
+impl Executor for BucketExecutor {
+    async fn run(&self, step: &mut Step) -> Result<(), Error> {
+        let input: BucketInput = step.input()?;
+        let env = self.environments.require(&input.environment)?;
+        let store = env.object_store()?;
+        match input.change {
+            BucketChange::Create { region, name, tags } => {
+                step.set_total(1).await?;
+                // A re-run finds the bucket an earlier run made.
+                let bucket = match store.bucket(&name).await.map_err(provider_error)? {
+                    Some(bucket) => bucket,
+                    None => store
+                        .create_bucket(&region, &name, &tags)
+                        .await
+                        .map_err(provider_error)?,
+                };
+                let bucket = env.own(bucket);
+                step.record(TargetResult {
+                    target: name,
+                    outcome: TargetOutcome::Done,
+                    message: None,
+                    detail: serde_json::to_value(&bucket).ok(),
+                })
+                .await
+            }
+            BucketChange::Delete {
+                region,
+                name,
+                force,
+            } => {
+                // Emptying goes page by page; each page's keys are deleted in one call, and
+                // progress counts the keys deleted so far.
+                let mut deleted = 0u64;
+                loop {
+                    step.check_cancelled()?;
+                    let page = store
+                        .list_keys(&region, &name, None)
+                        .await
+                        .map_err(provider_error)?;
+                    if page.keys.is_empty() {
+                        break;
+                    }
+                    if !force {
+                        return Err(Error::conflict(
+                            "bucket_not_empty",
+                            format!("bucket {name} is not empty: delete it with force to empty it first"),
+                        ));
+                    }
+                    store
+                        .delete_keys(&region, &name, &page.keys)
+                        .await
+                        .map_err(provider_error)?;
+                    deleted += page.keys.len() as u64;
+                    step.set_total(deleted + 1).await?;
+                }
+                store
+                    .delete_bucket(&region, &name)
+                    .await
+                    .map_err(provider_error)?;
+                step.record(TargetResult {
+                    target: name,
+                    outcome: TargetOutcome::Done,
+                    message: Some(format!("deleted after emptying {deleted} object(s)")),
+                    detail: None,
+                })
+                .await
+            }
+        }
+    }
+}
+
+impl Core {
+    /// Buckets the caller may see.
+    pub async fn buckets(&self, principal: &Principal, env: &str) -> Result<Vec<Bucket>, Error> {
+        let environment = self.environments.require(env)?;
+        let found = environment
+            .object_store()?
+            .list_buckets()
+            .await
+            .map_err(provider_error)?;
+        Ok(visible_only(principal, environment, found))
+    }
+
+    pub async fn bucket(
+        &self,
+        principal: &Principal,
+        env: &str,
+        name: &str,
+    ) -> Result<Bucket, Error> {
+        let environment = self.environments.require(env)?;
+        match environment
+            .object_store()?
+            .bucket(name)
+            .await
+            .map_err(provider_error)?
+        {
+            Some(bucket) => {
+                let bucket = environment.own(bucket);
+                if visible_org(principal, bucket.org.as_deref()) {
+                    return Ok(bucket);
+                }
+                Err(Error::not_found("bucket", name))
+            }
+            None => Err(Error::not_found("bucket", name)),
+        }
+    }
+
+    /// Creates a bucket (an operation); names follow S3's rules even where the store would
+    /// accept others.
+    pub async fn create_bucket(
+        &self,
+        principal: &Principal,
+        env: &str,
+        request: &CreateBucketRequest,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Operation, Error> {
+        principal.require(Role::Operator)?;
+        validate_bucket_name(&request.name)?;
+        check_tags(&request.tags)?;
+        let environment = self.environments.require(env)?;
+        let region = environment.region_or_first(request.region.as_deref())?;
+        if environment
+            .object_store()?
+            .bucket(&request.name)
+            .await
+            .map_err(provider_error)?
+            .is_some()
+        {
+            return Err(Error {
+                field: Some("name".into()),
+                ..Error::conflict("bucket_exists", format!("bucket `{}` exists", request.name))
+            });
+        }
+        let mut bucket_tags = request.tags.clone();
+        bucket_tags.insert(tags::ORG.into(), principal.org.clone());
+        bucket_tags.insert(tags::CREATED_BY.into(), principal.token_name.clone());
+        let change = BucketChange::Create {
+            region,
+            name: request.name.clone(),
+            tags: bucket_tags,
+        };
+        let input = to_input(&BucketInput {
+            environment: env.to_string(),
+            change,
+        })?;
+        let (operation, _) = self
+            .start_operation(
+                principal,
+                CREATE_KIND,
+                &principal.org,
+                Some(env),
+                format!("{env}/buckets/{}", request.name),
+                input,
+                idempotency,
+            )
+            .await?;
+        Ok(operation)
+    }
+
+    /// Deletes a bucket (an operation): 409 while it holds objects, unless `force`.
+    pub async fn delete_bucket(
+        &self,
+        principal: &Principal,
+        env: &str,
+        name: &str,
+        force: bool,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Operation, Error> {
+        principal.require(Role::Operator)?;
+        let bucket = self.bucket(principal, env, name).await?;
+        let environment = self.environments.require(env)?;
+        if !force {
+            let page = environment
+                .object_store()?
+                .list_keys(&bucket.region, name, None)
+                .await
+                .map_err(provider_error)?;
+            if !page.keys.is_empty() {
+                return Err(Error::conflict(
+                    "bucket_not_empty",
+                    format!(
+                        "bucket {name} is not empty: delete it with force=true to empty it first"
+                    ),
+                ));
+            }
+        }
+        let change = BucketChange::Delete {
+            region: bucket.region.clone(),
+            name: name.to_string(),
+            force,
+        };
+        let input = to_input(&BucketInput {
+            environment: env.to_string(),
+            change,
+        })?;
+        let org = bucket.org.clone().unwrap_or_else(|| principal.org.clone());
+        let (operation, _) = self
+            .start_operation(
+                principal,
+                DELETE_KIND,
+                &org,
+                Some(env),
+                format!("{env}/buckets/{name}"),
+                input,
+                idempotency,
+            )
+            .await?;
+        Ok(operation)
+    }
+}

@@ -1,0 +1,99 @@
+//! Buckets of an environment's object store.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Json;
+use overcast_core::buckets::CreateBucketRequest;
+use overcast_types::{Bucket, Operation};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::error::{ApiResult, ErrorBody};
+use crate::extract::{ApiQuery, Mutation, NoBody};
+use crate::middleware::Caller;
+use crate::AppState;
+
+/// Buckets the caller may see, with region, tags and versioning.
+#[utoipa::path(get, path = "/v1/environments/{env}/buckets", tag = "buckets",
+    params(("env" = String, Path, description = "Environment name")),
+    responses((status = 200, body = Vec<Bucket>), (status = 404, body = ErrorBody)))]
+pub async fn list_buckets(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Path(env): Path<String>,
+) -> ApiResult<Json<Vec<Bucket>>> {
+    Ok(Json(state.core.buckets(&principal, &env).await?))
+}
+
+/// Creates a bucket in a region of the environment (an operation), tagged with its org.
+#[utoipa::path(post, path = "/v1/environments/{env}/buckets", tag = "buckets", request_body = CreateBucketRequest,
+    params(("env" = String, Path, description = "Environment name")),
+    responses((status = 201, body = Operation), (status = 202, body = Operation), (status = 400, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "the name is taken"), (status = 403, body = ErrorBody)))]
+pub async fn create_bucket(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Path(env): Path<String>,
+    request: Mutation<CreateBucketRequest>,
+) -> ApiResult<Response> {
+    let operation = state
+        .core
+        .create_bucket(
+            &principal,
+            &env,
+            &request.body,
+            request.idempotency.as_ref(),
+        )
+        .await?;
+    request
+        .answer(&state, &principal, operation, StatusCode::CREATED)
+        .await
+}
+
+#[utoipa::path(get, path = "/v1/environments/{env}/buckets/{bucket}", tag = "buckets",
+    params(("env" = String, Path, description = "Environment name"), ("bucket" = String, Path, description = "Bucket name")),
+    responses((status = 200, body = Bucket), (status = 404, body = ErrorBody)))]
+pub async fn get_bucket(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Path((env, bucket)): Path<(String, String)>,
+) -> ApiResult<Json<Bucket>> {
+    Ok(Json(state.core.bucket(&principal, &env, &bucket).await?))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteQuery {
+    /// Empty the bucket first, in batches of 1,000 keys.
+    #[serde(default)]
+    force: bool,
+}
+
+/// Deletes a bucket (an operation): 409 while it holds objects, unless `force=true`.
+#[utoipa::path(delete, path = "/v1/environments/{env}/buckets/{bucket}", tag = "buckets",
+    params(("env" = String, Path, description = "Environment name"), ("bucket" = String, Path, description = "Bucket name"), DeleteQuery),
+    responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "not empty"), (status = 403, body = ErrorBody)))]
+pub async fn delete_bucket(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Path((env, bucket)): Path<(String, String)>,
+    ApiQuery(query): ApiQuery<DeleteQuery>,
+    request: Mutation<NoBody>,
+) -> ApiResult<Response> {
+    let operation = state
+        .core
+        .delete_bucket(
+            &principal,
+            &env,
+            &bucket,
+            query.force,
+            request.idempotency.as_ref(),
+        )
+        .await?;
+    request
+        .answer(&state, &principal, operation, StatusCode::OK)
+        .await
+}
