@@ -3,10 +3,8 @@
 //! empties them first in batches of 1,000 keys as one recorded operation with progress.
 
 use async_trait::async_trait;
-use overcast_provider::ObjectStore;
 use overcast_types::{
-    tags, validate_bucket_name, Bucket, Error, ErrorKind, Operation, Role, TargetOutcome,
-    TargetResult,
+    tags, validate_bucket_name, Bucket, Error, Operation, Role, TargetOutcome, TargetResult,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -14,7 +12,7 @@ use std::sync::Arc;
 use utoipa::ToSchema;
 
 use crate::auth::Principal;
-use crate::environments::{Environment, Environments};
+use crate::environments::Environments;
 use crate::instances::check_tags;
 use crate::operations::{Executor, Step};
 use crate::{provider_error, to_input, visible_only, visible_org, Core, Idempotency};
@@ -53,28 +51,6 @@ pub(crate) enum BucketChange {
 pub(crate) struct BucketInput {
     pub environment: String,
     pub change: BucketChange,
-}
-
-impl Environment {
-    pub fn object_store(&self) -> Result<&dyn ObjectStore, Error> {
-        if let Some(reason) = self.provider.unavailable_reason() {
-            return Err(Error::unavailable(
-                "environment_unavailable",
-                format!("environment {} is unavailable: {reason}", self.name),
-                30,
-            ));
-        }
-        self.provider.object_store().ok_or_else(|| {
-            Error::new(
-                ErrorKind::Unsupported,
-                "not_supported",
-                format!(
-                    "buckets are not supported by provider {}",
-                    self.provider.kind()
-                ),
-            )
-        })
-    }
 }
 
 pub(crate) struct BucketExecutor {

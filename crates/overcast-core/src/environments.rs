@@ -1,8 +1,11 @@
 //! Environments: the configured targets, each with the provider that serves it, and how
 //! they are shown to callers.
 
-use overcast_provider::{CallObserver, Capability, Provider, Unavailable};
-use overcast_types::{Error, StagePolicy};
+use overcast_provider::{
+    CallObserver, Capability, Compute, Firewall, Images, KeyPairs, ObjectStore, Provider,
+    Unavailable,
+};
+use overcast_types::{Error, ErrorKind, StagePolicy};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -103,6 +106,53 @@ pub type ProviderFactory =
     Box<dyn Fn(&str, &EnvironmentConfig, Arc<dyn CallObserver>) -> Arc<dyn Provider> + Send + Sync>;
 
 impl Environment {
+    /// A capability of this environment's provider, or why it cannot be had: the provider
+    /// cannot run here (503 with the reason), or it lacks the capability (400).
+    fn capability<'a, T: ?Sized>(
+        &'a self,
+        what: &str,
+        get: impl FnOnce(&'a dyn Provider) -> Option<&'a T>,
+    ) -> Result<&'a T, Error> {
+        if let Some(reason) = self.provider.unavailable_reason() {
+            return Err(Error::unavailable(
+                "environment_unavailable",
+                format!("environment {} is unavailable: {reason}", self.name),
+                30,
+            ));
+        }
+        get(self.provider.as_ref()).ok_or_else(|| {
+            Error::new(
+                ErrorKind::Unsupported,
+                "not_supported",
+                format!(
+                    "{what} are not supported by provider {}",
+                    self.provider.kind()
+                ),
+            )
+        })
+    }
+
+    /// The environment's virtual machines.
+    pub fn compute(&self) -> Result<&dyn Compute, Error> {
+        self.capability("instances", |p| p.compute())
+    }
+
+    pub fn images(&self) -> Result<&dyn Images, Error> {
+        self.capability("images", |p| p.images())
+    }
+
+    pub fn firewall(&self) -> Result<&dyn Firewall, Error> {
+        self.capability("security groups", |p| p.firewall())
+    }
+
+    pub fn key_pairs(&self) -> Result<&dyn KeyPairs, Error> {
+        self.capability("key pairs", |p| p.key_pairs())
+    }
+
+    pub fn object_store(&self) -> Result<&dyn ObjectStore, Error> {
+        self.capability("buckets", |p| p.object_store())
+    }
+
     pub async fn view(&self) -> EnvironmentView {
         let status = self.provider.status().await;
         EnvironmentView {

@@ -5,10 +5,10 @@
 use crate::auth::Principal;
 use crate::{to_input, visible_only, visible_org, Core, Idempotency};
 use async_trait::async_trait;
-use overcast_provider::{Firewall, InstanceFilter};
+use overcast_provider::InstanceFilter;
 use overcast_types::Operation;
 use overcast_types::Role;
-use overcast_types::{tags, Error, ErrorKind, Rule, SecurityGroup, TargetOutcome, TargetResult};
+use overcast_types::{tags, Error, Rule, SecurityGroup, TargetOutcome, TargetResult};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -89,20 +89,6 @@ pub(crate) struct FirewallInput {
 }
 
 impl Environment {
-    pub fn firewall(&self) -> Result<&dyn Firewall, Error> {
-        self.compute()?;
-        self.provider.firewall().ok_or_else(|| {
-            Error::new(
-                ErrorKind::Unsupported,
-                "not_supported",
-                format!(
-                    "security groups are not supported by provider {}",
-                    self.provider.kind()
-                ),
-            )
-        })
-    }
-
     /// A group by id, from whichever region has it.
     pub async fn find_group(&self, id: &str) -> Result<Option<SecurityGroup>, Error> {
         let found = self

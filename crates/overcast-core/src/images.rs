@@ -80,20 +80,6 @@ pub(crate) struct ImageInput {
 }
 
 impl Environment {
-    pub fn images(&self) -> Result<&dyn Images, Error> {
-        self.compute()?;
-        self.provider.images().ok_or_else(|| {
-            Error::new(
-                ErrorKind::Unsupported,
-                "not_supported",
-                format!(
-                    "images are not supported by provider {}",
-                    self.provider.kind()
-                ),
-            )
-        })
-    }
-
     pub async fn find_image(&self, id: &str) -> Result<Option<Image>, Error> {
         let found = self
             .images()?

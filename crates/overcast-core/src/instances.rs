@@ -300,27 +300,6 @@ pub fn page_of(
 }
 
 impl Environment {
-    /// The environment's virtual machines, or why it has none.
-    pub fn compute(&self) -> Result<&dyn Compute, Error> {
-        if let Some(reason) = self.provider.unavailable_reason() {
-            return Err(Error::unavailable(
-                "environment_unavailable",
-                format!("environment {} is unavailable: {reason}", self.name),
-                30,
-            ));
-        }
-        self.provider.compute().ok_or_else(|| {
-            Error::new(
-                ErrorKind::Unsupported,
-                "not_supported",
-                format!(
-                    "instances are not supported by provider {}",
-                    self.provider.kind()
-                ),
-            )
-        })
-    }
-
     /// Fills in what overcast derives from tags: stage and org.
     pub fn decorate(&self, instance: Instance) -> Instance {
         let mut instance = self.own(instance);

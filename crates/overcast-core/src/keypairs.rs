@@ -5,10 +5,10 @@
 use crate::auth::Principal;
 use crate::{to_input, visible_only, visible_org, Core, Idempotency};
 use async_trait::async_trait;
-use overcast_provider::{KeyPair, KeyPairs};
+use overcast_provider::KeyPair;
 use overcast_types::Operation;
 use overcast_types::Role;
-use overcast_types::{tags, Error, ErrorKind, TargetOutcome, TargetResult};
+use overcast_types::{tags, Error, TargetOutcome, TargetResult};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -110,20 +110,6 @@ pub(crate) struct KeyPairInput {
 }
 
 impl Environment {
-    pub fn key_pairs(&self) -> Result<&dyn KeyPairs, Error> {
-        self.compute()?;
-        self.provider.key_pairs().ok_or_else(|| {
-            Error::new(
-                ErrorKind::Unsupported,
-                "not_supported",
-                format!(
-                    "key pairs are not supported by provider {}",
-                    self.provider.kind()
-                ),
-            )
-        })
-    }
-
     /// The key pair of that name in a region, if there is one.
     pub async fn find_key_pair(&self, region: &str, name: &str) -> Result<Option<KeyPair>, Error> {
         let found = self
