@@ -14,6 +14,21 @@ use crate::compute::to_tags;
 use crate::errors::from_sdk;
 use crate::AwsProvider;
 
+/// Sends one authorize or revoke call for a group's rule, reported to the observer.
+macro_rules! rule_call {
+    ($provider:ident, $ec2:ident, $call:ident, $action:literal, $region:ident, $group:ident, $permission:ident) => {{
+        let result = $ec2
+            .$call()
+            .group_id($group)
+            .ip_permissions($permission)
+            .send()
+            .await;
+        $provider
+            .observe($action, $region, result.map_err(from_sdk))
+            .map(|_| ())
+    }};
+}
+
 #[async_trait]
 impl Firewall for AwsProvider {
     async fn list_groups(
@@ -81,38 +96,29 @@ impl Firewall for AwsProvider {
         let permission = to_permission(rule);
         let result = match rule.direction {
             Direction::Ingress => {
-                let result = ec2
-                    .authorize_security_group_ingress()
-                    .group_id(group_id)
-                    .ip_permissions(permission)
-                    .send()
-                    .await;
-                self.observe(
+                rule_call!(
+                    self,
+                    ec2,
+                    authorize_security_group_ingress,
                     "AuthorizeSecurityGroupIngress",
                     region,
-                    result.map_err(from_sdk),
+                    group_id,
+                    permission
                 )
-                .map(|_| ())
             }
             Direction::Egress => {
-                let result = ec2
-                    .authorize_security_group_egress()
-                    .group_id(group_id)
-                    .ip_permissions(permission)
-                    .send()
-                    .await;
-                self.observe(
+                rule_call!(
+                    self,
+                    ec2,
+                    authorize_security_group_egress,
                     "AuthorizeSecurityGroupEgress",
                     region,
-                    result.map_err(from_sdk),
+                    group_id,
+                    permission
                 )
-                .map(|_| ())
             }
         };
-        match result {
-            Err(e) if e.backend_code.as_deref() == Some("InvalidPermission.Duplicate") => Ok(()),
-            other => other,
-        }
+        unless_already(result, "InvalidPermission.Duplicate")
     }
 
     async fn remove_rule(
@@ -125,38 +131,37 @@ impl Firewall for AwsProvider {
         let permission = to_permission(rule);
         let result = match rule.direction {
             Direction::Ingress => {
-                let result = ec2
-                    .revoke_security_group_ingress()
-                    .group_id(group_id)
-                    .ip_permissions(permission)
-                    .send()
-                    .await;
-                self.observe(
+                rule_call!(
+                    self,
+                    ec2,
+                    revoke_security_group_ingress,
                     "RevokeSecurityGroupIngress",
                     region,
-                    result.map_err(from_sdk),
+                    group_id,
+                    permission
                 )
-                .map(|_| ())
             }
             Direction::Egress => {
-                let result = ec2
-                    .revoke_security_group_egress()
-                    .group_id(group_id)
-                    .ip_permissions(permission)
-                    .send()
-                    .await;
-                self.observe(
+                rule_call!(
+                    self,
+                    ec2,
+                    revoke_security_group_egress,
                     "RevokeSecurityGroupEgress",
                     region,
-                    result.map_err(from_sdk),
+                    group_id,
+                    permission
                 )
-                .map(|_| ())
             }
         };
-        match result {
-            Err(e) if e.backend_code.as_deref() == Some("InvalidPermission.NotFound") => Ok(()),
-            other => other,
-        }
+        unless_already(result, "InvalidPermission.NotFound")
+    }
+}
+
+/// A rule change that EC2 answers with `already` was already so: no error.
+fn unless_already(result: Result<(), ProviderError>, already: &str) -> Result<(), ProviderError> {
+    match result {
+        Err(e) if e.backend_code.as_deref() == Some(already) => Ok(()),
+        other => other,
     }
 }
 
