@@ -33,6 +33,9 @@ fn classify(code: &str, message: &str) -> (Kind, &'static str, Option<&'static s
             (Kind::Conflict, "bucket_exists", Some("name"))
         }
         "BucketNotEmpty" => (Kind::Conflict, "bucket_not_empty", None),
+        "NoSuchKey" => (Kind::NotFound, "object_not_found", None),
+        "InvalidRange" => (Kind::RangeNotSatisfiable, "range_not_satisfiable", None),
+        "EntityTooLarge" | "EntityTooSmall" => (Kind::InvalidInput, "invalid_object_size", None),
         "InvalidBucketName" => (Kind::InvalidInput, "invalid_bucket_name", Some("name")),
         c if c.starts_with("InvalidInstanceType") => (
             Kind::InvalidInput,

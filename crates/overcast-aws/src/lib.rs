@@ -15,8 +15,8 @@ use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
 use overcast_provider::{
-    CallObserver, Capability, Compute, Firewall, Images, KeyPairs, ObjectStore, Provider,
-    ProviderError, ProviderErrorKind, ProviderStatus,
+    CallObserver, Compute, Firewall, Images, KeyPairs, ObjectStore, Provider, ProviderError,
+    ProviderErrorKind, ProviderStatus,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -178,14 +178,6 @@ async fn sdk_config(settings: &Settings, region: &str) -> SdkConfig {
 impl Provider for AwsProvider {
     fn kind(&self) -> &str {
         "aws"
-    }
-
-    fn capabilities(&self) -> Vec<Capability> {
-        vec![
-            Capability::Compute,
-            Capability::Firewall,
-            Capability::Images,
-        ]
     }
 
     async fn status(&self) -> ProviderStatus {

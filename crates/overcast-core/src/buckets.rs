@@ -3,6 +3,7 @@
 //! empties them first in batches of 1,000 keys as one recorded operation with progress.
 
 use async_trait::async_trait;
+use overcast_provider::{ObjectQuery, ObjectStore};
 use overcast_types::{
     tags, validate_bucket_name, Bucket, Error, Operation, Role, TargetOutcome, TargetResult,
 };
@@ -14,6 +15,7 @@ use utoipa::ToSchema;
 use crate::auth::Principal;
 use crate::environments::Environments;
 use crate::instances::check_tags;
+use crate::objects::delete_under;
 use crate::operations::{Executor, Step};
 use crate::{provider_error, to_input, visible_only, visible_org, Core, Idempotency};
 
@@ -88,31 +90,10 @@ impl Executor for BucketExecutor {
                 name,
                 force,
             } => {
-                // Emptying goes page by page; each page's keys are deleted in one call, and
-                // progress counts the keys deleted so far.
-                let mut deleted = 0u64;
-                loop {
-                    step.check_cancelled()?;
-                    let page = store
-                        .list_keys(&region, &name, None)
-                        .await
-                        .map_err(provider_error)?;
-                    if page.keys.is_empty() {
-                        break;
-                    }
-                    if !force {
-                        return Err(Error::conflict(
-                            "bucket_not_empty",
-                            format!("bucket {name} is not empty: delete it with force to empty it first"),
-                        ));
-                    }
-                    store
-                        .delete_keys(&region, &name, &page.keys)
-                        .await
-                        .map_err(provider_error)?;
-                    deleted += page.keys.len() as u64;
-                    step.set_total(deleted + 1).await?;
+                if !force && !is_empty(store, &region, &name).await? {
+                    return Err(not_empty(&name));
                 }
+                let deleted = delete_under(store, step, &region, &name, None).await?;
                 store
                     .delete_bucket(&region, &name)
                     .await
@@ -127,6 +108,26 @@ impl Executor for BucketExecutor {
             }
         }
     }
+}
+
+/// Whether a bucket holds no objects.
+async fn is_empty(store: &dyn ObjectStore, region: &str, name: &str) -> Result<bool, Error> {
+    let query = ObjectQuery {
+        limit: 1,
+        ..ObjectQuery::default()
+    };
+    let page = store
+        .list_objects(region, name, &query)
+        .await
+        .map_err(provider_error)?;
+    Ok(page.items.is_empty())
+}
+
+fn not_empty(name: &str) -> Error {
+    Error::conflict(
+        "bucket_not_empty",
+        format!("bucket {name} is not empty: delete it with force=true to empty it first"),
+    )
 }
 
 impl Core {
@@ -191,6 +192,7 @@ impl Core {
                 ..Error::conflict("bucket_exists", format!("bucket `{}` exists", request.name))
             });
         }
+        self.bucket_homes.forget(env, &request.name);
         let mut bucket_tags = request.tags.clone();
         bucket_tags.insert(tags::ORG.into(), principal.org.clone());
         bucket_tags.insert(tags::CREATED_BY.into(), principal.token_name.clone());
@@ -229,21 +231,10 @@ impl Core {
         principal.require(Role::Operator)?;
         let bucket = self.bucket(principal, env, name).await?;
         let environment = self.environments.require(env)?;
-        if !force {
-            let page = environment
-                .object_store()?
-                .list_keys(&bucket.region, name, None)
-                .await
-                .map_err(provider_error)?;
-            if !page.keys.is_empty() {
-                return Err(Error::conflict(
-                    "bucket_not_empty",
-                    format!(
-                        "bucket {name} is not empty: delete it with force=true to empty it first"
-                    ),
-                ));
-            }
+        if !force && !is_empty(environment.object_store()?, &bucket.region, name).await? {
+            return Err(not_empty(name));
         }
+        self.bucket_homes.forget(env, name);
         let change = BucketChange::Delete {
             region: bucket.region.clone(),
             name: name.to_string(),

@@ -29,6 +29,10 @@ pub struct Config {
     /// The longest wait a request may ask for with `?timeout=`.
     #[serde(default = "default_max_operation_timeout")]
     pub max_operation_timeout_secs: u64,
+    /// The longest a presigned object link may stay valid (at most 604,800: 7 days, the
+    /// most SigV4 allows).
+    #[serde(default = "default_presign_max")]
+    pub presign_max_secs: u64,
     /// `text` for people, `json` for log collectors.
     #[serde(default)]
     pub log_format: LogFormat,
@@ -196,6 +200,13 @@ fn default_max_operation_timeout() -> u64 {
     3600
 }
 
+fn default_presign_max() -> u64 {
+    3600
+}
+
+/// SigV4 signatures expire after at most seven days.
+const PRESIGN_LIMIT_SECS: u64 = 7 * 24 * 3600;
+
 impl Default for Config {
     fn default() -> Self {
         // An empty document yields every default; it cannot fail to parse.
@@ -357,6 +368,7 @@ impl Config {
             "OVERCAST_MAX_OPERATION_TIMEOUT_SECS",
             &mut self.max_operation_timeout_secs,
         );
+        number("OVERCAST_PRESIGN_MAX_SECS", &mut self.presign_max_secs);
         if let Some(listen) = var("OVERCAST_LISTEN") {
             self.listen = listen;
         }
@@ -454,6 +466,15 @@ impl Config {
                 format!(
                     "{} is more than max_operation_timeout_secs ({})",
                     self.operation_timeout_secs, self.max_operation_timeout_secs
+                ),
+            );
+        }
+        if !(1..=PRESIGN_LIMIT_SECS).contains(&self.presign_max_secs) {
+            at(
+                "presign_max_secs".into(),
+                format!(
+                    "{} is not from 1 to {PRESIGN_LIMIT_SECS} (7 days)",
+                    self.presign_max_secs
                 ),
             );
         }

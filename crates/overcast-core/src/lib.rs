@@ -12,6 +12,7 @@ pub mod images;
 pub mod instances;
 pub mod keypairs;
 pub mod metrics;
+pub mod objects;
 pub mod operations;
 pub mod tokens;
 
@@ -60,6 +61,9 @@ pub(crate) fn provider_error(e: ProviderError) -> Error {
         ProviderErrorKind::Timeout => Error::new(ErrorKind::BackendTimeout, e.code, message),
         ProviderErrorKind::Refused => Error::new(ErrorKind::BackendRefused, e.code, message),
         ProviderErrorKind::Unsupported => Error::new(ErrorKind::Unsupported, e.code, message),
+        ProviderErrorKind::RangeNotSatisfiable => {
+            Error::new(ErrorKind::RangeNotSatisfiable, e.code, message)
+        }
     };
     error.field = e.field.map(str::to_string);
     error
@@ -134,6 +138,7 @@ pub struct Core {
     environments: Arc<Environments>,
     metrics: Arc<Metrics>,
     snapshots: instances::Snapshots,
+    bucket_homes: objects::BucketHomes,
 }
 
 /// A kind of resource that takes tags.
@@ -251,6 +256,18 @@ impl Core {
                 }),
             );
         }
+        for kind in [
+            objects::DELETE_KIND,
+            objects::DELETE_PREFIX_KIND,
+            objects::COPY_KIND,
+        ] {
+            executors.insert(
+                kind.into(),
+                Arc::new(objects::ObjectExecutor {
+                    environments: environments.clone(),
+                }),
+            );
+        }
         for kind in [images::CREATE_KIND, images::DELETE_KIND] {
             executors.insert(
                 kind.into(),
@@ -281,6 +298,7 @@ impl Core {
             environments,
             metrics,
             snapshots: instances::Snapshots::default(),
+            bucket_homes: objects::BucketHomes::default(),
         });
         let bootstrap = core.bootstrap_admin(admin_secret).await?;
         core.runner.resume_unfinished().await?;

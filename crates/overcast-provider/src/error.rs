@@ -21,6 +21,8 @@ pub enum ProviderErrorKind {
     Timeout,
     /// The backend refused for another reason.
     Refused,
+    /// A byte range outside the object.
+    RangeNotSatisfiable,
     /// The provider does not offer this.
     Unsupported,
 }

@@ -14,7 +14,9 @@ pub use error::{ProviderError, ProviderErrorKind};
 pub use firewall::Firewall;
 pub use images::{ImageSpec, Images};
 pub use keypairs::{KeyPair, KeyPairs};
-pub use storage::{KeyPage, ObjectStore};
+pub use storage::{
+    ByteStream, ObjectDownload, ObjectQuery, ObjectSpec, ObjectStore, PresignMethod,
+};
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -64,8 +66,20 @@ pub trait Provider: Send + Sync {
     /// The provider's name in config: `aws`, `qemu`, ...
     fn kind(&self) -> &str;
 
-    /// What this provider offers.
-    fn capabilities(&self) -> Vec<Capability>;
+    /// What this provider offers: read from the capability accessors, so the two never
+    /// disagree.
+    fn capabilities(&self) -> Vec<Capability> {
+        [
+            (Capability::Compute, self.compute().is_some()),
+            (Capability::Images, self.images().is_some()),
+            (Capability::Firewall, self.firewall().is_some()),
+            (Capability::KeyPairs, self.key_pairs().is_some()),
+            (Capability::ObjectStore, self.object_store().is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(capability, offered)| offered.then_some(capability))
+        .collect()
+    }
 
     /// Probes the backend; used by `/readyz` and the environment listing.
     async fn status(&self) -> ProviderStatus;
@@ -128,10 +142,6 @@ impl Unavailable {
 impl Provider for Unavailable {
     fn kind(&self) -> &str {
         &self.kind
-    }
-
-    fn capabilities(&self) -> Vec<Capability> {
-        Vec::new()
     }
 
     async fn status(&self) -> ProviderStatus {

@@ -54,6 +54,7 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::BackendRefused => StatusCode::BAD_GATEWAY,
         ErrorKind::BackendUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::BackendTimeout => StatusCode::GATEWAY_TIMEOUT,
+        ErrorKind::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
         ErrorKind::InsufficientCapacity => StatusCode::INSUFFICIENT_STORAGE,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }

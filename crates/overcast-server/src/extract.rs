@@ -211,16 +211,24 @@ fn request_hash(method: &Method, path: &str, body: &[u8]) -> String {
     hex::encode(hasher.finalize())
 }
 
-/// Query parameters, refusing unknown ones with a 400.
+/// Query parameters, refusing unknown ones with a 400. `timeout` belongs to every change
+/// (see [`Mutation`]) and is left to it.
 pub struct ApiQuery<T>(pub T);
 
 impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Query(value) = Query::<T>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| Error::invalid("query", e.body_text()))?;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let pairs: Vec<(String, String)> =
+            serde_urlencoded::from_str(parts.uri.query().unwrap_or(""))
+                .map_err(|e| Error::invalid("query", format!("cannot read the query: {e}")))?;
+        let own: Vec<(String, String)> =
+            pairs.into_iter().filter(|(k, _)| k != "timeout").collect();
+        let query =
+            serde_urlencoded::to_string(&own).map_err(|e| Error::internal(e.to_string()))?;
+        let value = serde_urlencoded::from_str(&query).map_err(|e| {
+            Error::invalid("query", format!("Failed to deserialize query string: {e}"))
+        })?;
         Ok(ApiQuery(value))
     }
 }

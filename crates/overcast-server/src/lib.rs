@@ -22,8 +22,8 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 use routes::{
-    audit, buckets, bulk, environments, images, instances, key_pairs, operations, security_groups,
-    system, tags, tokens,
+    audit, buckets, bulk, environments, images, instances, key_pairs, objects, operations,
+    security_groups, system, tags, tokens,
 };
 
 /// How long in-flight requests may take to finish after a shutdown signal.
@@ -51,6 +51,7 @@ pub struct AppState {
         (name = "images", description = "Machine images"),
         (name = "key-pairs", description = "SSH key pairs"),
         (name = "buckets", description = "Object storage buckets"),
+        (name = "objects", description = "Objects in buckets: streamed, ranged, copied, presigned"),
         (name = "tags", description = "Tags of instances, images and security groups"),
         (name = "operations", description = "Recorded changes"),
         (name = "tokens", description = "API tokens (admin)"),
@@ -98,6 +99,18 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(instances::list_regions))
         .routes(routes!(buckets::list_buckets, buckets::create_bucket))
         .routes(routes!(buckets::get_bucket, buckets::delete_bucket))
+        .routes(routes!(
+            objects::list_objects,
+            objects::copy_object,
+            objects::delete_objects
+        ))
+        .routes(routes!(
+            objects::get_object,
+            objects::head_object,
+            objects::put_object,
+            objects::delete_object
+        ))
+        .routes(routes!(objects::presign))
         .routes(routes!(bulk::start))
         .routes(routes!(bulk::stop))
         .routes(routes!(bulk::reboot))
@@ -139,13 +152,24 @@ fn api() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document of the API, as served at `/openapi.json`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api().split_for_parts().1
+    parts().1
+}
+
+/// The router and its OpenAPI document. Object keys hold slashes, so their routes end in
+/// axum's catch-all `{*key}`; OpenAPI writes that parameter `{key}`.
+fn parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, mut document) = api().split_for_parts();
+    document.paths.paths = std::mem::take(&mut document.paths.paths)
+        .into_iter()
+        .map(|(path, item)| (path.replace("{*", "{"), item))
+        .collect();
+    (router, document)
 }
 
 /// The whole application: routes, docs, middleware.
 pub fn app(core: Arc<Core>) -> Router {
     let state = AppState { core };
-    let (api, document) = api().split_for_parts();
+    let (api, document) = parts();
     api.merge(SwaggerUi::new("/docs").url("/openapi.json", document))
         .route_layer(from_fn_with_state(state.clone(), middleware::authorize))
         .route_layer(from_fn_with_state(state.clone(), middleware::metrics))

@@ -28,6 +28,8 @@ pub enum ErrorKind {
     BackendUnavailable,
     /// The backend did not answer in time (504).
     BackendTimeout,
+    /// The requested byte range lies outside the object (416).
+    RangeNotSatisfiable,
     /// The host has no room for the request (507).
     InsufficientCapacity,
     /// A fault of overcast itself (500). Never caused by bad input.

@@ -16,7 +16,10 @@ pub use operation::{
     TokenInfo,
 };
 pub use stage::StagePolicy;
-pub use storage::{validate_bucket_name, Bucket};
+pub use storage::{
+    validate_bucket_name, validate_object_key, Bucket, ByteRange, ObjectInfo, ObjectListing,
+    ObjectSummary, PresignedUrl,
+};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

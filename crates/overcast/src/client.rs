@@ -2,7 +2,7 @@
 //! server's error answers into messages.
 
 use anyhow::{anyhow, bail, Context};
-use reqwest::{Method, StatusCode};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -127,27 +127,52 @@ impl Client {
         body: Option<&Value>,
         respond_async: bool,
     ) -> anyhow::Result<Answer> {
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        let mut request = self.builder(method, path);
         if respond_async {
             request = request.header("prefer", "respond-async");
-        }
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
         }
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("cannot reach overcast at {}", self.base))?;
+        let response = self.execute(request).await?;
         let status = response.status();
         let text = response.text().await?;
         let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        if !status.is_success() {
-            bail!("{}", describe_error(status, &body, self.token.is_none()));
-        }
         Ok(Answer { status, body })
+    }
+
+    /// A request to `path` carrying the token, for bodies that are not JSON.
+    pub fn builder(&self, method: Method, path: &str) -> RequestBuilder {
+        let request = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    /// Sends a request; a non-2xx answer becomes an error carrying the server's message.
+    pub async fn execute(&self, request: RequestBuilder) -> anyhow::Result<Response> {
+        let response = self.transmit(request).await?;
+        self.check(response).await
+    }
+
+    /// Sends a request and answers whatever the server said.
+    pub async fn transmit(&self, request: RequestBuilder) -> anyhow::Result<Response> {
+        request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach overcast at {}", self.base))
+    }
+
+    /// A 2xx answer as it is; any other as an error carrying the server's message.
+    pub async fn check(&self, response: Response) -> anyhow::Result<Response> {
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let text = response.text().await.unwrap_or_default();
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        bail!("{}", describe_error(status, &body, self.token.is_none()))
     }
 
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
@@ -188,6 +213,11 @@ pub fn encode(value: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// Percent-encodes an object key for a path, keeping its slashes.
+pub fn encode_key(key: &str) -> String {
+    key.split('/').map(encode).collect::<Vec<_>>().join("/")
 }
 
 /// `?a=1&b=2` from the parts that are set.

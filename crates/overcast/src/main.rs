@@ -4,6 +4,7 @@
 mod client;
 mod output;
 mod serve;
+mod storage;
 
 use anyhow::{anyhow, bail};
 use clap::{CommandFactory, Parser, Subcommand};
@@ -86,6 +87,16 @@ enum Command {
     Sg {
         #[command(subcommand)]
         command: Box<SgCommand>,
+    },
+    /// Object storage buckets.
+    Bucket {
+        #[command(subcommand)]
+        command: storage::BucketCommand,
+    },
+    /// Objects in buckets: streamed uploads and downloads, copies, presigned links.
+    Object {
+        #[command(subcommand)]
+        command: Box<storage::ObjectCommand>,
     },
     /// Operations: every change overcast makes.
     Op {
@@ -711,6 +722,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sg { command } => return sg(&client()?, format, *command).await,
         Command::Image { command } => return image(&client()?, format, command).await,
         Command::Keypair { command } => return keypair(&client()?, format, command).await,
+        Command::Bucket { command } => return storage::bucket(&client()?, format, command).await,
+        Command::Object { command } => return storage::object(&client()?, format, *command).await,
         Command::Op { command } => {
             let client = client()?;
             match command {

@@ -108,6 +108,17 @@ pub const AUDIT: &[Column] = &[
     ("OUTCOME", "outcome"),
     ("OPERATION", "operation_id"),
 ];
+pub const BUCKETS: &[Column] = &[
+    ("NAME", "name"),
+    ("REGION", "region"),
+    ("CREATED", "created_at"),
+    ("ORG", "org"),
+];
+pub const OBJECTS: &[Column] = &[
+    ("SIZE", "size"),
+    ("LAST MODIFIED", "last_modified"),
+    ("KEY", "key"),
+];
 pub const FIELDS: &[Column] = &[];
 
 /// Renders `value` in `format`. Tables take a list (or a page's `items`) and print one row

@@ -2,36 +2,16 @@
 
 mod support;
 
-use aws_config::{BehaviorVersion, Region};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use support::{role_arn, TestServer, ADMIN, REGIONS};
+use support::{TestServer, ADMIN, REGIONS};
 
 const BUCKETS: &str = "/v1/environments/aws-test/buckets";
-
-/// A direct S3 client into the test's moto account, path-style.
-async fn s3(server: &TestServer, region: &str) -> aws_sdk_s3::Client {
-    let base = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(region.to_string()))
-        .endpoint_url(support::moto_url())
-        .load()
-        .await;
-    let role = aws_config::sts::AssumeRoleProvider::builder(role_arn(&server.account))
-        .session_name("ground-truth")
-        .configure(&base)
-        .build()
-        .await;
-    let config = aws_sdk_s3::config::Builder::from(&base)
-        .credentials_provider(role)
-        .force_path_style(true)
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn buckets_are_created_in_their_region_tagged_and_read_back() {
     let server = TestServer::start().await;
-    let direct = s3(&server, REGIONS[1]).await;
+    let direct = server.s3(REGIONS[1]).await;
     let body = json!({"name": "overcast-logs", "region": REGIONS[1], "tags": {"team": "ops"}});
     let (status, op) = server
         .call(Method::POST, BUCKETS, ADMIN, Some(body.clone()))
@@ -146,7 +126,7 @@ async fn bad_bucket_names_are_refused_as_s3_would_even_where_moto_is_lax() {
             "{name}: {err}"
         );
     }
-    let direct = s3(&server, REGIONS[0]).await;
+    let direct = server.s3(REGIONS[0]).await;
     assert!(direct
         .list_buckets()
         .send()
@@ -159,7 +139,7 @@ async fn bad_bucket_names_are_refused_as_s3_would_even_where_moto_is_lax() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bucket_with_objects_is_kept_unless_forced_then_emptied_in_batches() {
     let server = TestServer::start().await;
-    let direct = s3(&server, REGIONS[0]).await;
+    let direct = server.s3(REGIONS[0]).await;
     let (_, op) = server
         .call(
             Method::POST,

@@ -8,6 +8,7 @@ pub mod environments;
 pub mod images;
 pub mod instances;
 pub mod key_pairs;
+pub mod objects;
 pub mod operations;
 pub mod security_groups;
 pub mod system;

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod process;
+
 use aws_config::{BehaviorVersion, Region};
 use overcast_core::config::{Config, EnvironmentConfig, ProviderKind};
 use overcast_core::Core;
@@ -167,6 +169,30 @@ impl TestServer {
     pub async fn ec2(&self, region: &str) -> aws_sdk_ec2::Client {
         ec2_client(&self.account, region).await
     }
+
+    /// A direct S3 client into this test's moto account, path-style: the ground truth.
+    pub async fn s3(&self, region: &str) -> aws_sdk_s3::Client {
+        s3_client(&self.account, region).await
+    }
+}
+
+/// A direct S3 client into a moto account, path-style.
+pub async fn s3_client(account: &str, region: &str) -> aws_sdk_s3::Client {
+    let base = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(region.to_string()))
+        .endpoint_url(moto_url())
+        .load()
+        .await;
+    let role = aws_config::sts::AssumeRoleProvider::builder(role_arn(account))
+        .session_name("ground-truth")
+        .configure(&base)
+        .build()
+        .await;
+    let config = aws_sdk_s3::config::Builder::from(&base)
+        .credentials_provider(role)
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
 }
 
 /// An empty aws environment to fill in.
