@@ -394,6 +394,11 @@ fn to_instance(environment: &str, region: &str, i: &aws_sdk_ec2::types::Instance
         image: i.image_id().map(str::to_string),
         private_ip: i.private_ip_address().map(str::to_string),
         public_ip: i.public_ip_address().map(str::to_string),
+        ssh_address: None,
+        state_reason: i
+            .state_reason()
+            .and_then(|r| r.message())
+            .map(str::to_string),
         key_pair: i.key_name().map(str::to_string),
         security_groups: i
             .security_groups()

@@ -683,6 +683,8 @@ mod tests {
             image: None,
             private_ip: None,
             public_ip: None,
+            ssh_address: None,
+            state_reason: None,
             key_pair: None,
             security_groups: vec![],
             launched_at: None,

@@ -67,7 +67,12 @@ impl Environments {
             .iter()
             .map(|(name, env)| {
                 let provider = match providers.get(&env.provider) {
-                    Some(factory) => factory(name, env, observer.clone()),
+                    Some(factory) => factory(ProviderContext {
+                        name,
+                        config: env,
+                        observer: observer.clone(),
+                        data_dir: config.data_dir().join("environments").join(name),
+                    }),
                     None => Arc::new(Unavailable::new(
                         env.provider.as_str(),
                         format!(
@@ -102,8 +107,16 @@ impl Environments {
 
 /// Makes the provider of one environment from its name and config; the provider reports
 /// its backend calls to the observer.
-pub type ProviderFactory =
-    Box<dyn Fn(&str, &EnvironmentConfig, Arc<dyn CallObserver>) -> Arc<dyn Provider> + Send + Sync>;
+pub type ProviderFactory = Box<dyn Fn(ProviderContext) -> Arc<dyn Provider> + Send + Sync>;
+
+/// What a provider is made from: its environment's name and config, where it reports its
+/// backend calls, and a directory of its own under the server's data dir.
+pub struct ProviderContext<'a> {
+    pub name: &'a str,
+    pub config: &'a EnvironmentConfig,
+    pub observer: Arc<dyn CallObserver>,
+    pub data_dir: std::path::PathBuf,
+}
 
 impl Environment {
     /// A capability of this environment's provider, or why it cannot be had: the provider

@@ -1,10 +1,11 @@
-//! Machine images: made from instances, listed, deleted with their snapshots. Names are
-//! unique per region, as AWS requires, even where an emulator would not check.
+//! Machine images: made from instances or imported from URLs (where the provider can),
+//! listed, deleted with their snapshots. Names are unique per region, as AWS requires,
+//! even where an emulator would not check.
 
 use crate::auth::Principal;
 use crate::{to_input, visible_only, visible_org, Core, Idempotency};
 use async_trait::async_trait;
-use overcast_provider::{ImageSpec, Images};
+use overcast_provider::{ImageSpec, Images, ImportSource, ImportSpec};
 use overcast_types::Operation;
 use overcast_types::Role;
 use overcast_types::{tags, Error, ErrorKind, Image, TargetOutcome, TargetResult};
@@ -21,6 +22,7 @@ use crate::provider_error;
 
 pub const CREATE_KIND: &str = "image.create";
 pub const DELETE_KIND: &str = "image.delete";
+pub const IMPORT_KIND: &str = "image.import";
 
 /// How long a new image may take to become available.
 const AVAILABLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -57,12 +59,93 @@ impl CreateImageRequest {
     }
 }
 
+/// A request to bring in an image: a disk from `url`, or a kernel and initrd for direct
+/// boot. URLs are `http(s)://`, or `file://` for files on the server's host (admins only).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImportImageRequest {
+    /// 3 to 128 characters: letters, digits, spaces and ( ) [ ] . / - ' @ _
+    pub name: String,
+    /// A qcow2 or raw disk image.
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub kernel_url: Option<String>,
+    #[serde(default)]
+    pub initrd_url: Option<String>,
+    /// The kernel command line; default `console=ttyS0`.
+    #[serde(default)]
+    pub cmdline: Option<String>,
+    /// The SHA-256 the disk (or kernel) must have.
+    #[serde(default)]
+    pub sha256: Option<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+impl ImportImageRequest {
+    /// The source, checked: exactly one of a disk or a kernel and initrd; URLs the server
+    /// may fetch (`file://` only for admins).
+    fn source(&self, principal: &Principal) -> Result<ImportSource, Error> {
+        let check = |field: &str, url: &str| {
+            if url.starts_with("http://") || url.starts_with("https://") {
+                return Ok(());
+            }
+            if let Some(path) = url.strip_prefix("file://") {
+                if !path.starts_with('/') {
+                    return Err(Error::invalid(
+                        field,
+                        "a file:// URL needs an absolute path",
+                    ));
+                }
+                if principal.role != Role::Admin {
+                    return Err(Error::new(
+                        ErrorKind::Forbidden,
+                        "forbidden",
+                        "file:// sources read the server's own files: only admins may use them",
+                    ));
+                }
+                return Ok(());
+            }
+            Err(Error::invalid(
+                field,
+                format!("`{url}` is not an http://, https:// or file:// URL"),
+            ))
+        };
+        match (&self.url, &self.kernel_url, &self.initrd_url) {
+            (Some(url), None, None) => {
+                check("url", url)?;
+                if self.cmdline.is_some() {
+                    return Err(Error::invalid("cmdline", "is for kernel images only"));
+                }
+                Ok(ImportSource::Disk { url: url.clone() })
+            }
+            (None, Some(kernel), Some(initrd)) => {
+                check("kernel_url", kernel)?;
+                check("initrd_url", initrd)?;
+                Ok(ImportSource::Kernel {
+                    kernel_url: kernel.clone(),
+                    initrd_url: initrd.clone(),
+                    cmdline: self.cmdline.clone(),
+                })
+            }
+            _ => Err(Error::invalid(
+                "url",
+                "give a disk's url, or a kernel_url and an initrd_url",
+            )),
+        }
+    }
+}
+
 /// What an image operation records.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "change", rename_all = "snake_case")]
 pub(crate) enum ImageChange {
     Create {
         spec: ImageSpec,
+    },
+    Import {
+        spec: ImportSpec,
     },
     /// The snapshots are read when the operation is planned, so a re-run after the
     /// image is gone still deletes them.
@@ -171,6 +254,34 @@ impl Executor for ImageExecutor {
                 })
                 .await
             }
+            ImageChange::Import { mut spec } => {
+                let operation_id = step.operation().id.clone();
+                spec.tags
+                    .insert(tags::OPERATION.into(), operation_id.clone());
+                // A re-run finds the image an earlier run finished by its operation tag.
+                let existing = images
+                    .list_images(None, &[])
+                    .await
+                    .map_err(provider_error)?
+                    .into_iter()
+                    .find(|i| i.tags.get(tags::OPERATION) == Some(&operation_id));
+                let image = match existing {
+                    Some(image) => image,
+                    None => import_with_progress(images, &spec, step).await?,
+                };
+                let image = env.own(image);
+                // Progress counted bytes while fetching; the operation's one target is done.
+                step.set_progress(0, 1).await?;
+                step.record(TargetResult {
+                    target: image.id.clone(),
+                    outcome: TargetOutcome::Done,
+                    message: None,
+                    detail: Some(
+                        serde_json::to_value(&image).map_err(|e| Error::internal(e.to_string()))?,
+                    ),
+                })
+                .await
+            }
             ImageChange::Delete {
                 region,
                 id,
@@ -196,6 +307,32 @@ impl Executor for ImageExecutor {
                     detail: None,
                 })
                 .await
+            }
+        }
+    }
+}
+
+/// Imports an image, saving the bytes fetched so far to the operation twice a second.
+async fn import_with_progress(
+    images: &dyn Images,
+    spec: &ImportSpec,
+    step: &mut Step,
+) -> Result<Image, Error> {
+    let fetched = Arc::new(std::sync::Mutex::new((0u64, None::<u64>)));
+    let seen = fetched.clone();
+    let report = move |done: u64, total: Option<u64>| {
+        *seen.lock().unwrap_or_else(|p| p.into_inner()) = (done, total);
+    };
+    let import = images.import_image(spec, &report);
+    tokio::pin!(import);
+    let mut ticks = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            result = &mut import => return result.map_err(provider_error),
+            _ = ticks.tick() => {
+                let (done, total) = *fetched.lock().unwrap_or_else(|p| p.into_inner());
+                step.set_progress(done, total.unwrap_or(done).max(done)).await?;
+                step.check_cancelled()?;
             }
         }
     }
@@ -275,6 +412,62 @@ impl Core {
                 &principal.org,
                 Some(env),
                 target,
+                input,
+                idempotency,
+            )
+            .await?;
+        Ok(operation)
+    }
+
+    /// Brings in an image from a URL, as an operation with progress in bytes.
+    pub async fn import_image(
+        &self,
+        principal: &Principal,
+        env: &str,
+        request: &ImportImageRequest,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Operation, Error> {
+        principal.require(Role::Operator)?;
+        CreateImageRequest {
+            instance_id: String::new(),
+            name: request.name.clone(),
+            description: None,
+            no_reboot: false,
+            tags: request.tags.clone(),
+        }
+        .validate()?;
+        let source = request.source(principal)?;
+        if let Some(sha256) = &request.sha256 {
+            if sha256.len() != 64 || !sha256.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(Error::invalid("sha256", "is not 64 hex digits"));
+            }
+        }
+        let environment = self.environments.require(env)?;
+        let images = environment.images()?;
+        let region = environment.region_or_first(None)?;
+        check_name_free(images, &region, &request.name).await?;
+        let mut image_tags = request.tags.clone();
+        image_tags.insert(tags::ORG.into(), principal.org.clone());
+        image_tags.insert(tags::CREATED_BY.into(), principal.token_name.clone());
+        let change = ImageChange::Import {
+            spec: ImportSpec {
+                name: request.name.clone(),
+                source,
+                sha256: request.sha256.clone(),
+                tags: image_tags,
+            },
+        };
+        let input = to_input(&ImageInput {
+            environment: env.to_string(),
+            change,
+        })?;
+        let (operation, _) = self
+            .start_operation(
+                principal,
+                IMPORT_KIND,
+                &principal.org,
+                Some(env),
+                format!("{env}/images/{}", request.name),
                 input,
                 idempotency,
             )

@@ -8,7 +8,7 @@ use crate::{environments, visible, Launch, Tagged};
 use crate::{to_input, Core, Idempotency};
 use async_trait::async_trait;
 use base64::Engine;
-use overcast_provider::{Compute, InstanceChange, InstanceFilter, LaunchSpec};
+use overcast_provider::{Compute, InstanceChange, InstanceFilter, LaunchSpec, MachineSize};
 use overcast_types::Role;
 use overcast_types::{
     tags, Error, ErrorKind, Instance, InstanceState, Owned, TargetOutcome, TargetResult,
@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use utoipa::ToSchema;
 
+use crate::config::{ProviderKind, QemuMachine};
 use crate::environments::{Environment, Environments};
 use crate::operations::{Cancellation, Executor, Step};
 use crate::provider_error;
@@ -50,6 +51,15 @@ pub struct CreateInstancesRequest {
     /// The provider's size, e.g. `t3.small`.
     #[serde(default)]
     pub instance_type: Option<String>,
+    /// qemu: virtual CPUs; with `memory_mb` and `disk_gb`, overrides the machine type's.
+    #[serde(default)]
+    pub cpus: Option<u32>,
+    /// qemu: memory in MB.
+    #[serde(default)]
+    pub memory_mb: Option<u64>,
+    /// qemu: disk size in GB.
+    #[serde(default)]
+    pub disk_gb: Option<u64>,
     /// Exactly this many (default 1). Or give `min_count` and `max_count`.
     #[serde(default)]
     pub count: Option<u32>,
@@ -351,34 +361,96 @@ impl Environment {
     ) -> Result<LaunchSpec, Error> {
         let compute = self.compute()?;
         let region = self.check_region(compute, request.region.as_deref())?;
-        let sized = match &request.machine_type {
+        let machine = match &request.machine_type {
             None => None,
-            Some(name) => {
-                let machine = machine_types.get(name).ok_or_else(|| {
-                    Error::invalid("machine_type", format!("no machine type `{name}`"))
-                })?;
-                Some(machine.aws.clone().ok_or_else(|| {
-                    Error::invalid(
-                        "machine_type",
-                        format!("machine type `{name}` has no size for provider aws"),
-                    )
-                })?)
+            Some(name) => Some(machine_types.get(name).ok_or_else(|| {
+                Error::invalid("machine_type", format!("no machine type `{name}`"))
+            })?),
+        };
+        let lacks_size = |name: &str, provider: &str| {
+            Error::invalid(
+                "machine_type",
+                format!("machine type `{name}` has no size for provider {provider}"),
+            )
+        };
+        let numbers = [
+            ("cpus", request.cpus.is_some()),
+            ("memory_mb", request.memory_mb.is_some()),
+            ("disk_gb", request.disk_gb.is_some()),
+        ];
+        let (image, instance_type, size) = match self.config.provider {
+            ProviderKind::Aws => {
+                if let Some((field, _)) = numbers.iter().find(|(_, given)| *given) {
+                    return Err(Error::invalid(
+                        *field,
+                        "sizes in numbers are for provider qemu; give an instance_type",
+                    ));
+                }
+                let sized = match (&request.machine_type, machine) {
+                    (Some(name), Some(machine)) => {
+                        Some(machine.aws.clone().ok_or_else(|| lacks_size(name, "aws"))?)
+                    }
+                    _ => None,
+                };
+                let image = request
+                    .image
+                    .clone()
+                    .or_else(|| sized.as_ref().and_then(|m| m.image.clone()))
+                    .ok_or_else(|| {
+                        Error::invalid("image", "give an image, or a machine_type that has one")
+                    })?;
+                let instance_type = request
+                    .instance_type
+                    .clone()
+                    .or_else(|| sized.as_ref().map(|m| m.instance_type.clone()))
+                    .ok_or_else(|| {
+                        Error::invalid("instance_type", "give an instance_type, or a machine_type")
+                    })?;
+                (image, instance_type, None)
+            }
+            ProviderKind::Qemu => {
+                if request.instance_type.is_some() {
+                    return Err(Error::invalid(
+                        "instance_type",
+                        "instance types are for provider aws; give a machine_type, or cpus, memory_mb and disk_gb",
+                    ));
+                }
+                let sized = match (&request.machine_type, machine) {
+                    (Some(name), Some(machine)) => Some(
+                        machine
+                            .qemu
+                            .clone()
+                            .ok_or_else(|| lacks_size(name, "qemu"))?,
+                    ),
+                    _ => None,
+                };
+                let pick = |given: Option<u64>, field: &str, from: fn(&QemuMachine) -> u64| {
+                    given.or_else(|| sized.as_ref().map(from)).ok_or_else(|| {
+                        Error::invalid(field, "give a machine_type, or cpus, memory_mb and disk_gb")
+                    })
+                };
+                let size = MachineSize {
+                    cpus: pick(request.cpus.map(u64::from), "cpus", |m| u64::from(m.cpus))? as u32,
+                    memory_mb: pick(request.memory_mb, "memory_mb", |m| m.memory_mb)?,
+                    disk_gb: pick(request.disk_gb, "disk_gb", |m| m.disk_gb)?,
+                };
+                let image = request
+                    .image
+                    .clone()
+                    .or_else(|| sized.as_ref().and_then(|m| m.image.clone()))
+                    .ok_or_else(|| {
+                        Error::invalid(
+                            "image",
+                            "give an image (see `overcast image list`), or a machine_type that has one",
+                        )
+                    })?;
+                let instance_type = match (&request.machine_type, numbers.iter().any(|(_, g)| *g)) {
+                    (Some(name), false) => name.clone(),
+                    _ => "custom".to_string(),
+                };
+                (image, instance_type, Some(size))
             }
         };
-        let image = request
-            .image
-            .clone()
-            .or_else(|| sized.as_ref().and_then(|m| m.image.clone()))
-            .ok_or_else(|| {
-                Error::invalid("image", "give an image, or a machine_type that has one")
-            })?;
-        let instance_type = request
-            .instance_type
-            .clone()
-            .or_else(|| sized.as_ref().map(|m| m.instance_type.clone()))
-            .ok_or_else(|| {
-                Error::invalid("instance_type", "give an instance_type, or a machine_type")
-            })?;
         let (min_count, max_count) = counts(request)?;
         let stage = match &request.stage {
             None => self.stages.first().to_string(),
@@ -433,6 +505,8 @@ impl Environment {
                 .transpose()?,
             tags: all_tags,
             client_token: String::new(),
+            size,
+            name: request.name.clone(),
         })
     }
 
@@ -1099,6 +1173,8 @@ mod tests {
             image: None,
             private_ip: None,
             public_ip: None,
+            ssh_address: None,
+            state_reason: None,
             key_pair: None,
             security_groups: vec![],
             launched_at: None,

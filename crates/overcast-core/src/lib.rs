@@ -58,6 +58,7 @@ pub(crate) fn provider_error(e: ProviderError) -> Error {
             Error::unavailable(e.code, message, 5)
         }
         ProviderErrorKind::Capacity => Error::unavailable(e.code, message, 30),
+        ProviderErrorKind::NoRoom => Error::new(ErrorKind::InsufficientCapacity, e.code, message),
         ProviderErrorKind::Timeout => Error::new(ErrorKind::BackendTimeout, e.code, message),
         ProviderErrorKind::Refused => Error::new(ErrorKind::BackendRefused, e.code, message),
         ProviderErrorKind::Unsupported => Error::new(ErrorKind::Unsupported, e.code, message),
@@ -268,7 +269,11 @@ impl Core {
                 }),
             );
         }
-        for kind in [images::CREATE_KIND, images::DELETE_KIND] {
+        for kind in [
+            images::CREATE_KIND,
+            images::DELETE_KIND,
+            images::IMPORT_KIND,
+        ] {
             executors.insert(
                 kind.into(),
                 Arc::new(images::ImageExecutor {

@@ -73,6 +73,13 @@ impl Step {
         self.operation.results.iter().find(|r| r.target == target)
     }
 
+    /// Sets how much of a long transfer is done, in its own units (bytes, say).
+    pub async fn set_progress(&mut self, done: u64, total: u64) -> Result<(), Error> {
+        self.operation.progress.done = done;
+        self.operation.progress.total = total;
+        self.save().await
+    }
+
     pub async fn set_total(&mut self, total: u64) -> Result<(), Error> {
         self.operation.progress.total = total;
         self.save().await

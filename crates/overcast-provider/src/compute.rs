@@ -26,6 +26,20 @@ pub struct LaunchSpec {
     pub tags: BTreeMap<String, String>,
     /// Makes a repeated launch call a no-op where the backend honours it.
     pub client_token: String,
+    /// For providers sized by numbers rather than named types (qemu).
+    #[serde(default)]
+    pub size: Option<MachineSize>,
+    /// The `Name` tag's value, for providers that use it as the host name.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// A machine's size in numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MachineSize {
+    pub cpus: u32,
+    pub memory_mb: u64,
+    pub disk_gb: u64,
 }
 
 /// Which instances to list. Every given part must match.

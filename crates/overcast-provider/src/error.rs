@@ -15,6 +15,8 @@ pub enum ProviderErrorKind {
     Throttled,
     /// The backend has no capacity for the request.
     Capacity,
+    /// The host has no room for the request (memory, disk) and will not by retrying.
+    NoRoom,
     /// The backend cannot be reached.
     Unavailable,
     /// The backend did not answer in time.

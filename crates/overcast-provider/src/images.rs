@@ -19,6 +19,34 @@ pub struct ImageSpec {
     pub tags: BTreeMap<String, String>,
 }
 
+/// An image to bring in from outside.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ImportSpec {
+    pub name: String,
+    pub source: ImportSource,
+    /// The SHA-256 the source must have (of the disk, or of the kernel).
+    #[serde(default)]
+    pub sha256: Option<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Where an imported image's bytes come from: `http(s)://` or `file://` URLs.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportSource {
+    /// A disk image, qcow2 or raw.
+    Disk { url: String },
+    /// A kernel and initrd for direct kernel boot.
+    Kernel {
+        kernel_url: String,
+        initrd_url: String,
+        cmdline: Option<String>,
+    },
+}
+
+/// Told how far a long transfer has got: bytes done, and the total when known.
+pub type Progress<'a> = &'a (dyn Fn(u64, Option<u64>) + Send + Sync);
+
 /// Machine images the environment's account owns.
 #[async_trait]
 pub trait Images: Send + Sync {
@@ -36,4 +64,18 @@ pub trait Images: Send + Sync {
 
     /// Deletes a snapshot; a missing one is no error.
     async fn delete_snapshot(&self, region: &str, id: &str) -> Result<(), ProviderError>;
+
+    /// Brings in an image from a URL, reporting progress. Only some providers can.
+    async fn import_image(
+        &self,
+        spec: &ImportSpec,
+        progress: Progress<'_>,
+    ) -> Result<Image, ProviderError> {
+        let _ = (spec, progress);
+        Err(ProviderError::new(
+            crate::ProviderErrorKind::Unsupported,
+            "not_supported",
+            "importing images is not supported by this provider: create one from an instance",
+        ))
+    }
 }

@@ -9,10 +9,10 @@ mod images;
 mod keypairs;
 mod storage;
 
-pub use compute::{Action, Compute, InstanceChange, InstanceFilter, LaunchSpec};
+pub use compute::{Action, Compute, InstanceChange, InstanceFilter, LaunchSpec, MachineSize};
 pub use error::{ProviderError, ProviderErrorKind};
 pub use firewall::Firewall;
-pub use images::{ImageSpec, Images};
+pub use images::{ImageSpec, Images, ImportSource, ImportSpec, Progress};
 pub use keypairs::{KeyPair, KeyPairs};
 pub use storage::{
     ByteStream, ObjectDownload, ObjectQuery, ObjectSpec, ObjectStore, PresignMethod,

@@ -123,6 +123,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(tags::set_group_tags, tags::remove_group_tags))
         .routes(routes!(images::list_images, images::create_image))
         .routes(routes!(images::get_image, images::delete_image))
+        .routes(routes!(images::import_image))
         .routes(routes!(
             key_pairs::list_key_pairs,
             key_pairs::create_key_pair

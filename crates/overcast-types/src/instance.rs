@@ -85,6 +85,13 @@ pub struct Instance {
     pub private_ip: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_ip: Option<String>,
+    /// Where to reach the guest's SSH (`HOST:PORT`) when it differs from its IP address,
+    /// e.g. a local VM's forwarded port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_address: Option<String>,
+    /// Why the instance is in its state, when the provider knows something worth saying.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_pair: Option<String>,
     #[serde(default)]

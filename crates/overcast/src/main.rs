@@ -299,6 +299,15 @@ enum VmCommand {
         /// The provider's size, e.g. t3.small.
         #[arg(long = "type")]
         instance_type: Option<String>,
+        /// qemu: virtual CPUs (with --memory and --disk instead of a machine type).
+        #[arg(long)]
+        cpus: Option<u32>,
+        /// qemu: memory in MB.
+        #[arg(long = "memory", value_name = "MB")]
+        memory_mb: Option<u64>,
+        /// qemu: disk size in GB.
+        #[arg(long = "disk", value_name = "GB")]
+        disk_gb: Option<u64>,
         #[arg(long)]
         count: Option<u32>,
         #[arg(long)]
@@ -411,10 +420,17 @@ enum VmCommand {
         security_groups: Vec<String>,
     },
     /// Print the serial console output.
+    /// The serial console output (EC2's console output for AWS instances).
     Console {
         #[command(flatten)]
         env: EnvArg,
         id: String,
+        /// Only the last N lines.
+        #[arg(long, value_name = "N")]
+        tail: Option<usize>,
+        /// Keep printing what the console adds, until interrupted.
+        #[arg(long, short = 'f')]
+        follow: bool,
     },
 }
 
@@ -446,6 +462,29 @@ enum ImageCommand {
         /// Do not reboot the instance first.
         #[arg(long)]
         no_reboot: bool,
+        #[arg(long = "tag", value_name = "KEY=VALUE")]
+        tags: Vec<String>,
+    },
+    /// Bring in an image (local environments): a qcow2 or raw disk from SOURCE, or a
+    /// kernel and initrd for direct boot. SOURCE and the files are URLs or paths; paths are
+    /// read by the server, so they must be on its host.
+    Import {
+        #[command(flatten)]
+        env: EnvArg,
+        #[command(flatten)]
+        wait: WaitArg,
+        name: String,
+        source: Option<String>,
+        #[arg(long, requires = "initrd", conflicts_with = "source")]
+        kernel: Option<String>,
+        #[arg(long, requires = "kernel")]
+        initrd: Option<String>,
+        /// The kernel command line (default: console=ttyS0).
+        #[arg(long, requires = "kernel")]
+        cmdline: Option<String>,
+        /// The SHA-256 the disk (or kernel) must have.
+        #[arg(long)]
+        sha256: Option<String>,
         #[arg(long = "tag", value_name = "KEY=VALUE")]
         tags: Vec<String>,
     },
@@ -841,6 +880,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// An import source as the server takes it: URLs as they are, paths as absolute
+/// `file://` URLs (the server reads them, so they must be on its host).
+fn source_url(source: &str) -> anyhow::Result<String> {
+    if source.contains("://") {
+        return Ok(source.to_string());
+    }
+    let path = std::fs::canonicalize(source).map_err(|e| anyhow!("cannot find {source}: {e}"))?;
+    Ok(format!("file://{}", path.display()))
+}
+
 /// `KEY=VALUE` pairs as a JSON object.
 fn parse_tags(pairs: &[String]) -> anyhow::Result<Value> {
     let mut tags = serde_json::Map::new();
@@ -911,13 +960,37 @@ async fn vm(client: &Client, format: Format, command: VmCommand) -> anyhow::Resu
             );
             return Ok(ExitCode::SUCCESS);
         }
-        VmCommand::Console { env, id } => {
-            let answer = client.get(&format!("{}/{id}/console", base(&env))).await?;
-            match format {
-                Format::Table => print!("{}", answer["output"].as_str().unwrap_or_default()),
-                _ => print(&answer, output::FIELDS),
+        VmCommand::Console {
+            env,
+            id,
+            tail,
+            follow,
+        } => {
+            let path = format!("{}/{id}/console", base(&env));
+            let answer = client.get(&path).await?;
+            let output = answer["output"].as_str().unwrap_or_default();
+            if format != Format::Table && !follow {
+                print(&answer, output::FIELDS);
+                return Ok(ExitCode::SUCCESS);
             }
-            return Ok(ExitCode::SUCCESS);
+            let lines: Vec<&str> = output.split_inclusive('\n').collect();
+            let skip = tail.map_or(0, |n| lines.len().saturating_sub(n));
+            print!("{}", lines[skip..].concat());
+            if !follow {
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut shown = output.len();
+            loop {
+                use std::io::Write;
+                std::io::stdout().flush()?;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let answer = client.get(&path).await?;
+                let output = answer["output"].as_str().unwrap_or_default();
+                // A console that got shorter was started over (a new boot of a log).
+                let from = if output.len() < shown { 0 } else { shown };
+                print!("{}", output.get(from..).unwrap_or_default());
+                shown = output.len();
+            }
         }
         VmCommand::Create {
             env,
@@ -926,6 +999,9 @@ async fn vm(client: &Client, format: Format, command: VmCommand) -> anyhow::Resu
             machine_type,
             image,
             instance_type,
+            cpus,
+            memory_mb,
+            disk_gb,
             count,
             stage,
             tags,
@@ -947,6 +1023,7 @@ async fn vm(client: &Client, format: Format, command: VmCommand) -> anyhow::Resu
             };
             let body = json!({
                 "name": name, "machine_type": machine_type, "image": image, "instance_type": instance_type,
+                "cpus": cpus, "memory_mb": memory_mb, "disk_gb": disk_gb,
                 "count": count, "stage": stage, "tags": parse_tags(&tags)?, "user_data": user_data,
                 "key_pair": key_pair, "security_groups": security_groups, "subnet": subnet, "zone": zone,
                 "region": region, "dry_run": dry_run,
@@ -1208,6 +1285,33 @@ async fn image(client: &Client, format: Format, command: ImageCommand) -> anyhow
                 "no_reboot": no_reboot, "tags": parse_tags(&tags)?});
             (
                 client.start(Method::POST, &base(&env), Some(&body)).await?,
+                wait.wait,
+            )
+        }
+        ImageCommand::Import {
+            env,
+            wait,
+            name,
+            source,
+            kernel,
+            initrd,
+            cmdline,
+            sha256,
+            tags,
+        } => {
+            let body = json!({
+                "name": name,
+                "url": source.as_deref().map(source_url).transpose()?,
+                "kernel_url": kernel.as_deref().map(source_url).transpose()?,
+                "initrd_url": initrd.as_deref().map(source_url).transpose()?,
+                "cmdline": cmdline,
+                "sha256": sha256,
+                "tags": parse_tags(&tags)?,
+            });
+            (
+                client
+                    .start(Method::POST, &format!("{}/import", base(&env)), Some(&body))
+                    .await?,
                 wait.wait,
             )
         }

@@ -14,6 +14,7 @@ pub struct ServeArgs {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    return_large_buffers_to_the_system();
     let path = Config::locate(args.config.as_deref());
     let mut config = Config::load(path.as_deref()).map_err(|e| anyhow!("{e}"))?;
     if let Some(listen) = args.listen {
@@ -84,5 +85,18 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = interrupt => {},
         _ = terminate => {},
+    }
+}
+
+/// Object transfers hold a few 8 MiB parts at a time. glibc would serve such buffers from
+/// its heaps once one has been freed (its mmap threshold rises), where freed memory is not
+/// returned to the system and fragments across threads; a fixed threshold keeps every
+/// buffer of 1 MiB or more in its own mapping, returned when freed, so the server's memory
+/// follows what it holds.
+fn return_large_buffers_to_the_system() {
+    // SAFETY: mallopt only changes allocator tuning; it is called before the server
+    // allocates its transfer buffers and is safe to call at any time.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
 }

@@ -216,6 +216,14 @@ async fn the_bucket_and_object_commands_work_end_to_end() {
         .unwrap();
     assert!(fetched == content, "the presigned link serves other bytes");
 
+    // Neither the link nor the object's bytes reach the server's log.
+    let log = served.log.lock().unwrap().clone();
+    assert!(log.contains("request"), "the server logs its requests");
+    assert!(
+        !log.contains("X-Amz-Signature") && !log.contains(out.trim()),
+        "{log}"
+    );
+
     let (code, out, _) = run(&["object", "stat", "cli-data", "backup/source.bin"]);
     assert_eq!(code, 0);
     assert!(out.contains(&content.len().to_string()), "{out}");

@@ -4,7 +4,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
-use overcast_core::images::CreateImageRequest;
+use overcast_core::images::{CreateImageRequest, ImportImageRequest};
 use overcast_types::{Image, Operation};
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -55,6 +55,33 @@ pub async fn create_image(
     let operation = state
         .core
         .create_image(
+            &principal,
+            &env,
+            &request.body,
+            request.idempotency.as_ref(),
+        )
+        .await?;
+    request
+        .answer(&state, &principal, operation, StatusCode::CREATED)
+        .await
+}
+
+/// Brings in an image from a URL (an operation whose progress counts bytes): a qcow2 or
+/// raw disk, or a kernel and initrd for direct boot. `file://` URLs (the server's own
+/// files) are for admins. Providers that cannot import answer 400.
+#[utoipa::path(post, path = "/v1/environments/{env}/images/import", tag = "images", request_body = ImportImageRequest,
+    params(("env" = String, Path, description = "Environment name")),
+    responses((status = 201, body = Operation), (status = 202, body = Operation), (status = 400, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "name taken"), (status = 403, body = ErrorBody)))]
+pub async fn import_image(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Path(env): Path<String>,
+    request: Mutation<ImportImageRequest>,
+) -> ApiResult<Response> {
+    let operation = state
+        .core
+        .import_image(
             &principal,
             &env,
             &request.body,

@@ -3,6 +3,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{moto_url, role_arn, ADMIN, REGIONS};
@@ -13,6 +14,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_overcast");
 pub struct Served {
     pub child: Child,
     pub url: String,
+    /// Everything the server has logged so far.
+    pub log: Arc<Mutex<String>>,
 }
 
 impl Drop for Served {
@@ -75,8 +78,16 @@ pub fn serve_with(config: &Path, set: &[(&str, &str)], remove: &[&str]) -> Serve
                 .to_string();
         }
     };
-    std::thread::spawn(move || for _ in lines {});
-    Served { child, url }
+    let log = Arc::new(Mutex::new(String::new()));
+    let kept = log.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let mut log = kept.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    Served { child, url, log }
 }
 
 /// Polls an operation until it ends (or 2 minutes pass) and returns it.
