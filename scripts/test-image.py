@@ -120,7 +120,12 @@ def main():
         tmp = pathlib.Path(tmp)
         # apt downloads as its own user when it can write the directory.
         tmp.chmod(0o777)
-        run("apt-get", "download", "-q", kernel_package(), "busybox-static", cwd=tmp)
+        try:
+            run("apt-get", "download", "-q", kernel_package(), "busybox-static", cwd=tmp)
+        except subprocess.CalledProcessError:
+            # Package lists older than the mirror name files it no longer has.
+            run("apt-get", "update", "-qq")
+            run("apt-get", "download", "-q", kernel_package(), "busybox-static", cwd=tmp)
         root = tmp / "root"
         for deb in tmp.glob("*.deb"):
             run("dpkg-deb", "-x", str(deb), str(root))

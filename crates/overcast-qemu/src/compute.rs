@@ -29,11 +29,12 @@ fn not_found(id: &str) -> ProviderError {
     )
 }
 
-fn unsupported(field: &'static str, what: &str) -> ProviderError {
+/// `what` (a plural) is not offered here; `instead` says what to do.
+fn unsupported(field: &'static str, what: &str, instead: &str) -> ProviderError {
     ProviderError::new(
         ProviderErrorKind::Unsupported,
         "not_supported",
-        format!("{what} are not supported by provider qemu"),
+        format!("{what} are not supported by provider qemu{instead}"),
     )
     .with_field(field)
 }
@@ -131,16 +132,17 @@ impl QemuProvider {
     /// Checks what a launch asks for against what this provider and host can give.
     fn check(&self, spec: &LaunchSpec) -> Result<(MachineSize, ImageRecord), ProviderError> {
         if !spec.security_groups.is_empty() {
-            return Err(unsupported("security_groups", "security groups"));
+            return Err(unsupported("security_groups", "security groups", ""));
         }
         if spec.key_pair.is_some() {
             return Err(unsupported(
                 "key_pair",
-                "key pairs (put an SSH key in the user data's cloud-config)",
+                "key pairs",
+                ": put an SSH key in the user data's cloud-config",
             ));
         }
         if spec.subnet.is_some() {
-            return Err(unsupported("subnet", "subnets"));
+            return Err(unsupported("subnet", "subnets", ""));
         }
         if spec.region != REGION {
             return Err(invalid(
@@ -442,7 +444,7 @@ impl Compute for QemuProvider {
 
     async fn console_output(&self, _region: &str, id: &str) -> Result<String, ProviderError> {
         self.vm_record(id)?;
-        Ok(vm::serial_output(&VmFiles::new(&self.layout, id), None))
+        Ok(vm::serial_output(&VmFiles::new(&self.layout, id)))
     }
 
     async fn set_tags(

@@ -206,19 +206,11 @@ pub async fn kill(files: &VmFiles, id: &str) {
     }
 }
 
-/// The last `bytes` of the serial log (all of it with `None`), as text.
-pub fn serial_output(files: &VmFiles, bytes: Option<u64>) -> String {
-    use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut file) = std::fs::File::open(files.serial()) else {
-        return String::new();
-    };
-    if let Some(bytes) = bytes {
-        let length = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let _ = file.seek(SeekFrom::Start(length.saturating_sub(bytes)));
-    }
-    let mut raw = Vec::new();
-    let _ = file.read_to_end(&mut raw);
-    String::from_utf8_lossy(&raw).into_owned()
+/// Everything the serial console has printed, as text.
+pub fn serial_output(files: &VmFiles) -> String {
+    std::fs::read(files.serial())
+        .map(|raw| String::from_utf8_lossy(&raw).into_owned())
+        .unwrap_or_default()
 }
 
 /// Makes the NoCloud seed: an ISO 9660 volume labelled `cidata` with `user-data` and

@@ -514,3 +514,73 @@ async fn vms_outlive_a_killed_server_and_a_bulk_stop_by_stage_stops_them() {
     )
     .await;
 }
+
+/// Serves `body` to every GET on a loopback port, like a plain HTTP file server.
+async fn serve_bytes(body: Vec<u8>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = socket.write_all(head.as_bytes()).await;
+                let _ = socket.write_all(&body).await;
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_import_over_http_and_a_wrong_checksum_keeps_nothing() {
+    use sha2::{Digest, Sha256};
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve(&local_config(dir.path()));
+    // A raw disk of 1 MiB: what qemu-img reads as `raw`.
+    let disk = vec![0u8; 1 << 20];
+    let url = serve_bytes(disk.clone()).await;
+    let sha256 = hex::encode(Sha256::digest(&disk));
+    let wrong = "0".repeat(64);
+    let body = json!({"name": "bad-sum", "url": format!("{url}/disk.img"), "sha256": wrong});
+    let (status, error) = call(
+        &served,
+        Method::POST,
+        &format!("{LOCAL}/images/import?timeout=60"),
+        Some(body),
+    )
+    .await;
+    assert_eq!(
+        (status, error["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("sha256")),
+        "{error}"
+    );
+    let body = json!({"name": "raw-disk", "url": format!("{url}/disk.img"), "sha256": sha256});
+    let op = change(
+        &served,
+        Method::POST,
+        &format!("{LOCAL}/images/import"),
+        Some(body),
+    )
+    .await;
+    let (_, images) = call(&served, Method::GET, &format!("{LOCAL}/images"), None).await;
+    let names: Vec<&str> = images
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["raw-disk"], "the failed import left nothing: {op}");
+    let stored = dir
+        .path()
+        .join("data/environments/local/images")
+        .join(op["results"][0]["target"].as_str().unwrap())
+        .join("disk.raw");
+    assert_eq!(std::fs::read(stored).unwrap(), disk);
+}
