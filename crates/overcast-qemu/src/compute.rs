@@ -130,7 +130,7 @@ impl QemuProvider {
     }
 
     /// Checks what a launch asks for against what this provider and host can give.
-    fn check(&self, spec: &LaunchSpec) -> Result<(MachineSize, ImageRecord), ProviderError> {
+    async fn check(&self, spec: &LaunchSpec) -> Result<(MachineSize, ImageRecord), ProviderError> {
         if !spec.security_groups.is_empty() {
             return Err(unsupported("security_groups", "security groups", ""));
         }
@@ -158,16 +158,25 @@ impl QemuProvider {
         })?;
         let image = self.image_record(&spec.image)?;
         crate::host::check_size(&self.layout, size, spec.min_count)?;
-        if let Some((file, format)) = &image.disk {
+        if let Some((file, _)) = &image.disk {
+            // The overlay must be at least as large as the disk it covers.
             let base = self.layout.image_dir(&image.id).join(file);
-            let base_size = std::fs::metadata(&base).map(|m| m.len()).unwrap_or(0);
-            if format == "raw" && base_size > size.disk_gb << 30 {
+            let info = vm::run(
+                &self.host.qemu_img,
+                &["info".as_ref(), "--output=json".as_ref(), base.as_os_str()],
+            )
+            .await?;
+            let needed = serde_json::from_str::<serde_json::Value>(&info)
+                .ok()
+                .and_then(|v| v["virtual-size"].as_u64())
+                .unwrap_or(0);
+            if needed > size.disk_gb << 30 {
                 return Err(invalid(
                     "disk_gb",
                     format!(
-                        "image {} needs at least {} GiB",
+                        "image {} needs at least {} GB",
                         image.id,
-                        base_size.div_ceil(1 << 30)
+                        needed.div_ceil(1 << 30)
                     ),
                 ));
             }
@@ -384,11 +393,11 @@ impl Compute for QemuProvider {
     }
 
     async fn check_launch(&self, spec: &LaunchSpec) -> Result<(), ProviderError> {
-        self.check(spec).map(|_| ())
+        self.check(spec).await.map(|_| ())
     }
 
     async fn run_instances(&self, spec: &LaunchSpec) -> Result<Vec<Instance>, ProviderError> {
-        let (size, image) = self.check(spec)?;
+        let (size, image) = self.check(spec).await?;
         // A repeated launch (a resumed operation) finds the VMs the first one made.
         let mut made: Vec<VmRecord> = self
             .vm_records()?

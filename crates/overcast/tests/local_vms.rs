@@ -410,6 +410,30 @@ async fn bad_requests_are_clear_400s_404s_and_507s() {
         (status, error["error"]["field"].as_str()),
         (StatusCode::BAD_REQUEST, Some("url"))
     );
+    // A disk image larger than the machine's disk is refused before anything is made.
+    let big = dir.path().join("big.qcow2");
+    let made = std::process::Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&big)
+        .arg("3G")
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let body = json!({"name": "three-gig", "url": format!("file://{}", big.display())});
+    let op = change(
+        &served,
+        Method::POST,
+        &format!("{LOCAL}/images/import"),
+        Some(body),
+    )
+    .await;
+    let three_gig = op["results"][0]["target"].as_str().unwrap();
+    let (status, error) = create(json!({"image": three_gig, "machine_type": "tiny"})).await;
+    assert_eq!(
+        (status, error["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("disk_gb")),
+        "{error}"
+    );
     let list = call(&served, Method::GET, &format!("{LOCAL}/instances"), None)
         .await
         .1;
