@@ -10,7 +10,7 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 use futures::StreamExt;
 use std::time::{Duration, Instant};
-use support::process::{serve, write_config};
+use support::process::{peak_rss_mib, serve, write_config};
 use support::{new_account, s3_client, ADMIN, REGIONS};
 
 const MIB: usize = 1 << 20;
@@ -41,17 +41,6 @@ fn rate(elapsed: Duration) -> String {
 /// Resets a process's peak RSS so the next reading covers only what follows.
 fn reset_peak(pid: u32) {
     std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("can reset the peak RSS");
-}
-
-fn peak_rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    line.split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<u64>()
-        .unwrap()
-        / 1024
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

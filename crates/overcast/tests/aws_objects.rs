@@ -367,21 +367,12 @@ async fn copies_and_deletes_are_operations_seen_in_moto() {
     let left = direct.list_objects_v2().bucket("src").send().await.unwrap();
     let left: Vec<&str> = left.contents().iter().filter_map(|o| o.key()).collect();
     assert_eq!(left, ["keep/0", "keep/1", "keep/2"]);
-    let metrics = server
-        .http
-        .get(format!("{}/metrics", server.base))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let batches = metrics
-        .lines()
-        .find(|l| l.contains("action=\"DeleteObjects\"") && l.contains("outcome=\"ok\""))
-        .expect("DeleteObjects calls are counted");
-    assert!(batches.ends_with(" 2"), "{batches}");
+    let metrics = server.metrics().await;
+    assert_eq!(
+        support::backend_calls(&metrics, "DeleteObjects"),
+        2,
+        "{metrics}"
+    );
 
     let (status, error) = server
         .call(Method::DELETE, &format!("{objects}?prefix="), ADMIN, None)
@@ -594,20 +585,12 @@ async fn a_broken_upload_leaves_no_object_and_no_parts() {
         }
     })
     .await;
-    let metrics = server
-        .http
-        .get(format!("{}/metrics", server.base))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("action=\"CreateMultipartUpload\"")
-            && metrics.contains("action=\"AbortMultipartUpload\""),
-        "a multipart upload was begun and aborted"
+    let metrics = server.metrics().await;
+    assert_eq!(support::backend_calls(&metrics, "CreateMultipartUpload"), 1);
+    assert_eq!(
+        support::backend_calls(&metrics, "AbortMultipartUpload"),
+        1,
+        "the multipart upload was aborted"
     );
     let listed = direct
         .list_objects_v2()

@@ -7,7 +7,7 @@ mod support;
 use bytes::Bytes;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
-use support::process::{cli, serve, write_config};
+use support::process::{cli, peak_rss_mib, serve, write_config};
 use support::{new_account, s3_client, ADMIN, REGIONS};
 
 const MIB: usize = 1 << 20;
@@ -25,14 +25,6 @@ fn generated(count: usize) -> impl futures::Stream<Item = Result<Bytes, std::io:
         }
         Ok(Bytes::from(chunk))
     })
-}
-
-/// The peak resident memory of a process so far, in MiB.
-fn peak_rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kib / 1024
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -174,25 +174,19 @@ impl TestServer {
     pub async fn s3(&self, region: &str) -> aws_sdk_s3::Client {
         s3_client(&self.account, region).await
     }
-}
 
-/// A direct S3 client into a moto account, path-style.
-pub async fn s3_client(account: &str, region: &str) -> aws_sdk_s3::Client {
-    let base = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(region.to_string()))
-        .endpoint_url(moto_url())
-        .load()
-        .await;
-    let role = aws_config::sts::AssumeRoleProvider::builder(role_arn(account))
-        .session_name("ground-truth")
-        .configure(&base)
-        .build()
-        .await;
-    let config = aws_sdk_s3::config::Builder::from(&base)
-        .credentials_provider(role)
-        .force_path_style(true)
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
+    /// The server's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.base))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
 }
 
 /// An empty aws environment to fill in.
@@ -214,7 +208,8 @@ pub fn aws_environment() -> EnvironmentConfig {
     }
 }
 
-pub async fn ec2_client(account: &str, region: &str) -> aws_sdk_ec2::Client {
+/// The SDK config of a moto account's region, with credentials of the account's role.
+async fn moto_config(account: &str, region: &str) -> aws_config::SdkConfig {
     let base = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(region.to_string()))
         .endpoint_url(moto_url())
@@ -225,10 +220,32 @@ pub async fn ec2_client(account: &str, region: &str) -> aws_sdk_ec2::Client {
         .configure(&base)
         .build()
         .await;
-    let config = aws_sdk_ec2::config::Builder::from(&base)
-        .credentials_provider(role)
+    base.into_builder()
+        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(role))
+        .build()
+}
+
+/// A direct EC2 client into a moto account.
+pub async fn ec2_client(account: &str, region: &str) -> aws_sdk_ec2::Client {
+    aws_sdk_ec2::Client::new(&moto_config(account, region).await)
+}
+
+/// A direct S3 client into a moto account, path-style.
+pub async fn s3_client(account: &str, region: &str) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::config::Builder::from(&moto_config(account, region).await)
+        .force_path_style(true)
         .build();
-    aws_sdk_ec2::Client::from_conf(config)
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// Every backend call `/metrics` has counted for `action` with outcome `ok`.
+pub fn backend_calls(metrics: &str, action: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("overcast_backend_calls_total{"))
+        .filter(|l| l.contains(&format!("action=\"{action}\"")) && l.contains("outcome=\"ok\""))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
 }
 
 /// An image moto knows in this region (its built-in AMIs).
