@@ -352,7 +352,7 @@ async fn copies_and_deletes_are_operations_seen_in_moto() {
     let (status, op) = server
         .call(
             Method::DELETE,
-            &format!("{objects}?prefix=batch/"),
+            &format!("{objects}?prefix=batch/&timeout=60"),
             ADMIN,
             None,
         )
