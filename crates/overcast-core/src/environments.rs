@@ -172,7 +172,12 @@ impl Environment {
             name: self.name.clone(),
             provider: self.config.provider.as_str().into(),
             description: self.config.description.clone(),
-            regions: self.config.regions.clone(),
+            // The provider's own regions where it has them (a local environment's is
+            // `local`), else the configured ones.
+            regions: self
+                .provider
+                .compute()
+                .map_or_else(|| self.config.regions.clone(), |c| c.regions()),
             stages: self.stages.clone(),
             reachable: status.reachable,
             reason: status.reason,

@@ -38,6 +38,7 @@ async fn local_reports_qemu_and_the_accelerator_it_can_really_use() {
     let local = local_environment(&served.url).await;
     assert_eq!(local["provider"], "qemu");
     assert_eq!(local["reachable"], true, "{local}");
+    assert_eq!(local["regions"], serde_json::json!(["local"]), "{local}");
     let accelerator = local["details"]["accelerator"].as_str().unwrap();
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap();
     let can_virtualise = cpuinfo.split_whitespace().any(|f| f == "vmx" || f == "svm");
