@@ -45,18 +45,24 @@ pub struct CreateImageRequest {
 
 impl CreateImageRequest {
     pub(crate) fn validate(&self) -> Result<(), Error> {
-        let allowed = |c: char| c.is_ascii_alphanumeric() || " ()[]./-'@_".contains(c);
-        if !(3..=128).contains(&self.name.len()) || !self.name.chars().all(allowed) {
-            return Err(Error::invalid(
-                "name",
-                "use 3 to 128 characters: letters, digits, spaces and ( ) [ ] . / - ' @ _",
-            ));
-        }
+        validate_image_name(&self.name)?;
         if self.description.as_ref().is_some_and(|d| d.len() > 255) {
             return Err(Error::invalid("description", "use at most 255 characters"));
         }
         check_tags(&self.tags)
     }
+}
+
+/// An image name as AWS allows it, for every provider alike.
+fn validate_image_name(name: &str) -> Result<(), Error> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || " ()[]./-'@_".contains(c);
+    if !(3..=128).contains(&name.len()) || !name.chars().all(allowed) {
+        return Err(Error::invalid(
+            "name",
+            "use 3 to 128 characters: letters, digits, spaces and ( ) [ ] . / - ' @ _",
+        ));
+    }
+    Ok(())
 }
 
 /// A request to bring in an image: a disk from `url`, or a kernel and initrd for direct
@@ -428,14 +434,8 @@ impl Core {
         idempotency: Option<&Idempotency>,
     ) -> Result<Operation, Error> {
         principal.require(Role::Operator)?;
-        CreateImageRequest {
-            instance_id: String::new(),
-            name: request.name.clone(),
-            description: None,
-            no_reboot: false,
-            tags: request.tags.clone(),
-        }
-        .validate()?;
+        validate_image_name(&request.name)?;
+        check_tags(&request.tags)?;
         let source = request.source(principal)?;
         if let Some(sha256) = &request.sha256 {
             if sha256.len() != 64 || !sha256.chars().all(|c| c.is_ascii_hexdigit()) {

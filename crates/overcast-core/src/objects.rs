@@ -394,16 +394,9 @@ impl Core {
             bucket: bucket.to_string(),
             key: key.to_string(),
         };
-        self.start_object_change(
-            principal,
-            env,
-            DELETE_KIND,
-            bucket,
-            key,
-            change,
-            idempotency,
-        )
-        .await
+        let target = format!("{env}/buckets/{bucket}/objects/{key}");
+        self.start_object_change(principal, env, DELETE_KIND, target, change, idempotency)
+            .await
     }
 
     /// Deletes every object under a prefix (an operation), 1,000 keys per call.
@@ -428,13 +421,12 @@ impl Core {
             bucket: bucket.to_string(),
             prefix: prefix.to_string(),
         };
-        let target = format!("{prefix}*");
+        let target = format!("{env}/buckets/{bucket}/objects/{prefix}*");
         self.start_object_change(
             principal,
             env,
             DELETE_PREFIX_KIND,
-            bucket,
-            &target,
+            target,
             change,
             idempotency,
         )
@@ -481,16 +473,9 @@ impl Core {
             bucket: bucket.to_string(),
             key: request.key.clone(),
         };
-        self.start_object_change(
-            principal,
-            env,
-            COPY_KIND,
-            bucket,
-            &request.key,
-            change,
-            idempotency,
-        )
-        .await
+        let target = format!("{env}/buckets/{bucket}/objects/{}", request.key);
+        self.start_object_change(principal, env, COPY_KIND, target, change, idempotency)
+            .await
     }
 
     /// A presigned link to download or upload one object, valid for a bounded time.
@@ -537,14 +522,13 @@ impl Core {
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Records an object change as an operation on `target` (`ENV/buckets/B/objects/K`).
     async fn start_object_change(
         &self,
         principal: &Principal,
         env: &str,
         kind: &str,
-        bucket: &str,
-        target: &str,
+        target: String,
         change: ObjectChange,
         idempotency: Option<&Idempotency>,
     ) -> Result<Operation, Error> {
@@ -558,7 +542,7 @@ impl Core {
                 kind,
                 &principal.org,
                 Some(env),
-                format!("{env}/buckets/{bucket}/objects/{target}"),
+                target,
                 input,
                 idempotency,
             )

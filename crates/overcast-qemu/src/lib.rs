@@ -21,10 +21,10 @@ pub use host::{Accelerator, Host, INSTALL_HINT};
 use records::Layout;
 
 /// The one region a local environment has: this host.
-pub const REGION: &str = "local";
+pub(crate) const REGION: &str = "local";
 
 /// How long a graceful stop waits for the guest to power off before QEMU is ended.
-pub const STOP_GRACE: Duration = Duration::from_secs(30);
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(30);
 
 /// The `qemu` provider of one environment.
 pub struct QemuProvider {

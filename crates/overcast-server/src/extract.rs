@@ -222,6 +222,8 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuer
         let pairs: Vec<(String, String)> =
             serde_urlencoded::from_str(parts.uri.query().unwrap_or(""))
                 .map_err(|e| Error::invalid("query", format!("cannot read the query: {e}")))?;
+        // Written back without `timeout` and read again, so values parse as
+        // serde_urlencoded parses them (`true` into a bool, digits into a number).
         let own: Vec<(String, String)> =
             pairs.into_iter().filter(|(k, _)| k != "timeout").collect();
         let query =

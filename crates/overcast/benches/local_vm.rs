@@ -9,7 +9,7 @@ mod support;
 
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use support::process::serve;
+use support::process::{serve, write_local_config};
 use support::ADMIN;
 
 const RUNS: usize = 5;
@@ -26,15 +26,7 @@ async fn main() {
         std::env::var_os("OVERCAST_TEST_IMAGE").expect("OVERCAST_TEST_IMAGE names the test image"),
     );
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("overcast.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
+    let config = write_local_config(dir.path());
     let served = serve(&config);
     let http = reqwest::Client::new();
     let call = |method: reqwest::Method, path: String, body: Option<Value>| {

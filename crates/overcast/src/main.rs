@@ -890,15 +890,25 @@ fn source_url(source: &str) -> anyhow::Result<String> {
     Ok(format!("file://{}", path.display()))
 }
 
-/// `KEY=VALUE` pairs as a JSON object.
-fn parse_tags(pairs: &[String]) -> anyhow::Result<Value> {
-    let mut tags = serde_json::Map::new();
-    for pair in pairs {
-        let (key, value) = pair
-            .split_once('=')
-            .ok_or_else(|| anyhow!("`{pair}` is not KEY=VALUE"))?;
-        tags.insert(key.to_string(), Value::String(value.to_string()));
-    }
+/// `KEY=VALUE` arguments as pairs.
+fn key_values(arguments: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    arguments
+        .iter()
+        .map(|pair| {
+            let (key, value) = pair
+                .split_once('=')
+                .ok_or_else(|| anyhow!("`{pair}` is not KEY=VALUE"))?;
+            Ok((key.to_string(), value.to_string()))
+        })
+        .collect()
+}
+
+/// `KEY=VALUE` arguments as a JSON object.
+fn parse_tags(arguments: &[String]) -> anyhow::Result<Value> {
+    let tags = key_values(arguments)?
+        .into_iter()
+        .map(|(key, value)| (key, Value::String(value)))
+        .collect();
     Ok(Value::Object(tags))
 }
 

@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncWriteExt};
 
 use crate::client::{encode, encode_key, query, Client};
 use crate::output::{self, render, Format};
-use crate::{follow, parse_tags, EnvArg, WaitArg};
+use crate::{follow, key_values, parse_tags, EnvArg, WaitArg};
 
 #[derive(clap::Subcommand)]
 pub enum BucketCommand {
@@ -219,23 +219,16 @@ pub async fn object(
             if let Some(content_type) = content_type {
                 request = request.header(header::CONTENT_TYPE, content_type);
             }
-            for pair in &metadata {
-                let (name, value) = pair
-                    .split_once('=')
-                    .ok_or_else(|| anyhow!("`{pair}` is not NAME=VALUE"))?;
+            // Metadata and tags are NAME=VALUE pairs, as `--tag` takes everywhere.
+            for (name, value) in key_values(&metadata)? {
                 request = request.header(format!("x-overcast-meta-{name}"), value);
             }
             if !tags.is_empty() {
-                let pairs: Vec<String> = tags
-                    .iter()
-                    .map(|pair| {
-                        let (k, v) = pair
-                            .split_once('=')
-                            .ok_or_else(|| anyhow!("`{pair}` is not KEY=VALUE"))?;
-                        Ok(format!("{}={}", encode(k), encode(v)))
-                    })
-                    .collect::<anyhow::Result<_>>()?;
-                request = request.header("x-overcast-tagging", pairs.join("&"));
+                let tagging: Vec<String> = key_values(&tags)?
+                    .into_iter()
+                    .map(|(k, v)| format!("{}={}", encode(&k), encode(&v)))
+                    .collect();
+                request = request.header("x-overcast-tagging", tagging.join("&"));
             }
             let (source, size): (Box<dyn AsyncRead + Send + Unpin>, Option<u64>) =
                 if file.as_os_str() == "-" {

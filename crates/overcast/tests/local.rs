@@ -5,19 +5,8 @@ use std::process::{Command, Stdio};
 
 mod support;
 
-use support::process::serve_with;
+use support::process::{serve_with, write_local_config};
 use support::ADMIN;
-
-/// A config with only the embedded `local` environment.
-fn local_only(dir: &std::path::Path) -> std::path::PathBuf {
-    let path = dir.join("overcast.toml");
-    let config = format!(
-        "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n",
-        dir.join("data").display()
-    );
-    std::fs::write(&path, config).unwrap();
-    path
-}
 
 async fn local_environment(url: &str) -> serde_json::Value {
     reqwest::Client::new()
@@ -34,7 +23,7 @@ async fn local_environment(url: &str) -> serde_json::Value {
 #[tokio::test]
 async fn local_reports_qemu_and_the_accelerator_it_can_really_use() {
     let dir = tempfile::tempdir().unwrap();
-    let served = serve_with(&local_only(dir.path()), &[], &[]);
+    let served = serve_with(&write_local_config(dir.path()), &[], &[]);
     let local = local_environment(&served.url).await;
     assert_eq!(local["provider"], "qemu");
     assert_eq!(local["reachable"], true, "{local}");
@@ -79,7 +68,7 @@ async fn without_qemu_local_is_unavailable_with_the_install_hint_and_the_rest_wo
     let dir = tempfile::tempdir().unwrap();
     let empty = tempfile::tempdir().unwrap();
     let path = empty.path().to_str().unwrap();
-    let served = serve_with(&local_only(dir.path()), &[("PATH", path)], &[]);
+    let served = serve_with(&write_local_config(dir.path()), &[("PATH", path)], &[]);
     let local = local_environment(&served.url).await;
     assert_eq!(local["reachable"], false, "{local}");
     let reason = local["reason"].as_str().unwrap();

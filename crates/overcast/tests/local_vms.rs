@@ -9,7 +9,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use support::process::{serve, Served};
+use support::process::{serve, write_local_config, Served};
 use support::ADMIN;
 
 const LOCAL: &str = "/v1/environments/local";
@@ -44,17 +44,6 @@ impl Drop for Reaper {
             }
         }
     }
-}
-
-/// A config with only the embedded `local` environment, its data in `dir`.
-fn local_config(dir: &Path) -> PathBuf {
-    let path = dir.join("overcast.toml");
-    let config = format!(
-        "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n",
-        dir.join("data").display()
-    );
-    std::fs::write(&path, config).unwrap();
-    path
 }
 
 async fn call(
@@ -174,7 +163,7 @@ async fn a_local_vm_boots_runs_its_user_data_and_goes_through_its_lifecycle() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path();
     let _reaper = Reaper(data.to_path_buf());
-    let served = serve(&local_config(data));
+    let served = serve(&write_local_config(data));
     let image = import_test_image(&served).await;
 
     let started = Instant::now();
@@ -326,7 +315,7 @@ async fn a_local_vm_boots_runs_its_user_data_and_goes_through_its_lifecycle() {
 async fn bad_requests_are_clear_400s_404s_and_507s() {
     let dir = tempfile::tempdir().unwrap();
     let _reaper = Reaper(dir.path().to_path_buf());
-    let served = serve(&local_config(dir.path()));
+    let served = serve(&write_local_config(dir.path()));
     let image = import_test_image(&served).await;
     let create = |body: Value| {
         let served = &served;
@@ -449,7 +438,7 @@ async fn vms_outlive_a_killed_server_and_a_bulk_stop_by_stage_stops_them() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path();
     let _reaper = Reaper(data.to_path_buf());
-    let config = local_config(data);
+    let config = write_local_config(data);
     let served = serve(&config);
     let image = import_test_image(&served).await;
     let body = json!({"machine_type": "tiny", "image": image, "stage": "test", "count": 3});
@@ -566,7 +555,7 @@ async fn serve_bytes(body: Vec<u8>) -> String {
 async fn images_import_over_http_and_a_wrong_checksum_keeps_nothing() {
     use sha2::{Digest, Sha256};
     let dir = tempfile::tempdir().unwrap();
-    let served = serve(&local_config(dir.path()));
+    let served = serve(&write_local_config(dir.path()));
     // A raw disk of 1 MiB: what qemu-img reads as `raw`.
     let disk = vec![0u8; 1 << 20];
     let url = serve_bytes(disk.clone()).await;

@@ -40,6 +40,17 @@ pub fn write_config(dir: &Path, account: &str) -> std::path::PathBuf {
     path
 }
 
+/// A config with only the embedded `local` environment, its data in `dir/data`.
+pub fn write_local_config(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("overcast.toml");
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n",
+        dir.join("data").display()
+    );
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
 pub fn serve(config: &Path) -> Served {
     serve_with(config, &[], &[])
 }
