@@ -23,10 +23,6 @@ const IDS_PER_CALL: usize = 1000;
 
 #[async_trait]
 impl Compute for AwsProvider {
-    fn regions(&self) -> Vec<String> {
-        self.settings.regions.clone()
-    }
-
     async fn list_instances(
         &self,
         filter: &InstanceFilter,

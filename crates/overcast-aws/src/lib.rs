@@ -180,6 +180,10 @@ impl Provider for AwsProvider {
         "aws"
     }
 
+    fn regions(&self) -> Vec<String> {
+        self.settings.regions.clone()
+    }
+
     async fn status(&self) -> ProviderStatus {
         let Some(region) = self.settings.regions.first() else {
             return ProviderStatus::unreachable("the environment has no region");

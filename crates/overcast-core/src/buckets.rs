@@ -4,23 +4,18 @@
 
 use async_trait::async_trait;
 use overcast_provider::{ObjectQuery, ObjectStore};
-use overcast_types::{
-    tags, validate_bucket_name, Bucket, Error, Operation, Role, TargetOutcome, TargetResult,
-};
+use overcast_types::{validate_bucket_name, Bucket, Error, Operation, Role, TargetResult};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use utoipa::ToSchema;
 
+use crate::access::{owner_tags, visible_only, visible_or_404};
+use crate::app::{Core, Idempotency, Target};
 use crate::auth::Principal;
-use crate::environments::Environments;
-use crate::instances::check_tags;
+use crate::errors::provider_error;
 use crate::objects::delete_under;
-use crate::operations::{Executor, Step};
-use crate::{provider_error, to_input, visible_only, visible_org, Core, Idempotency};
-
-pub const CREATE_KIND: &str = "bucket.create";
-pub const DELETE_KIND: &str = "bucket.delete";
+use crate::operations::{Change, OperationContext};
+use crate::tags::check_tags;
 
 /// A request for a new bucket.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -55,15 +50,24 @@ pub(crate) struct BucketInput {
     pub change: BucketChange,
 }
 
-pub(crate) struct BucketExecutor {
-    pub environments: Arc<Environments>,
-}
+/// `bucket.create` and `bucket.delete`. A create finds the bucket an earlier run made; a
+/// forced delete empties the bucket in pages, each a repeatable step.
+pub(crate) struct BucketChanges;
 
 #[async_trait]
-impl Executor for BucketExecutor {
-    async fn run(&self, step: &mut Step) -> Result<(), Error> {
-        let input: BucketInput = step.input()?;
-        let env = self.environments.require(&input.environment)?;
+impl Change for BucketChanges {
+    const KINDS: &'static [&'static str] = &["bucket.create", "bucket.delete"];
+    type Input = BucketInput;
+
+    fn kind(input: &BucketInput) -> &'static str {
+        match input.change {
+            BucketChange::Create { .. } => "bucket.create",
+            BucketChange::Delete { .. } => "bucket.delete",
+        }
+    }
+
+    async fn run(&self, input: BucketInput, step: &mut OperationContext) -> Result<(), Error> {
+        let env = step.environment(&input.environment)?;
         let store = env.object_store()?;
         match input.change {
             BucketChange::Create { region, name, tags } => {
@@ -76,14 +80,9 @@ impl Executor for BucketExecutor {
                         .await
                         .map_err(provider_error)?,
                 };
-                let bucket = env.own(bucket);
-                step.record(TargetResult {
-                    target: name,
-                    outcome: TargetOutcome::Done,
-                    message: None,
-                    detail: serde_json::to_value(&bucket).ok(),
-                })
-                .await
+                let bucket = env.with_owner(bucket);
+                step.record(TargetResult::done(name).with_detail(&bucket)?)
+                    .await
             }
             BucketChange::Delete {
                 region,
@@ -98,13 +97,9 @@ impl Executor for BucketExecutor {
                     .delete_bucket(&region, &name)
                     .await
                     .map_err(provider_error)?;
-                step.record(TargetResult {
-                    target: name,
-                    outcome: TargetOutcome::Done,
-                    message: Some(format!("deleted after emptying {deleted} object(s)")),
-                    detail: None,
-                })
-                .await
+                let message = format!("deleted after emptying {deleted} object(s)");
+                step.record(TargetResult::done(name).with_message(message))
+                    .await
             }
         }
     }
@@ -149,21 +144,13 @@ impl Core {
         name: &str,
     ) -> Result<Bucket, Error> {
         let environment = self.environments.require(env)?;
-        match environment
+        let found = environment
             .object_store()?
             .bucket(name)
             .await
             .map_err(provider_error)?
-        {
-            Some(bucket) => {
-                let bucket = environment.own(bucket);
-                if visible_org(principal, bucket.org.as_deref()) {
-                    return Ok(bucket);
-                }
-                Err(Error::not_found("bucket", name))
-            }
-            None => Err(Error::not_found("bucket", name)),
-        }
+            .map(|bucket| environment.with_owner(bucket));
+        visible_or_404(principal, found, "bucket", name)
     }
 
     /// Creates a bucket (an operation); names follow S3's rules even where the store would
@@ -193,30 +180,17 @@ impl Core {
             });
         }
         self.bucket_homes.forget(env, &request.name);
-        let mut bucket_tags = request.tags.clone();
-        bucket_tags.insert(tags::ORG.into(), principal.org.clone());
-        bucket_tags.insert(tags::CREATED_BY.into(), principal.token_name.clone());
-        let change = BucketChange::Create {
-            region,
-            name: request.name.clone(),
-            tags: bucket_tags,
-        };
-        let input = to_input(&BucketInput {
+        let input = BucketInput {
             environment: env.to_string(),
-            change,
-        })?;
-        let (operation, _) = self
-            .start_operation(
-                principal,
-                CREATE_KIND,
-                &principal.org,
-                Some(env),
-                format!("{env}/buckets/{}", request.name),
-                input,
-                idempotency,
-            )
-            .await?;
-        Ok(operation)
+            change: BucketChange::Create {
+                region,
+                name: request.name.clone(),
+                tags: owner_tags(principal, &request.tags),
+            },
+        };
+        let target = Target::new(env, format!("{env}/buckets/{}", request.name));
+        self.start::<BucketChanges>(principal, target, &input, idempotency)
+            .await
     }
 
     /// Deletes a bucket (an operation): 409 while it holds objects, unless `force`.
@@ -235,27 +209,17 @@ impl Core {
             return Err(not_empty(name));
         }
         self.bucket_homes.forget(env, name);
-        let change = BucketChange::Delete {
-            region: bucket.region.clone(),
-            name: name.to_string(),
-            force,
-        };
-        let input = to_input(&BucketInput {
+        let input = BucketInput {
             environment: env.to_string(),
-            change,
-        })?;
-        let org = bucket.org.clone().unwrap_or_else(|| principal.org.clone());
-        let (operation, _) = self
-            .start_operation(
-                principal,
-                DELETE_KIND,
-                &org,
-                Some(env),
-                format!("{env}/buckets/{name}"),
-                input,
-                idempotency,
-            )
-            .await?;
-        Ok(operation)
+            change: BucketChange::Delete {
+                region: bucket.region.clone(),
+                name: name.to_string(),
+                force,
+            },
+        };
+        let target =
+            Target::new(env, format!("{env}/buckets/{name}")).owned_by(bucket.org.as_deref());
+        self.start::<BucketChanges>(principal, target, &input, idempotency)
+            .await
     }
 }

@@ -5,7 +5,7 @@ use overcast_provider::{
     CallObserver, Capability, Compute, Firewall, Images, KeyPairs, ObjectStore, Provider,
     Unavailable,
 };
-use overcast_types::{Error, ErrorKind, StagePolicy};
+use overcast_types::{tags, Error, ErrorKind, Owned, StagePolicy};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -50,8 +50,9 @@ pub struct MachineTypeView {
 }
 
 /// Every environment of the server, by name.
+#[derive(Default)]
 pub struct Environments {
-    by_name: BTreeMap<String, Environment>,
+    by_name: BTreeMap<String, Arc<Environment>>,
 }
 
 impl Environments {
@@ -87,7 +88,7 @@ impl Environments {
                     stages: config.stage_policy(name).clone(),
                     provider,
                 };
-                (name.clone(), environment)
+                (name.clone(), Arc::new(environment))
             })
             .collect();
         Environments { by_name }
@@ -95,13 +96,19 @@ impl Environments {
 
     /// The environment of that name; 404 if there is none.
     pub fn require(&self, name: &str) -> Result<&Environment, Error> {
+        self.shared(name).map(|env| &**env)
+    }
+
+    /// The environment of that name, as a handle of its own (for work that outlives the
+    /// borrow of the registry, such as a running operation).
+    pub fn shared(&self, name: &str) -> Result<&Arc<Environment>, Error> {
         self.by_name
             .get(name)
             .ok_or_else(|| Error::not_found("environment", name))
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Environment> {
-        self.by_name.values()
+        self.by_name.values().map(|env| &**env)
     }
 }
 
@@ -119,6 +126,18 @@ pub struct ProviderContext<'a> {
 }
 
 impl Environment {
+    /// 503 with the reason when the provider cannot run here.
+    fn available(&self) -> Result<&dyn Provider, Error> {
+        match self.provider.unavailable_reason() {
+            Some(reason) => Err(Error::unavailable(
+                "environment_unavailable",
+                format!("environment {} is unavailable: {reason}", self.name),
+                30,
+            )),
+            None => Ok(self.provider.as_ref()),
+        }
+    }
+
     /// A capability of this environment's provider, or why it cannot be had: the provider
     /// cannot run here (503 with the reason), or it lacks the capability (400).
     fn capability<'a, T: ?Sized>(
@@ -126,14 +145,7 @@ impl Environment {
         what: &str,
         get: impl FnOnce(&'a dyn Provider) -> Option<&'a T>,
     ) -> Result<&'a T, Error> {
-        if let Some(reason) = self.provider.unavailable_reason() {
-            return Err(Error::unavailable(
-                "environment_unavailable",
-                format!("environment {} is unavailable: {reason}", self.name),
-                30,
-            ));
-        }
-        get(self.provider.as_ref()).ok_or_else(|| {
+        get(self.available()?).ok_or_else(|| {
             Error::new(
                 ErrorKind::Unsupported,
                 "not_supported",
@@ -172,17 +184,63 @@ impl Environment {
             name: self.name.clone(),
             provider: self.config.provider.as_str().into(),
             description: self.config.description.clone(),
-            // The provider's own regions where it has them (a local environment's is
-            // `local`), else the configured ones.
-            regions: self
-                .provider
-                .compute()
-                .map_or_else(|| self.config.regions.clone(), |c| c.regions()),
+            // The provider's own regions (a local environment's is `local`); the configured
+            // ones while it cannot run here.
+            regions: match self.provider.regions() {
+                regions if regions.is_empty() => self.config.regions.clone(),
+                regions => regions,
+            },
             stages: self.stages.clone(),
             reachable: status.reachable,
             reason: status.reason,
             details: status.details,
             capabilities: self.provider.capabilities(),
+        }
+    }
+}
+
+impl Environment {
+    /// Sets the org that owns a resource: its `overcast:org` tag, else the default org.
+    pub fn with_owner<T: Owned>(&self, mut resource: T) -> T {
+        let org = resource
+            .tags()
+            .get(tags::ORG)
+            .cloned()
+            .or_else(|| self.config.default_org.clone());
+        resource.set_org(org);
+        resource
+    }
+
+    /// The regions the environment spans.
+    pub fn regions(&self) -> Result<Vec<String>, Error> {
+        Ok(self.available()?.regions())
+    }
+
+    /// A region of this environment: the one asked for (checked), else the first.
+    pub fn region_or_first(&self, region: Option<&str>) -> Result<String, Error> {
+        self.check_region(region)
+    }
+
+    /// The region asked for, checked; none when none was asked for.
+    pub fn region_if_given(&self, region: Option<&str>) -> Result<Option<String>, Error> {
+        region.map(|r| self.check_region(Some(r))).transpose()
+    }
+
+    pub(crate) fn check_region(&self, region: Option<&str>) -> Result<String, Error> {
+        let regions = self.available()?.regions();
+        match region {
+            None => regions
+                .first()
+                .cloned()
+                .ok_or_else(|| Error::invalid("region", "the environment has no region")),
+            Some(r) if regions.iter().any(|known| known == r) => Ok(r.to_string()),
+            Some(r) => Err(Error::invalid(
+                "region",
+                format!(
+                    "`{r}` is not one of this environment's regions ({})",
+                    regions.join(", ")
+                ),
+            )),
         }
     }
 }

@@ -2,27 +2,22 @@
 //! listed, deleted with their snapshots. Names are unique per region, as AWS requires,
 //! even where an emulator would not check.
 
-use crate::auth::Principal;
-use crate::{to_input, visible_only, visible_org, Core, Idempotency};
 use async_trait::async_trait;
 use overcast_provider::{ImageSpec, Images, ImportSource, ImportSpec};
-use overcast_types::Operation;
-use overcast_types::Role;
-use overcast_types::{tags, Error, ErrorKind, Image, TargetOutcome, TargetResult};
+use overcast_types::{tags, Error, ErrorKind, Image, Operation, Role, TargetResult};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use utoipa::ToSchema;
 
-use crate::environments::{Environment, Environments};
-use crate::instances::check_tags;
-use crate::operations::{Executor, Step};
-use crate::provider_error;
-
-pub const CREATE_KIND: &str = "image.create";
-pub const DELETE_KIND: &str = "image.delete";
-pub const IMPORT_KIND: &str = "image.import";
+use crate::access::{made_by, owner_tags, visible_only, visible_or_404};
+use crate::app::{Core, Idempotency, Target};
+use crate::auth::Principal;
+use crate::environments::Environment;
+use crate::errors::provider_error;
+use crate::operations::{Change, OperationContext};
+use crate::tags::check_tags;
 
 /// How long a new image may take to become available.
 const AVAILABLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -175,7 +170,7 @@ impl Environment {
             .list_images(None, &[id.to_string()])
             .await
             .map_err(provider_error)?;
-        Ok(found.into_iter().next().map(|i| self.own(i)))
+        Ok(found.into_iter().next().map(|i| self.with_owner(i)))
     }
 }
 
@@ -203,30 +198,39 @@ pub(crate) async fn check_name_free(
     Ok(())
 }
 
-pub(crate) struct ImageExecutor {
-    pub environments: Arc<Environments>,
-}
+/// `image.create`, `.import` and `.delete`. A create or import finds the image an earlier
+/// run made by its operation tag; a delete repeats harmlessly.
+pub(crate) struct ImageChanges;
 
 #[async_trait]
-impl Executor for ImageExecutor {
-    async fn run(&self, step: &mut Step) -> Result<(), Error> {
-        let input: ImageInput = step.input()?;
-        let env = self.environments.require(&input.environment)?;
+impl Change for ImageChanges {
+    const KINDS: &'static [&'static str] = &["image.create", "image.import", "image.delete"];
+    type Input = ImageInput;
+
+    fn kind(input: &ImageInput) -> &'static str {
+        match input.change {
+            ImageChange::Create { .. } => "image.create",
+            ImageChange::Import { .. } => "image.import",
+            ImageChange::Delete { .. } => "image.delete",
+        }
+    }
+
+    async fn run(&self, input: ImageInput, step: &mut OperationContext) -> Result<(), Error> {
+        let env = step.environment(&input.environment)?;
         let images = env.images()?;
         step.set_total(1).await?;
+        let operation_id = step.operation_id().to_string();
         match input.change {
             ImageChange::Create { mut spec } => {
-                let operation_id = step.operation().id.clone();
                 spec.tags
                     .insert(tags::OPERATION.into(), operation_id.clone());
                 // A re-run finds the image an earlier run made by its operation tag.
-                let mine = |i: &Image| i.tags.get(tags::OPERATION) == Some(&operation_id);
                 let existing = images
                     .list_images(Some(&spec.region), &[])
                     .await
                     .map_err(provider_error)?
                     .into_iter()
-                    .find(mine);
+                    .find(made_by(&operation_id));
                 let mut image = match existing {
                     Some(image) => image,
                     None => images.create_image(&spec).await.map_err(provider_error)?,
@@ -249,19 +253,11 @@ impl Executor for ImageExecutor {
                         .await;
                     image = found.map_err(provider_error)?.pop().unwrap_or(image);
                 }
-                let image = env.own(image);
-                step.record(TargetResult {
-                    target: image.id.clone(),
-                    outcome: TargetOutcome::Done,
-                    message: None,
-                    detail: Some(
-                        serde_json::to_value(&image).map_err(|e| Error::internal(e.to_string()))?,
-                    ),
-                })
-                .await
+                let image = env.with_owner(image);
+                step.record(TargetResult::done(&image.id).with_detail(&image)?)
+                    .await
             }
             ImageChange::Import { mut spec } => {
-                let operation_id = step.operation().id.clone();
                 spec.tags
                     .insert(tags::OPERATION.into(), operation_id.clone());
                 // A re-run finds the image an earlier run finished by its operation tag.
@@ -270,23 +266,16 @@ impl Executor for ImageExecutor {
                     .await
                     .map_err(provider_error)?
                     .into_iter()
-                    .find(|i| i.tags.get(tags::OPERATION) == Some(&operation_id));
+                    .find(made_by(&operation_id));
                 let image = match existing {
                     Some(image) => image,
                     None => import_with_progress(images, &spec, step).await?,
                 };
-                let image = env.own(image);
+                let image = env.with_owner(image);
                 // Progress counted bytes while fetching; the operation's one target is done.
                 step.set_progress(0, 1).await?;
-                step.record(TargetResult {
-                    target: image.id.clone(),
-                    outcome: TargetOutcome::Done,
-                    message: None,
-                    detail: Some(
-                        serde_json::to_value(&image).map_err(|e| Error::internal(e.to_string()))?,
-                    ),
-                })
-                .await
+                step.record(TargetResult::done(&image.id).with_detail(&image)?)
+                    .await
             }
             ImageChange::Delete {
                 region,
@@ -303,16 +292,9 @@ impl Executor for ImageExecutor {
                         .await
                         .map_err(provider_error)?;
                 }
-                step.record(TargetResult {
-                    target: id,
-                    outcome: TargetOutcome::Done,
-                    message: Some(format!(
-                        "deregistered; {} snapshot(s) deleted",
-                        snapshots.len()
-                    )),
-                    detail: None,
-                })
-                .await
+                let message = format!("deregistered; {} snapshot(s) deleted", snapshots.len());
+                step.record(TargetResult::done(id).with_message(message))
+                    .await
             }
         }
     }
@@ -322,7 +304,7 @@ impl Executor for ImageExecutor {
 async fn import_with_progress(
     images: &dyn Images,
     spec: &ImportSpec,
-    step: &mut Step,
+    step: &mut OperationContext,
 ) -> Result<Image, Error> {
     let fetched = Arc::new(std::sync::Mutex::new((0u64, None::<u64>)));
     let seen = fetched.clone();
@@ -352,7 +334,8 @@ impl Core {
         env: &str,
         region: Option<&str>,
     ) -> Result<Vec<Image>, Error> {
-        let (environment, region) = self.region_of(env, region)?;
+        let environment = self.environments.require(env)?;
+        let region = environment.region_if_given(region)?;
         let found = environment
             .images()?
             .list_images(region.as_deref(), &[])
@@ -365,10 +348,8 @@ impl Core {
     }
 
     pub async fn image(&self, principal: &Principal, env: &str, id: &str) -> Result<Image, Error> {
-        match self.environments.require(env)?.find_image(id).await? {
-            Some(image) if visible_org(principal, image.org.as_deref()) => Ok(image),
-            _ => Err(Error::not_found("image", id)),
-        }
+        let found = self.environments.require(env)?.find_image(id).await?;
+        visible_or_404(principal, found, "image", id)
     }
 
     /// Makes an image of an instance the caller may see, as an operation.
@@ -390,39 +371,19 @@ impl Core {
             })?;
         let environment = self.environments.require(env)?;
         check_name_free(environment.images()?, &instance.region, &request.name).await?;
-        let mut image_tags = request.tags.clone();
-        image_tags.insert(overcast_types::tags::ORG.into(), principal.org.clone());
-        image_tags.insert(
-            overcast_types::tags::CREATED_BY.into(),
-            principal.token_name.clone(),
-        );
         let change = ImageChange::Create {
-            spec: overcast_provider::ImageSpec {
+            spec: ImageSpec {
                 region: instance.region.clone(),
                 instance_id: instance.id.clone(),
                 name: request.name.clone(),
                 description: request.description.clone(),
                 no_reboot: request.no_reboot,
-                tags: image_tags,
+                tags: owner_tags(principal, &request.tags),
             },
         };
-        let input = to_input(&ImageInput {
-            environment: env.to_string(),
-            change,
-        })?;
-        let target = format!("{env}/images/{}", request.name);
-        let (operation, _) = self
-            .start_operation(
-                principal,
-                CREATE_KIND,
-                &principal.org,
-                Some(env),
-                target,
-                input,
-                idempotency,
-            )
-            .await?;
-        Ok(operation)
+        let target = Target::new(env, format!("{env}/images/{}", request.name));
+        self.image_operation(principal, target, change, idempotency)
+            .await
     }
 
     /// Brings in an image from a URL, as an operation with progress in bytes.
@@ -446,33 +407,17 @@ impl Core {
         let images = environment.images()?;
         let region = environment.region_or_first(None)?;
         check_name_free(images, &region, &request.name).await?;
-        let mut image_tags = request.tags.clone();
-        image_tags.insert(tags::ORG.into(), principal.org.clone());
-        image_tags.insert(tags::CREATED_BY.into(), principal.token_name.clone());
         let change = ImageChange::Import {
             spec: ImportSpec {
                 name: request.name.clone(),
                 source,
                 sha256: request.sha256.clone(),
-                tags: image_tags,
+                tags: owner_tags(principal, &request.tags),
             },
         };
-        let input = to_input(&ImageInput {
-            environment: env.to_string(),
-            change,
-        })?;
-        let (operation, _) = self
-            .start_operation(
-                principal,
-                IMPORT_KIND,
-                &principal.org,
-                Some(env),
-                format!("{env}/images/{}", request.name),
-                input,
-                idempotency,
-            )
-            .await?;
-        Ok(operation)
+        let target = Target::new(env, format!("{env}/images/{}", request.name));
+        self.image_operation(principal, target, change, idempotency)
+            .await
     }
 
     /// Deregisters an image and deletes its snapshots, as an operation.
@@ -490,23 +435,24 @@ impl Core {
             id: id.to_string(),
             snapshots: image.snapshots.clone(),
         };
-        let input = to_input(&ImageInput {
-            environment: env.to_string(),
+        let target = Target::new(env, format!("{env}/{id}")).owned_by(image.org.as_deref());
+        self.image_operation(principal, target, change, idempotency)
+            .await
+    }
+
+    async fn image_operation(
+        &self,
+        principal: &Principal,
+        target: Target<'_>,
+        change: ImageChange,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Operation, Error> {
+        let input = ImageInput {
+            environment: target.environment().unwrap_or_default().to_string(),
             change,
-        })?;
-        let org = image.org.clone().unwrap_or_else(|| principal.org.clone());
-        let (operation, _) = self
-            .start_operation(
-                principal,
-                DELETE_KIND,
-                &org,
-                Some(env),
-                format!("{env}/{id}"),
-                input,
-                idempotency,
-            )
-            .await?;
-        Ok(operation)
+        };
+        self.start::<ImageChanges>(principal, target, &input, idempotency)
+            .await
     }
 }
 

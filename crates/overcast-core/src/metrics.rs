@@ -88,13 +88,6 @@ impl Metrics {
     }
 }
 
-impl overcast_provider::CallObserver for Metrics {
-    fn backend_call(&self, provider: &str, action: &str, region: &str, outcome: &str) {
-        Metrics::backend_call(self, provider, action, region, outcome);
-        crate::operations::count_backend_call();
-    }
-}
-
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()

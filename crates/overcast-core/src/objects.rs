@@ -12,22 +12,19 @@ use overcast_provider::{
 };
 use overcast_types::{
     validate_object_key, ByteRange, Error, ObjectInfo, ObjectListing, Operation, PresignedUrl,
-    Role, TargetOutcome, TargetResult,
+    Role, TargetResult,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use utoipa::ToSchema;
 
+use crate::access::visible_org;
+use crate::app::{Core, Idempotency, Target};
 use crate::auth::Principal;
-use crate::environments::Environments;
-use crate::operations::{Executor, Step};
-use crate::{provider_error, to_input, visible_org, Core, Idempotency};
-
-pub const DELETE_KIND: &str = "object.delete";
-pub const DELETE_PREFIX_KIND: &str = "object.delete_prefix";
-pub const COPY_KIND: &str = "object.copy";
+use crate::errors::provider_error;
+use crate::operations::{Change, OperationContext};
 
 /// S3 deletes at most this many keys per call.
 const DELETE_BATCH: u32 = 1000;
@@ -109,7 +106,7 @@ const DEFAULT_PRESIGN_SECS: u64 = 900;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "change", rename_all = "snake_case")]
-enum ObjectChange {
+pub(crate) enum ObjectChange {
     Delete {
         region: String,
         bucket: String,
@@ -130,24 +127,33 @@ enum ObjectChange {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct ObjectInput {
+pub(crate) struct ObjectInput {
     environment: String,
     change: ObjectChange,
 }
 
-pub(crate) struct ObjectExecutor {
-    pub environments: Arc<Environments>,
-}
+/// `object.delete`, `.delete_prefix` and `.copy`: each repeats harmlessly, and a prefix
+/// delete lists again on a re-run, so it deletes only what is left.
+pub(crate) struct ObjectChanges;
 
 #[async_trait]
-impl Executor for ObjectExecutor {
-    async fn run(&self, step: &mut Step) -> Result<(), Error> {
-        let input: ObjectInput = step.input()?;
-        let store = self
-            .environments
-            .require(&input.environment)?
-            .object_store()?;
-        let (target, message, detail) = match input.change {
+impl Change for ObjectChanges {
+    const KINDS: &'static [&'static str] =
+        &["object.delete", "object.delete_prefix", "object.copy"];
+    type Input = ObjectInput;
+
+    fn kind(input: &ObjectInput) -> &'static str {
+        match input.change {
+            ObjectChange::Delete { .. } => "object.delete",
+            ObjectChange::DeletePrefix { .. } => "object.delete_prefix",
+            ObjectChange::Copy { .. } => "object.copy",
+        }
+    }
+
+    async fn run(&self, input: ObjectInput, step: &mut OperationContext) -> Result<(), Error> {
+        let env = step.environment(&input.environment)?;
+        let store = env.object_store()?;
+        let result = match input.change {
             ObjectChange::Delete {
                 region,
                 bucket,
@@ -158,7 +164,7 @@ impl Executor for ObjectExecutor {
                     .delete_object(&region, &bucket, &key)
                     .await
                     .map_err(provider_error)?;
-                (key, None, None)
+                TargetResult::done(key)
             }
             ObjectChange::DeletePrefix {
                 region,
@@ -166,7 +172,7 @@ impl Executor for ObjectExecutor {
                 prefix,
             } => {
                 let deleted = delete_under(store, step, &region, &bucket, Some(&prefix)).await?;
-                (prefix, Some(format!("deleted {deleted} object(s)")), None)
+                TargetResult::done(prefix).with_message(format!("deleted {deleted} object(s)"))
             }
             ObjectChange::Copy {
                 region,
@@ -180,16 +186,10 @@ impl Executor for ObjectExecutor {
                     .copy_object(&region, (&source_bucket, &source_key), (&bucket, &key))
                     .await
                     .map_err(provider_error)?;
-                (key, None, serde_json::to_value(&copied).ok())
+                TargetResult::done(key).with_detail(&copied)?
             }
         };
-        step.record(TargetResult {
-            target,
-            outcome: TargetOutcome::Done,
-            message,
-            detail,
-        })
-        .await
+        step.record(result).await
     }
 }
 
@@ -198,7 +198,7 @@ impl Executor for ObjectExecutor {
 /// only what is left. Answers how many it deleted.
 pub(crate) async fn delete_under(
     store: &dyn ObjectStore,
-    step: &mut Step,
+    step: &mut OperationContext,
     region: &str,
     bucket: &str,
     prefix: Option<&str>,
@@ -265,7 +265,7 @@ fn check_object_tags(tags: &BTreeMap<String, String>) -> Result<(), Error> {
             ),
         ));
     }
-    crate::instances::check_tags(tags)
+    crate::tags::check_tags(tags)
 }
 
 fn presign_method(method: &str) -> Result<PresignMethod, Error> {
@@ -294,7 +294,7 @@ impl Core {
             None => {
                 let found = store.bucket(bucket).await.map_err(provider_error)?;
                 let found = found.ok_or_else(|| Error::not_found("bucket", bucket))?;
-                let found = environment.own(found);
+                let found = environment.with_owner(found);
                 let home = BucketHome {
                     region: found.region,
                     org: found.org,
@@ -395,7 +395,7 @@ impl Core {
             key: key.to_string(),
         };
         let target = format!("{env}/buckets/{bucket}/objects/{key}");
-        self.start_object_change(principal, env, DELETE_KIND, target, change, idempotency)
+        self.start_object_change(principal, env, target, change, idempotency)
             .await
     }
 
@@ -422,15 +422,8 @@ impl Core {
             prefix: prefix.to_string(),
         };
         let target = format!("{env}/buckets/{bucket}/objects/{prefix}*");
-        self.start_object_change(
-            principal,
-            env,
-            DELETE_PREFIX_KIND,
-            target,
-            change,
-            idempotency,
-        )
-        .await
+        self.start_object_change(principal, env, target, change, idempotency)
+            .await
     }
 
     /// Copies an object into `bucket` inside the store (an operation). Both buckets must
@@ -474,7 +467,7 @@ impl Core {
             key: request.key.clone(),
         };
         let target = format!("{env}/buckets/{bucket}/objects/{}", request.key);
-        self.start_object_change(principal, env, COPY_KIND, target, change, idempotency)
+        self.start_object_change(principal, env, target, change, idempotency)
             .await
     }
 
@@ -512,7 +505,7 @@ impl Core {
             .presign(&region, bucket, &request.key, method, expires_in)
             .await
             .map_err(provider_error)?;
-        let expires_at = crate::now() + expires_in;
+        let expires_at = crate::ids::now() + expires_in;
         Ok(PresignedUrl {
             method: method.as_str().into(),
             url,
@@ -527,27 +520,17 @@ impl Core {
         &self,
         principal: &Principal,
         env: &str,
-        kind: &str,
         target: String,
         change: ObjectChange,
         idempotency: Option<&Idempotency>,
     ) -> Result<Operation, Error> {
-        let input = to_input(&ObjectInput {
+        let input = ObjectInput {
             environment: env.to_string(),
             change,
-        })?;
-        let (operation, _) = self
-            .start_operation(
-                principal,
-                kind,
-                &principal.org,
-                Some(env),
-                target,
-                input,
-                idempotency,
-            )
-            .await?;
-        Ok(operation)
+        };
+        let target = Target::new(env, target);
+        self.start::<ObjectChanges>(principal, target, &input, idempotency)
+            .await
     }
 }
 

@@ -1,24 +1,17 @@
 //! API tokens: creating and revoking them as recorded operations. The secret is shown once,
 //! in the answer to its creation; the store and the operation record keep only its hash.
 
-use crate::auth::Principal;
-use crate::auth::{hash_secret, new_secret};
-use crate::new_id;
-use crate::{to_input, Core, Idempotency};
 use async_trait::async_trait;
-use overcast_store::Store;
-use overcast_types::Operation;
-use overcast_types::{validate_name, Error, Role, TargetOutcome, TargetResult, TokenInfo};
+use overcast_types::{validate_name, Error, Operation, Role, TargetResult, TokenInfo};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
-use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use crate::operations::{Executor, Step};
-use crate::{now, store_error};
-
-pub const CREATE_KIND: &str = "token.create";
-pub const REVOKE_KIND: &str = "token.revoke";
+use crate::app::{Core, Idempotency, Target};
+use crate::auth::{hash_secret, new_secret, Principal};
+use crate::errors::store_error;
+use crate::ids::{new_id, now};
+use crate::operations::{Change, OperationContext};
 
 /// The longest a token may live.
 const MAX_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
@@ -94,57 +87,45 @@ pub(crate) struct RevokeInput {
     pub token_id: String,
 }
 
-pub(crate) struct CreateExecutor {
-    pub store: Store,
-}
+/// `token.create`: recording the same token again is a no-op, so a resumed run does no harm.
+pub(crate) struct CreateToken;
 
 #[async_trait]
-impl Executor for CreateExecutor {
-    async fn run(&self, step: &mut Step) -> Result<(), Error> {
-        let input: CreateInput = step.input()?;
+impl Change for CreateToken {
+    const KINDS: &'static [&'static str] = &["token.create"];
+    type Input = CreateInput;
+
+    async fn run(&self, input: CreateInput, step: &mut OperationContext) -> Result<(), Error> {
         step.set_total(1).await?;
-        // Recording the same token again is a no-op, so a resumed run does no harm.
-        self.store
+        step.store()
             .insert_token(&input.token, &input.secret_hash)
             .await
             .map_err(store_error)?;
-        step.record(TargetResult {
-            target: input.token.id.clone(),
-            outcome: TargetOutcome::Done,
-            message: None,
-            detail: Some(
-                serde_json::to_value(&input.token).map_err(|e| Error::internal(e.to_string()))?,
-            ),
-        })
-        .await
+        step.record(TargetResult::done(&input.token.id).with_detail(&input.token)?)
+            .await
     }
 }
 
-pub(crate) struct RevokeExecutor {
-    pub store: Store,
-}
+/// `token.revoke`.
+pub(crate) struct RevokeToken;
 
 #[async_trait]
-impl Executor for RevokeExecutor {
-    async fn run(&self, step: &mut Step) -> Result<(), Error> {
-        let input: RevokeInput = step.input()?;
+impl Change for RevokeToken {
+    const KINDS: &'static [&'static str] = &["token.revoke"];
+    type Input = RevokeInput;
+
+    async fn run(&self, input: RevokeInput, step: &mut OperationContext) -> Result<(), Error> {
         step.set_total(1).await?;
-        let at: OffsetDateTime = now();
-        if !self
-            .store
-            .revoke_token(&input.token_id, at)
+        let revoked = step
+            .store()
+            .revoke_token(&input.token_id, now())
             .await
-            .map_err(store_error)?
-        {
+            .map_err(store_error)?;
+        if !revoked {
             return Err(Error::not_found("token", &input.token_id));
         }
-        step.record(TargetResult {
-            target: input.token_id.clone(),
-            outcome: TargetOutcome::Done,
-            message: Some("revoked".into()),
-            detail: None,
-        })
-        .await
+        step.record(TargetResult::done(input.token_id).with_message("revoked"))
+            .await
     }
 }
 
@@ -164,17 +145,9 @@ impl Core {
             token: token.clone(),
             secret_hash: hash_secret(&secret),
         };
-        let input = to_input(&input)?;
+        let target = Target::global(&token.id).owned_by(Some(&token.org));
         let (operation, created) = self
-            .start_operation(
-                principal,
-                CREATE_KIND,
-                &token.org,
-                None,
-                token.id.clone(),
-                input,
-                idempotency,
-            )
+            .record::<CreateToken>(principal, target, &input, idempotency)
             .await?;
         Ok((operation, created.then_some(secret)))
     }
@@ -192,21 +165,12 @@ impl Core {
             .await
             .map_err(store_error)?
             .ok_or_else(|| Error::not_found("token", id))?;
-        let input = to_input(&RevokeInput {
+        let input = RevokeInput {
             token_id: id.into(),
-        })?;
-        let (operation, _) = self
-            .start_operation(
-                principal,
-                REVOKE_KIND,
-                &token.org,
-                None,
-                id.into(),
-                input,
-                idempotency,
-            )
-            .await?;
-        Ok(operation)
+        };
+        let target = Target::global(id).owned_by(Some(&token.org));
+        self.start::<RevokeToken>(principal, target, &input, idempotency)
+            .await
     }
 
     pub async fn tokens(&self, principal: &Principal) -> Result<Vec<TokenInfo>, Error> {

@@ -95,9 +95,6 @@ pub struct InstanceChange {
 /// Virtual machines of one environment.
 #[async_trait]
 pub trait Compute: Send + Sync {
-    /// The regions the environment spans; the first is the default for launches.
-    fn regions(&self) -> Vec<String>;
-
     /// Instances matching the filter, across the filter's region or all regions. Tags are
     /// the raw provider tags; stage and org are the core's to derive.
     async fn list_instances(&self, filter: &InstanceFilter)

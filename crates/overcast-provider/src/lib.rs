@@ -66,6 +66,10 @@ pub trait Provider: Send + Sync {
     /// The provider's name in config: `aws`, `qemu`, ...
     fn kind(&self) -> &str;
 
+    /// The regions the environment spans, for every capability alike; the first is the
+    /// default for creates. None when the provider cannot run here.
+    fn regions(&self) -> Vec<String>;
+
     /// What this provider offers: read from the capability accessors, so the two never
     /// disagree.
     fn capabilities(&self) -> Vec<Capability> {
@@ -142,6 +146,10 @@ impl Unavailable {
 impl Provider for Unavailable {
     fn kind(&self) -> &str {
         &self.kind
+    }
+
+    fn regions(&self) -> Vec<String> {
+        vec![]
     }
 
     async fn status(&self) -> ProviderStatus {

@@ -367,10 +367,6 @@ fn free_port() -> Result<u16, ProviderError> {
 
 #[async_trait]
 impl Compute for QemuProvider {
-    fn regions(&self) -> Vec<String> {
-        vec![REGION.into()]
-    }
-
     async fn list_instances(
         &self,
         filter: &InstanceFilter,

@@ -90,6 +90,11 @@ impl Provider for QemuProvider {
         "qemu"
     }
 
+    /// One region, the host: `local`.
+    fn regions(&self) -> Vec<String> {
+        vec![REGION.into()]
+    }
+
     async fn status(&self) -> ProviderStatus {
         let mut status = ProviderStatus {
             reachable: true,

@@ -194,8 +194,9 @@ impl Store {
 
     // ---- tokens -------------------------------------------------------------------------
 
-    /// Records a token by the hash of its secret. Recording the same id again is a no-op, so
-    /// a resumed `token.create` operation does no harm.
+    /// Records a token by the hash of its secret. Recording the same id or secret again is a
+    /// no-op, so a resumed `token.create` operation does no harm, and two servers that
+    /// bootstrap one store with the same admin secret record it once.
     pub async fn insert_token(
         &self,
         token: &TokenInfo,
@@ -203,7 +204,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO tokens (id, name, org, role, secret_hash, created_at, expires_at, revoked_at, created_by)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
         )
         .bind(token.id.as_str())
         .bind(token.name.as_str())

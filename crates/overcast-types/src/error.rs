@@ -102,6 +102,15 @@ impl Error {
         Error::new(ErrorKind::Internal, "internal", message)
     }
 
+    /// The error an operation ends with when it was asked to stop.
+    pub fn cancelled() -> Self {
+        Error::conflict("operation_cancelled", "the operation was cancelled")
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.code == "operation_cancelled"
+    }
+
     pub fn unavailable(
         code: impl Into<String>,
         message: impl Into<String>,

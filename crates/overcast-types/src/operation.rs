@@ -86,6 +86,48 @@ pub struct TargetResult {
     pub detail: Option<Value>,
 }
 
+impl TargetResult {
+    /// A target acted on as asked.
+    pub fn done(target: impl Into<String>) -> Self {
+        TargetResult {
+            target: target.into(),
+            outcome: TargetOutcome::Done,
+            message: None,
+            detail: None,
+        }
+    }
+
+    /// A target left alone, and why.
+    pub fn skipped(target: impl Into<String>, reason: impl Into<String>) -> Self {
+        TargetResult {
+            outcome: TargetOutcome::Skipped,
+            message: Some(reason.into()),
+            ..TargetResult::done(target)
+        }
+    }
+
+    /// A target whose action failed, and why.
+    pub fn failed(target: impl Into<String>, reason: impl Into<String>) -> Self {
+        TargetResult {
+            outcome: TargetOutcome::Failed,
+            message: Some(reason.into()),
+            ..TargetResult::done(target)
+        }
+    }
+
+    pub fn with_message(mut self, message: impl Into<String>) -> Self {
+        self.message = Some(message.into());
+        self
+    }
+
+    /// Shows what the step produced (the created resource, say) with the result.
+    pub fn with_detail<T: Serialize>(mut self, detail: &T) -> Result<Self, Error> {
+        self.detail =
+            Some(serde_json::to_value(detail).map_err(|e| Error::internal(e.to_string()))?);
+        Ok(self)
+    }
+}
+
 /// Why an operation failed: the error's class, code, message and, for bad input, field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct OperationError {

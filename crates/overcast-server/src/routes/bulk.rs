@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use overcast_core::auth::Principal;
-use overcast_core::bulk::{BulkAction, BulkOutcome, BulkRequest, Plan};
+use overcast_core::compute::{BulkAction, BulkOutcome, BulkRequest, Plan};
 use overcast_types::Operation;
 use serde::Serialize;
 use utoipa::ToSchema;

@@ -4,11 +4,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use overcast_core::bulk::BulkAction;
-use overcast_core::instances::{
-    CreateInstancesRequest, InstanceQuery, ModifyInstanceRequest, RegionView,
+use overcast_core::compute::{
+    BulkAction, CreateInstancesRequest, InstanceActionRequest, InstanceQuery, Launch,
+    ModifyInstanceRequest, RegionView,
 };
-use overcast_core::Launch;
 use overcast_types::{Error, Instance, InstanceState, Operation, Page};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -179,9 +178,11 @@ pub async fn delete_instance(
             &principal,
             &env,
             &id,
-            BulkAction::Terminate,
-            false,
-            None,
+            InstanceActionRequest {
+                action: BulkAction::Terminate,
+                force: false,
+                to_stage: None,
+            },
             request.idempotency.as_ref(),
         )
         .await?;
@@ -239,9 +240,11 @@ pub async fn instance_action(
             &principal,
             &env,
             &id,
-            action,
-            request.body.force,
-            request.body.to_stage.clone(),
+            InstanceActionRequest {
+                action,
+                force: request.body.force,
+                to_stage: request.body.to_stage.clone(),
+            },
             request.idempotency.as_ref(),
         )
         .await?;

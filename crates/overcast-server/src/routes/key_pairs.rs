@@ -4,7 +4,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
-use overcast_core::keypairs::CreateKeyPairRequest;
+use overcast_core::key_pairs::CreateKeyPairRequest;
 use overcast_provider::KeyPair;
 use overcast_types::{Error, Operation, OperationStatus};
 use serde::{Deserialize, Serialize};

@@ -4,7 +4,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
-use overcast_core::firewall::CreateGroupRequest;
+use overcast_core::security_groups::{CreateGroupRequest, RuleChange};
 use overcast_types::{Operation, Rule, SecurityGroup};
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -109,7 +109,8 @@ pub async fn add_rule(
     Path((env, id)): Path<(String, String)>,
     request: Mutation<Rule>,
 ) -> ApiResult<Response> {
-    change_rule(state, principal, env, id, request, false).await
+    let change = RuleChange::Add(request.body.clone());
+    change_rule(state, principal, env, id, request, change).await
 }
 
 /// Removes a rule (an operation); removing a rule that is not there is no error.
@@ -123,7 +124,8 @@ pub async fn remove_rule(
     Path((env, id)): Path<(String, String)>,
     request: Mutation<Rule>,
 ) -> ApiResult<Response> {
-    change_rule(state, principal, env, id, request, true).await
+    let change = RuleChange::Remove(request.body.clone());
+    change_rule(state, principal, env, id, request, change).await
 }
 
 async fn change_rule(
@@ -132,18 +134,11 @@ async fn change_rule(
     env: String,
     id: String,
     request: Mutation<Rule>,
-    remove: bool,
+    change: RuleChange,
 ) -> ApiResult<Response> {
     let operation = state
         .core
-        .change_rule(
-            &principal,
-            &env,
-            &id,
-            request.body.clone(),
-            remove,
-            request.idempotency.as_ref(),
-        )
+        .change_rule(&principal, &env, &id, change, request.idempotency.as_ref())
         .await?;
     request
         .answer(&state, &principal, operation, StatusCode::OK)

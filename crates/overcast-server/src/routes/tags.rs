@@ -4,7 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use overcast_core::auth::Principal;
-use overcast_core::Tagged;
+use overcast_core::tags::{TagRequest, TagTarget};
 use overcast_types::Operation;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -31,22 +31,20 @@ async fn tag(
     state: &AppState,
     principal: &Principal,
     (env, id): (String, String),
-    kind: Tagged,
+    target: TagTarget,
     set: BTreeMap<String, String>,
     remove: Vec<String>,
     request: &Mutation<impl Sized>,
 ) -> ApiResult<Response> {
+    let change = TagRequest {
+        target,
+        id,
+        set,
+        remove,
+    };
     let operation = state
         .core
-        .tag_resource(
-            principal,
-            &env,
-            kind,
-            &id,
-            set,
-            remove,
-            request.idempotency.as_ref(),
-        )
+        .tag_resource(principal, &env, change, request.idempotency.as_ref())
         .await?;
     request
         .answer(state, principal, operation, StatusCode::OK)
@@ -88,21 +86,21 @@ macro_rules! tag_routes {
 tag_routes!(
     set_instance_tags,
     remove_instance_tags,
-    Tagged::Instance,
+    TagTarget::Instance,
     "/v1/environments/{env}/instances/{id}/tags",
     "an instance"
 );
 tag_routes!(
     set_image_tags,
     remove_image_tags,
-    Tagged::Image,
+    TagTarget::Image,
     "/v1/environments/{env}/images/{id}/tags",
     "an image"
 );
 tag_routes!(
     set_group_tags,
     remove_group_tags,
-    Tagged::SecurityGroup,
+    TagTarget::SecurityGroup,
     "/v1/environments/{env}/security-groups/{id}/tags",
     "a security group"
 );

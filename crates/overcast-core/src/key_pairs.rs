@@ -2,26 +2,20 @@
 //! the runner's in-memory handover, and is never stored), imported from a public key, or
 //! deleted.
 
-use crate::auth::Principal;
-use crate::{to_input, visible_only, visible_org, Core, Idempotency};
 use async_trait::async_trait;
 use overcast_provider::KeyPair;
-use overcast_types::Operation;
-use overcast_types::Role;
-use overcast_types::{tags, Error, TargetOutcome, TargetResult};
+use overcast_types::{tags, Error, Operation, Role, TargetResult};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use utoipa::ToSchema;
 
-use crate::environments::{Environment, Environments};
-use crate::instances::check_tags;
-use crate::operations::{Executor, Step};
-use crate::provider_error;
-
-pub const CREATE_KIND: &str = "key_pair.create";
-pub const IMPORT_KIND: &str = "key_pair.import";
-pub const DELETE_KIND: &str = "key_pair.delete";
+use crate::access::{made_by, owner_tags, visible_only, visible_or_404};
+use crate::app::{Core, Idempotency, Target};
+use crate::auth::Principal;
+use crate::environments::Environment;
+use crate::errors::provider_error;
+use crate::operations::{Change, OperationContext};
+use crate::tags::check_tags;
 
 /// A request for a key pair: made by the backend, or imported from `public_key`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -120,23 +114,35 @@ impl Environment {
         Ok(found
             .into_iter()
             .find(|k| k.name == name)
-            .map(|k| self.own(k)))
+            .map(|k| self.with_owner(k)))
     }
 }
 
-pub(crate) struct KeyPairExecutor {
-    pub environments: Arc<Environments>,
-}
+/// `key_pair.create`, `.import` and `.delete`. A made key pair's private key goes to the
+/// waiting request through the runner's handover; a re-run cannot deliver it, so it
+/// deletes the key pair its earlier run made and fails saying so.
+pub(crate) struct KeyPairChanges;
 
 #[async_trait]
-impl Executor for KeyPairExecutor {
-    async fn run(&self, step: &mut Step) -> Result<(), Error> {
-        let input: KeyPairInput = step.input()?;
-        let env = self.environments.require(&input.environment)?;
+impl Change for KeyPairChanges {
+    const KINDS: &'static [&'static str] =
+        &["key_pair.create", "key_pair.import", "key_pair.delete"];
+    type Input = KeyPairInput;
+
+    fn kind(input: &KeyPairInput) -> &'static str {
+        match input.change {
+            KeyPairChange::Create { .. } => "key_pair.create",
+            KeyPairChange::Import { .. } => "key_pair.import",
+            KeyPairChange::Delete { .. } => "key_pair.delete",
+        }
+    }
+
+    async fn run(&self, input: KeyPairInput, step: &mut OperationContext) -> Result<(), Error> {
+        let env = step.environment(&input.environment)?;
         let key_pairs = env.key_pairs()?;
-        let operation_id = step.operation().id.clone();
+        let operation_id = step.operation_id().to_string();
         step.set_total(1).await?;
-        let mine = |k: &KeyPair| k.tags.get(tags::OPERATION) == Some(&operation_id);
+        let mine = made_by::<KeyPair>(&operation_id);
         let key_pair = match input.change {
             KeyPairChange::Create {
                 region,
@@ -194,24 +200,12 @@ impl Executor for KeyPairExecutor {
                     .await
                     .map_err(provider_error)?;
                 return step
-                    .record(TargetResult {
-                        target: name,
-                        outcome: TargetOutcome::Done,
-                        message: Some("deleted".into()),
-                        detail: None,
-                    })
+                    .record(TargetResult::done(name).with_message("deleted"))
                     .await;
             }
         };
-        step.record(TargetResult {
-            target: key_pair.name.clone(),
-            outcome: TargetOutcome::Done,
-            message: None,
-            detail: Some(
-                serde_json::to_value(&key_pair).map_err(|e| Error::internal(e.to_string()))?,
-            ),
-        })
-        .await
+        step.record(TargetResult::done(&key_pair.name).with_detail(&key_pair)?)
+            .await
     }
 }
 
@@ -223,7 +217,8 @@ impl Core {
         env: &str,
         region: Option<&str>,
     ) -> Result<Vec<overcast_provider::KeyPair>, Error> {
-        let (environment, region) = self.region_of(env, region)?;
+        let environment = self.environments.require(env)?;
+        let region = environment.region_if_given(region)?;
         let found = environment
             .key_pairs()?
             .list_key_pairs(region.as_deref())
@@ -261,50 +256,29 @@ impl Core {
                 )
             });
         }
-        let mut key_tags = request.tags.clone();
-        key_tags.insert(overcast_types::tags::ORG.into(), principal.org.clone());
-        key_tags.insert(
-            overcast_types::tags::CREATED_BY.into(),
-            principal.token_name.clone(),
-        );
+        let tags = owner_tags(principal, &request.tags);
         let name = request.name.clone();
-        let (kind, change) = match &request.public_key {
-            Some(public_key) => (
-                IMPORT_KIND,
-                KeyPairChange::Import {
-                    region,
-                    name,
-                    public_key: public_key.clone(),
-                    tags: key_tags,
-                },
-            ),
-            None => (
-                CREATE_KIND,
-                KeyPairChange::Create {
-                    region,
-                    name,
-                    key_type: request.key_type.clone().unwrap_or_else(|| "rsa".into()),
-                    tags: key_tags,
-                },
-            ),
+        let change = match &request.public_key {
+            Some(public_key) => KeyPairChange::Import {
+                region,
+                name,
+                public_key: public_key.clone(),
+                tags,
+            },
+            None => KeyPairChange::Create {
+                region,
+                name,
+                key_type: request.key_type.clone().unwrap_or_else(|| "rsa".into()),
+                tags,
+            },
         };
-        let input = to_input(&KeyPairInput {
+        let input = KeyPairInput {
             environment: env.to_string(),
             change,
-        })?;
-        let target = format!("{env}/key-pairs/{}", request.name);
-        let (operation, _) = self
-            .start_operation(
-                principal,
-                kind,
-                &principal.org,
-                Some(env),
-                target,
-                input,
-                idempotency,
-            )
-            .await?;
-        Ok(operation)
+        };
+        let target = Target::new(env, format!("{env}/key-pairs/{}", request.name));
+        self.start::<KeyPairChanges>(principal, target, &input, idempotency)
+            .await
     }
 
     /// The private key a `key_pair.create` operation made, once, for the caller who may see
@@ -329,34 +303,20 @@ impl Core {
         principal.require(Role::Operator)?;
         let environment = self.environments.require(env)?;
         let region = environment.region_or_first(region)?;
-        let key_pair = match environment.find_key_pair(&region, name).await? {
-            Some(k) if visible_org(principal, k.org.as_deref()) => k,
-            _ => return Err(Error::not_found("key_pair", name)),
-        };
+        let found = environment.find_key_pair(&region, name).await?;
+        let key_pair = visible_or_404(principal, found, "key_pair", name)?;
         let change = KeyPairChange::Delete {
             region,
             name: name.to_string(),
         };
-        let input = to_input(&KeyPairInput {
+        let input = KeyPairInput {
             environment: env.to_string(),
             change,
-        })?;
-        let org = key_pair
-            .org
-            .clone()
-            .unwrap_or_else(|| principal.org.clone());
-        let (operation, _) = self
-            .start_operation(
-                principal,
-                DELETE_KIND,
-                &org,
-                Some(env),
-                format!("{env}/key-pairs/{name}"),
-                input,
-                idempotency,
-            )
-            .await?;
-        Ok(operation)
+        };
+        let target =
+            Target::new(env, format!("{env}/key-pairs/{name}")).owned_by(key_pair.org.as_deref());
+        self.start::<KeyPairChanges>(principal, target, &input, idempotency)
+            .await
     }
 }
 

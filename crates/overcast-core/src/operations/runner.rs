@@ -1,164 +1,28 @@
 //! The operation runner: runs recorded operations, saves their progress as they go, lets
 //! callers wait for them or cancel them, and resumes unfinished ones after a restart.
 //!
-//! An operation is in the store before its executor runs. An executor is a sequence of
-//! idempotent steps: after a crash the whole executor runs again, and every step it had
+//! An operation is in the store before its change runs. A change is a sequence of
+//! idempotent steps: after a crash the whole change runs again, and every step it had
 //! already done either finds its result among the saved ones or does no harm when redone.
 
-use async_trait::async_trait;
 use overcast_store::Store;
-use overcast_types::{Error, ErrorKind, Operation, OperationError, OperationStatus, TargetResult};
+use overcast_types::{Error, ErrorKind, Operation, OperationError, OperationStatus};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{watch, Semaphore};
 
+use super::accounting::counting;
+use super::change::Registry;
+use super::context::{Handovers, OperationContext};
+use crate::environments::Environments;
+use crate::errors::store_error;
+use crate::ids::now;
 use crate::metrics::Metrics;
-use crate::{now, store_error};
 
 /// How many operations run at once; the rest wait as `pending`.
 const MAX_RUNNING: usize = 64;
-/// How long a handed-over secret waits for its request before it is dropped.
-const HANDOVER_TTL: Duration = Duration::from_secs(300);
-
-/// Secrets an executor hands to the request that started its operation (a private key made
-/// by the backend, say): kept in memory only, taken once, dropped after a few minutes.
-type Handovers = Arc<Mutex<HashMap<String, (std::time::Instant, String)>>>;
-
-/// Runs the operations of one kind.
-#[async_trait]
-pub trait Executor: Send + Sync {
-    async fn run(&self, step: &mut Step) -> Result<(), Error>;
-}
-
-/// What an executor sees of its operation: the input, the results saved so far, and the
-/// means to save more and to notice a cancel.
-pub struct Step {
-    operation: Operation,
-    store: Store,
-    cancelled: Arc<AtomicBool>,
-    handovers: Handovers,
-    /// Backend calls made so far, counted by [`count_backend_call`].
-    calls: Arc<AtomicU64>,
-}
-
-tokio::task_local! {
-    /// The backend-call counter of the operation the current task runs.
-    static CALLS: Arc<AtomicU64>;
-}
-
-/// Counts one backend call against the operation the current task runs, if any.
-pub fn count_backend_call() {
-    let _ = CALLS.try_with(|calls| calls.fetch_add(1, Ordering::SeqCst));
-}
-
-impl Step {
-    pub fn operation(&self) -> &Operation {
-        &self.operation
-    }
-
-    /// The operation's input, as its executor recorded it.
-    pub fn input<T: serde::de::DeserializeOwned>(&self) -> Result<T, Error> {
-        serde_json::from_value(self.operation.input.clone()).map_err(|e| {
-            Error::internal(format!(
-                "operation {} has an unreadable input: {e}",
-                self.operation.id
-            ))
-        })
-    }
-
-    /// The saved result for `target`, if an earlier run got that far.
-    pub fn result_for(&self, target: &str) -> Option<&TargetResult> {
-        self.operation.results.iter().find(|r| r.target == target)
-    }
-
-    /// Sets how much of a long transfer is done, in its own units (bytes, say).
-    pub async fn set_progress(&mut self, done: u64, total: u64) -> Result<(), Error> {
-        self.operation.progress.done = done;
-        self.operation.progress.total = total;
-        self.save().await
-    }
-
-    pub async fn set_total(&mut self, total: u64) -> Result<(), Error> {
-        self.operation.progress.total = total;
-        self.save().await
-    }
-
-    /// Saves one target's result (replacing an earlier one for the same target) and counts
-    /// it as done.
-    pub async fn record(&mut self, result: TargetResult) -> Result<(), Error> {
-        self.record_many(vec![result]).await
-    }
-
-    /// Saves several targets' results with one write: a bulk action records a whole batch
-    /// at once rather than rewriting the results for every target.
-    pub async fn record_many(&mut self, new: Vec<TargetResult>) -> Result<(), Error> {
-        let results = &mut self.operation.results;
-        for result in new {
-            match results.iter_mut().find(|r| r.target == result.target) {
-                Some(existing) => *existing = result,
-                None => results.push(result),
-            }
-        }
-        let done = results.len() as u64;
-        let progress = &mut self.operation.progress;
-        progress.done = done;
-        progress.total = progress.total.max(done);
-        self.save().await
-    }
-
-    /// Hands a secret to the request that started this operation, never to the store.
-    pub fn hand_over(&self, secret: String) {
-        let mut handovers = self.handovers.lock().unwrap_or_else(|p| p.into_inner());
-        handovers.retain(|_, (at, _)| at.elapsed() < HANDOVER_TTL);
-        handovers.insert(
-            self.operation.id.clone(),
-            (std::time::Instant::now(), secret),
-        );
-    }
-
-    /// An error to return when the operation was asked to stop; call between steps.
-    pub fn check_cancelled(&self) -> Result<(), Error> {
-        self.cancellation().check()
-    }
-
-    /// A handle to check for a cancel from work that runs beside the step.
-    pub fn cancellation(&self) -> Cancellation {
-        Cancellation(self.cancelled.clone())
-    }
-
-    async fn save(&self) -> Result<(), Error> {
-        self.store
-            .save_progress(
-                &self.operation.id,
-                self.operation.progress,
-                &self.operation.results,
-                self.calls.load(Ordering::SeqCst),
-            )
-            .await
-            .map_err(store_error)
-    }
-}
-
-/// Whether an operation was asked to stop.
-#[derive(Clone)]
-pub struct Cancellation(Arc<AtomicBool>);
-
-impl Cancellation {
-    /// An error to return when the operation was asked to stop.
-    pub fn check(&self) -> Result<(), Error> {
-        if self.0.load(Ordering::SeqCst) {
-            Err(cancelled_error())
-        } else {
-            Ok(())
-        }
-    }
-}
-
-fn cancelled_error() -> Error {
-    Error::conflict("operation_cancelled", "the operation was cancelled")
-}
 
 /// What the runner knows of an operation it drives.
 struct Running {
@@ -175,7 +39,8 @@ pub struct Runner {
 struct Inner {
     store: Store,
     metrics: Arc<Metrics>,
-    executors: HashMap<String, Arc<dyn Executor>>,
+    environments: Arc<Environments>,
+    registry: Registry,
     running: Mutex<HashMap<String, Running>>,
     slots: Semaphore,
     handovers: Handovers,
@@ -185,13 +50,15 @@ impl Runner {
     pub fn new(
         store: Store,
         metrics: Arc<Metrics>,
-        executors: HashMap<String, Arc<dyn Executor>>,
+        environments: Arc<Environments>,
+        registry: Registry,
     ) -> Runner {
         Runner {
             inner: Arc::new(Inner {
                 store,
                 metrics,
-                executors,
+                environments,
+                registry,
                 running: Mutex::new(HashMap::new()),
                 slots: Semaphore::new(MAX_RUNNING),
                 handovers: Handovers::default(),
@@ -286,17 +153,9 @@ impl Runner {
         self.load(id).await
     }
 
-    /// The secret an operation's executor handed over, once.
+    /// The secret an operation's change handed over, once.
     pub fn take_handover(&self, id: &str) -> Option<String> {
-        let mut handovers = self
-            .inner
-            .handovers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        handovers
-            .remove(id)
-            .filter(|(at, _)| at.elapsed() < HANDOVER_TTL)
-            .map(|(_, secret)| secret)
+        self.inner.handovers.take(id)
     }
 
     async fn load(&self, id: &str) -> Result<Operation, Error> {
@@ -324,7 +183,7 @@ async fn drive(
     let kind = operation.kind.clone();
     let store = &inner.store;
     if cancelled.load(Ordering::SeqCst) && operation.status == OperationStatus::Pending {
-        let error = OperationError::from(&cancelled_error());
+        let error = OperationError::from(&Error::cancelled());
         store
             .finish_operation(&id, OperationStatus::Cancelled, Some(&error), now())
             .await
@@ -340,7 +199,7 @@ async fn drive(
     inner
         .metrics
         .operation(&kind, OperationStatus::Running.as_str());
-    let Some(executor) = inner.executors.get(&kind).cloned() else {
+    let Some(executor) = inner.registry.executor(&kind) else {
         let error = OperationError::from(&Error::internal(format!(
             "this server cannot run operations of kind `{kind}`"
         )));
@@ -354,21 +213,20 @@ async fn drive(
         return Ok(());
     };
     let calls = Arc::new(AtomicU64::new(operation.backend_calls));
-    let mut step = Step {
+    let mut cx = OperationContext {
         operation,
         store: store.clone(),
+        environments: inner.environments.clone(),
         cancelled,
         handovers: inner.handovers.clone(),
         calls: calls.clone(),
     };
-    let result = CALLS.scope(calls, executor.run(&mut step)).await;
+    let result = counting(calls, executor.run(&mut cx)).await;
     // The last calls may have come after the last saved progress.
-    step.save().await?;
+    cx.save().await?;
     let (status, error) = match &result {
         Ok(()) => (OperationStatus::Succeeded, None),
-        Err(e) if e.code == "operation_cancelled" => {
-            (OperationStatus::Cancelled, Some(OperationError::from(e)))
-        }
+        Err(e) if e.is_cancelled() => (OperationStatus::Cancelled, Some(OperationError::from(e))),
         Err(e) => {
             if e.kind == ErrorKind::Internal {
                 tracing::error!(operation_id = %id, kind = %kind, error = %e, "operation failed");
@@ -388,7 +246,8 @@ async fn drive(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use overcast_types::{Progress, TargetOutcome};
+    use crate::operations::Change;
+    use overcast_types::{Progress, TargetResult};
 
     /// Acts on three targets, one step each, counting how often each was acted on. With
     /// `hang_after: n` it stops answering after its n-th step, as a killed process would:
@@ -399,9 +258,12 @@ mod tests {
         gate: Option<Arc<tokio::sync::Notify>>,
     }
 
-    #[async_trait]
-    impl Executor for ThreeSteps {
-        async fn run(&self, step: &mut Step) -> Result<(), Error> {
+    #[async_trait::async_trait]
+    impl Change for ThreeSteps {
+        const KINDS: &'static [&'static str] = &["test.three"];
+        type Input = serde_json::Value;
+
+        async fn run(&self, _: Self::Input, step: &mut OperationContext) -> Result<(), Error> {
             step.set_total(3).await?;
             for i in 0..3 {
                 let target = format!("t{i}");
@@ -418,13 +280,7 @@ mod tests {
                     .unwrap()
                     .entry(target.clone())
                     .or_default() += 1;
-                step.record(TargetResult {
-                    target,
-                    outcome: TargetOutcome::Done,
-                    message: None,
-                    detail: None,
-                })
-                .await?;
+                step.record(TargetResult::done(target)).await?;
                 if self.hang_after == i + 1 {
                     std::future::pending::<()>().await;
                 }
@@ -461,9 +317,12 @@ mod tests {
     }
 
     fn runner(store: &Store, executor: ThreeSteps) -> Runner {
-        let mut executors: HashMap<String, Arc<dyn Executor>> = HashMap::new();
-        executors.insert("test.three".into(), Arc::new(executor));
-        Runner::new(store.clone(), Arc::new(Metrics::new()), executors)
+        Runner::new(
+            store.clone(),
+            Arc::new(Metrics::new()),
+            Arc::new(Environments::default()),
+            Registry::default().with(executor),
+        )
     }
 
     fn executor(

@@ -5,21 +5,21 @@
 use async_trait::async_trait;
 use futures::future::join_all;
 use overcast_provider::{Action, Compute};
-use overcast_types::{
-    tags, Error, Instance, InstanceState, Operation, Role, StagePolicy, TargetOutcome, TargetResult,
-};
+use overcast_types::{Error, Instance, InstanceState, Operation, Role, StagePolicy, TargetResult};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use tokio::sync::mpsc;
 use utoipa::ToSchema;
 
+use super::listing::InstanceQuery;
+use super::wait::wait_for;
+use crate::access::visible_org;
+use crate::app::{Core, Idempotency, Target};
 use crate::auth::Principal;
-use crate::environments::{Environment, Environments};
-use crate::instances::{check_tags, wait_for, InstanceQuery};
-use crate::operations::{Cancellation, Executor, Step};
-use crate::provider_error;
-use crate::{to_input, visible, Core, Idempotency};
+use crate::environments::Environment;
+use crate::errors::provider_error;
+use crate::operations::{Cancellation, Change, OperationContext};
+use crate::tags::{check_keys, check_tags};
 
 /// EC2 takes at most this many ids in one start, stop, terminate or tag call.
 pub const MAX_BATCH: usize = 1000;
@@ -69,12 +69,16 @@ impl BulkAction {
     }
 
     /// The operation kind that carries out a plan of this action.
-    pub fn kind(self) -> String {
+    pub fn kind(self) -> &'static str {
         match self {
+            BulkAction::Start => "instance.start",
+            BulkAction::Stop => "instance.stop",
+            BulkAction::Reboot => "instance.reboot",
+            BulkAction::Terminate => "instance.terminate",
+            BulkAction::Promote => "instance.promote",
             // `instance.tag` is one instance's tag change; these act on a selection.
-            BulkAction::Tag => "instance.tag_selected".into(),
-            BulkAction::Untag => "instance.untag_selected".into(),
-            other => format!("instance.{}", other.name()),
+            BulkAction::Tag => "instance.tag_selected",
+            BulkAction::Untag => "instance.untag_selected",
         }
     }
 
@@ -364,15 +368,28 @@ pub fn check_confirmation(
 /// [`MAX_BATCH`]; every target's outcome is recorded as its batch ends. A re-run after a
 /// crash skips the targets already recorded; the rest are acted on again, which is
 /// harmless (stopping a stopped instance, writing the planned stage again).
-pub(crate) struct BulkExecutor {
-    pub environments: Arc<Environments>,
-}
+pub(crate) struct Lifecycle;
 
 #[async_trait]
-impl Executor for BulkExecutor {
-    async fn run(&self, step: &mut Step) -> Result<(), Error> {
-        let plan: Plan = step.input()?;
-        let env = self.environments.require(&plan.environment)?;
+impl Change for Lifecycle {
+    const KINDS: &'static [&'static str] = &[
+        "instance.start",
+        "instance.stop",
+        "instance.reboot",
+        "instance.terminate",
+        "instance.promote",
+        "instance.tag_selected",
+        "instance.untag_selected",
+    ];
+    type Input = Plan;
+
+    fn kind(plan: &Plan) -> &'static str {
+        plan.action.kind()
+    }
+
+    async fn run(&self, plan: Plan, step: &mut OperationContext) -> Result<(), Error> {
+        let env = step.environment(&plan.environment)?;
+        let env = env.as_ref();
         let compute = env.compute()?;
         step.set_total((plan.targets.len() + plan.skipped.len()) as u64)
             .await?;
@@ -380,12 +397,7 @@ impl Executor for BulkExecutor {
             .skipped
             .iter()
             .filter(|s| step.result_for(&s.id).is_none())
-            .map(|s| TargetResult {
-                target: s.id.clone(),
-                outcome: TargetOutcome::Skipped,
-                message: Some(s.reason.clone()),
-                detail: None,
-            })
+            .map(|s| TargetResult::skipped(&s.id, &s.reason))
             .collect();
         if !skipped.is_empty() {
             step.record_many(skipped).await?;
@@ -473,12 +485,7 @@ async fn act_on_batch(
 ) -> Vec<(TargetResult, Option<Error>)> {
     let ids: Vec<String> = batch.iter().map(|t| t.id.clone()).collect();
     let failed_one = |t: &PlannedTarget, error: &Error| {
-        let result = TargetResult {
-            target: t.id.clone(),
-            outcome: TargetOutcome::Failed,
-            message: Some(error.message.clone()),
-            detail: None,
-        };
+        let result = TargetResult::failed(&t.id, &error.message);
         (result, Some(error.clone()))
     };
     let failed = |error: &Error| {
@@ -489,10 +496,8 @@ async fn act_on_batch(
     };
     let done = |t: &PlannedTarget, message: Option<String>| {
         let result = TargetResult {
-            target: t.id.clone(),
-            outcome: TargetOutcome::Done,
             message,
-            detail: None,
+            ..TargetResult::done(&t.id)
         };
         (result, None)
     };
@@ -520,12 +525,10 @@ async fn act_on_batch(
                 .map(|instance| {
                     let instance = env.decorate(instance);
                     let result = TargetResult {
-                        target: instance.id.clone(),
-                        outcome: TargetOutcome::Done,
-                        message: None,
                         detail: whole
                             .then(|| serde_json::to_value(&instance).ok())
                             .flatten(),
+                        ..TargetResult::done(&instance.id)
                     };
                     (result, None)
                 })
@@ -591,7 +594,67 @@ pub enum BulkOutcome {
     Started(Box<Operation>),
 }
 
+/// One instance's start, stop, reboot, terminate or promotion.
+#[derive(Debug, Clone)]
+pub struct InstanceActionRequest {
+    pub action: BulkAction,
+    /// stop: at once, without a graceful shutdown.
+    pub force: bool,
+    /// promote: a later stage to move to; default: the next one.
+    pub to_stage: Option<String>,
+}
+
 impl Core {
+    /// Starts, stops, reboots, terminates or promotes one instance, as an operation: a
+    /// plan of one, carried out like any bulk action.
+    pub async fn instance_action(
+        &self,
+        principal: &Principal,
+        env: &str,
+        id: &str,
+        request: InstanceActionRequest,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Operation, Error> {
+        let InstanceActionRequest {
+            action,
+            force,
+            to_stage,
+        } = request;
+        principal.require(Role::Operator)?;
+        let instance = self.instance(principal, env, id).await?;
+        if instance.state.is_gone() && action != BulkAction::Terminate {
+            // EC2 refuses this; emulators may not, so overcast enforces it.
+            return Err(Error::conflict(
+                "wrong_state",
+                format!(
+                    "instance {id} is {} and cannot {}",
+                    instance.state.as_str(),
+                    action.name()
+                ),
+            ));
+        }
+        let environment = self.environments.require(env)?;
+        let request = BulkRequest {
+            ids: vec![id.to_string()],
+            force,
+            to_stage,
+            ..BulkRequest::default()
+        };
+        let org = instance.org.clone();
+        let plan = make_plan(env, &environment.stages, action, &request, vec![instance])?;
+        if action == BulkAction::Promote {
+            if let Some(skipped) = plan.skipped.first() {
+                return Err(Error::conflict(
+                    "cannot_promote",
+                    format!("instance {id} cannot be promoted: {}", skipped.reason),
+                ));
+            }
+        }
+        let target = Target::new(env, format!("{env}/{id}")).owned_by(org.as_deref());
+        self.start::<Lifecycle>(principal, target, &plan, idempotency)
+            .await
+    }
+
     /// Plans an action on the instances a selector matches and, unless it is a dry run or
     /// nothing is to be done, starts the operation that carries it out.
     pub async fn bulk(
@@ -610,17 +673,7 @@ impl Core {
             ));
         }
         check_tags(&request.set)?;
-        if let Some((i, _)) = request
-            .keys
-            .iter()
-            .enumerate()
-            .find(|(_, k)| tags::is_reserved(k))
-        {
-            return Err(Error::invalid(
-                format!("keys[{i}]"),
-                "keys starting with overcast: or aws: are reserved",
-            ));
-        }
+        check_keys(&request.keys)?;
         let environment = self.environments.require(env)?;
         let query = InstanceQuery {
             stage: request.stage.clone(),
@@ -629,7 +682,8 @@ impl Core {
             tags: request.tags.clone(),
             ..InstanceQuery::default()
         };
-        let mut matched = environment.list(|i| visible(principal, i), &query).await?;
+        let visible = |i: &Instance| visible_org(principal, i.org.as_deref());
+        let mut matched = environment.list(visible, &query).await?;
         let mut missing = Vec::new();
         if !request.ids.is_empty() {
             matched.retain(|i| request.ids.contains(&i.id));
@@ -649,18 +703,12 @@ impl Core {
             return Ok(BulkOutcome::Planned(plan));
         }
         check_confirmation(&environment.stages, request, &plan)?;
-        let target = format!("{env}/instances ({} selected)", plan.targets.len());
-        let input = to_input(&plan)?;
-        let (operation, _) = self
-            .start_operation(
-                principal,
-                &action.kind(),
-                &principal.org,
-                Some(env),
-                target,
-                input,
-                idempotency,
-            )
+        let target = Target::new(
+            env,
+            format!("{env}/instances ({} selected)", plan.targets.len()),
+        );
+        let operation = self
+            .start::<Lifecycle>(principal, target, &plan, idempotency)
             .await?;
         Ok(BulkOutcome::Started(Box::new(operation)))
     }

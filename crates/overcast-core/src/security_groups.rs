@@ -2,27 +2,20 @@
 //! an emulator would not), and rules. Every change is an operation whose steps are safe to
 //! re-run after a crash.
 
-use crate::auth::Principal;
-use crate::{to_input, visible_only, visible_org, Core, Idempotency};
 use async_trait::async_trait;
 use overcast_provider::InstanceFilter;
-use overcast_types::Operation;
-use overcast_types::Role;
-use overcast_types::{tags, Error, Rule, SecurityGroup, TargetOutcome, TargetResult};
+use overcast_types::{tags, Error, Operation, Role, Rule, SecurityGroup, TargetResult};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use utoipa::ToSchema;
 
-use crate::environments::{Environment, Environments};
-use crate::instances::check_tags;
-use crate::operations::{Executor, Step};
-use crate::provider_error;
-
-pub const CREATE_KIND: &str = "security_group.create";
-pub const DELETE_KIND: &str = "security_group.delete";
-pub const ADD_RULE_KIND: &str = "security_group.add_rule";
-pub const REMOVE_RULE_KIND: &str = "security_group.remove_rule";
+use crate::access::{made_by, owner_tags, visible_only, visible_or_404};
+use crate::app::{Core, Idempotency, Target};
+use crate::auth::Principal;
+use crate::environments::Environment;
+use crate::errors::provider_error;
+use crate::operations::{Change, OperationContext};
+use crate::tags::check_tags;
 
 /// A request for a new security group.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -53,6 +46,13 @@ impl CreateGroupRequest {
         }
         check_tags(&self.tags)
     }
+}
+
+/// A rule to add to a group or remove from it.
+#[derive(Debug, Clone)]
+pub enum RuleChange {
+    Add(Rule),
+    Remove(Rule),
 }
 
 /// One change to security groups, as an operation records it.
@@ -96,7 +96,7 @@ impl Environment {
             .list_groups(None, &[id.to_string()])
             .await
             .map_err(provider_error)?;
-        Ok(found.into_iter().next().map(|g| self.own(g)))
+        Ok(found.into_iter().next().map(|g| self.with_owner(g)))
     }
 
     /// What uses a group: instances that carry it and other groups whose rules name it.
@@ -148,18 +148,36 @@ pub(crate) async fn check_unused(env: &Environment, region: &str, id: &str) -> R
     }
 }
 
-pub(crate) struct FirewallExecutor {
-    pub environments: Arc<Environments>,
-}
+/// `security_group.create`, `.delete`, `.add_rule` and `.remove_rule`. A create finds the
+/// group an earlier run made by its operation tag; deletes and rule changes are no-ops
+/// when already done.
+pub(crate) struct SecurityGroupChanges;
 
 #[async_trait]
-impl Executor for FirewallExecutor {
-    async fn run(&self, step: &mut Step) -> Result<(), Error> {
-        let input: FirewallInput = step.input()?;
-        let env = self.environments.require(&input.environment)?;
+impl Change for SecurityGroupChanges {
+    const KINDS: &'static [&'static str] = &[
+        "security_group.create",
+        "security_group.delete",
+        "security_group.add_rule",
+        "security_group.remove_rule",
+    ];
+    type Input = FirewallInput;
+
+    fn kind(input: &FirewallInput) -> &'static str {
+        match input.change {
+            FirewallChange::Create { .. } => "security_group.create",
+            FirewallChange::Delete { .. } => "security_group.delete",
+            FirewallChange::AddRule { .. } => "security_group.add_rule",
+            FirewallChange::RemoveRule { .. } => "security_group.remove_rule",
+        }
+    }
+
+    async fn run(&self, input: FirewallInput, step: &mut OperationContext) -> Result<(), Error> {
+        let env = step.environment(&input.environment)?;
+        let env = env.as_ref();
         let firewall = env.firewall()?;
         step.set_total(1).await?;
-        let (target, detail) = match input.change {
+        let result = match input.change {
             FirewallChange::Create {
                 region,
                 name,
@@ -168,14 +186,14 @@ impl Executor for FirewallExecutor {
                 mut tags,
             } => {
                 // A re-run finds the group an earlier run made by its operation tag.
-                let operation_id = step.operation().id.clone();
+                let operation_id = step.operation_id().to_string();
                 tags.insert(tags::OPERATION.into(), operation_id.clone());
                 let existing = firewall
                     .list_groups(Some(&region), &[])
                     .await
                     .map_err(provider_error)?
                     .into_iter()
-                    .find(|g| g.tags.get(tags::OPERATION) == Some(&operation_id));
+                    .find(made_by(&operation_id));
                 let group = match existing {
                     Some(group) => group,
                     None => firewall
@@ -183,41 +201,34 @@ impl Executor for FirewallExecutor {
                         .await
                         .map_err(provider_error)?,
                 };
-                let group = env.own(group);
-                let detail =
-                    serde_json::to_value(&group).map_err(|e| Error::internal(e.to_string()))?;
-                (group.id, Some(detail))
+                let group = env.with_owner(group);
+                TargetResult::done(&group.id).with_detail(&group)?
             }
             FirewallChange::Delete { region, id } => {
                 check_unused(env, &region, &id).await?;
                 match firewall.delete_group(&region, &id).await {
+                    // A group already gone counts as deleted, so a re-run does no harm.
                     Err(e) if e.code == "security_group_not_found" => {}
                     other => other.map_err(provider_error)?,
                 }
-                (id, None)
+                TargetResult::done(id)
             }
             FirewallChange::AddRule { region, id, rule } => {
                 firewall
                     .add_rule(&region, &id, &rule)
                     .await
                     .map_err(provider_error)?;
-                (id, None)
+                TargetResult::done(id)
             }
             FirewallChange::RemoveRule { region, id, rule } => {
                 firewall
                     .remove_rule(&region, &id, &rule)
                     .await
                     .map_err(provider_error)?;
-                (id, None)
+                TargetResult::done(id)
             }
         };
-        step.record(TargetResult {
-            target,
-            outcome: TargetOutcome::Done,
-            message: None,
-            detail,
-        })
-        .await
+        step.record(result).await
     }
 }
 
@@ -225,20 +236,16 @@ impl Executor for FirewallExecutor {
 pub(crate) fn create_change(
     env: &Environment,
     request: &CreateGroupRequest,
-    org: &str,
-    created_by: &str,
+    principal: &Principal,
 ) -> Result<FirewallChange, Error> {
     request.validate()?;
     let region = env.region_or_first(request.region.as_deref())?;
-    let mut tags = request.tags.clone();
-    tags.insert(tags::ORG.into(), org.into());
-    tags.insert(tags::CREATED_BY.into(), created_by.into());
     Ok(FirewallChange::Create {
         region,
         name: request.name.clone(),
         description: request.description.clone(),
         vpc_id: request.vpc_id.clone(),
-        tags,
+        tags: owner_tags(principal, &request.tags),
     })
 }
 
@@ -250,7 +257,8 @@ impl Core {
         env: &str,
         region: Option<&str>,
     ) -> Result<Vec<SecurityGroup>, Error> {
-        let (environment, region) = self.region_of(env, region)?;
+        let environment = self.environments.require(env)?;
+        let region = environment.region_if_given(region)?;
         let found = environment
             .firewall()?
             .list_groups(region.as_deref(), &[])
@@ -269,10 +277,8 @@ impl Core {
         env: &str,
         id: &str,
     ) -> Result<SecurityGroup, Error> {
-        match self.environments.require(env)?.find_group(id).await? {
-            Some(group) if visible_org(principal, group.org.as_deref()) => Ok(group),
-            _ => Err(Error::not_found("security_group", id)),
-        }
+        let found = self.environments.require(env)?.find_group(id).await?;
+        visible_or_404(principal, found, "security_group", id)
     }
 
     pub async fn create_security_group(
@@ -285,18 +291,10 @@ impl Core {
         principal.require(Role::Operator)?;
         let environment = self.environments.require(env)?;
         environment.firewall()?;
-        let change = create_change(environment, request, &principal.org, &principal.token_name)?;
-        let target = format!("{env}/security-groups/{}", request.name);
-        self.firewall_operation(
-            principal,
-            env,
-            CREATE_KIND,
-            &principal.org,
-            target,
-            change,
-            idempotency,
-        )
-        .await
+        let change = create_change(environment, request, principal)?;
+        let target = Target::new(env, format!("{env}/security-groups/{}", request.name));
+        self.firewall_operation(principal, target, change, idempotency)
+            .await
     }
 
     /// Deletes a group; 409 while an instance or another group's rule uses it.
@@ -315,83 +313,47 @@ impl Core {
             region: group.region.clone(),
             id: id.to_string(),
         };
-        let org = group.org.clone().unwrap_or_else(|| principal.org.clone());
-        self.firewall_operation(
-            principal,
-            env,
-            DELETE_KIND,
-            &org,
-            format!("{env}/{id}"),
-            change,
-            idempotency,
-        )
-        .await
+        let target = Target::new(env, format!("{env}/{id}")).owned_by(group.org.as_deref());
+        self.firewall_operation(principal, target, change, idempotency)
+            .await
     }
 
-    /// Adds (or with `remove`, removes) one rule of a group.
+    /// Adds or removes one rule of a group.
     pub async fn change_rule(
         &self,
         principal: &Principal,
         env: &str,
         id: &str,
-        rule: Rule,
-        remove: bool,
+        request: RuleChange,
         idempotency: Option<&Idempotency>,
     ) -> Result<Operation, Error> {
         principal.require(Role::Operator)?;
+        let (RuleChange::Add(rule) | RuleChange::Remove(rule)) = &request;
         rule.validate()?;
         let group = self.security_group(principal, env, id).await?;
         let region = group.region.clone();
-        let (kind, change) = if remove {
-            (
-                REMOVE_RULE_KIND,
-                FirewallChange::RemoveRule {
-                    region,
-                    id: id.into(),
-                    rule,
-                },
-            )
-        } else {
-            (
-                ADD_RULE_KIND,
-                FirewallChange::AddRule {
-                    region,
-                    id: id.into(),
-                    rule,
-                },
-            )
+        let id = id.to_string();
+        let change = match request {
+            RuleChange::Add(rule) => FirewallChange::AddRule { region, id, rule },
+            RuleChange::Remove(rule) => FirewallChange::RemoveRule { region, id, rule },
         };
-        let org = group.org.clone().unwrap_or_else(|| principal.org.clone());
-        self.firewall_operation(
-            principal,
-            env,
-            kind,
-            &org,
-            format!("{env}/{id}"),
-            change,
-            idempotency,
-        )
-        .await
+        let target = Target::new(env, format!("{env}/{}", group.id)).owned_by(group.org.as_deref());
+        self.firewall_operation(principal, target, change, idempotency)
+            .await
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn firewall_operation(
         &self,
         principal: &Principal,
-        env: &str,
-        kind: &str,
-        org: &str,
-        target: String,
+        target: Target<'_>,
         change: FirewallChange,
         idempotency: Option<&Idempotency>,
     ) -> Result<Operation, Error> {
-        let input = to_input(&FirewallInput {
-            environment: env.to_string(),
+        let input = FirewallInput {
+            environment: target.environment().unwrap_or_default().to_string(),
             change,
-        })?;
-        let (operation, _) = self
-            .start_operation(principal, kind, org, Some(env), target, input, idempotency)
-            .await?;
-        Ok(operation)
+        };
+        self.start::<SecurityGroupChanges>(principal, target, &input, idempotency)
+            .await
     }
 }

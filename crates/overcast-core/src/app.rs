@@ -1,0 +1,443 @@
+//! The facade handlers call: [`Core`] holds the config, store, runner, environments and
+//! metrics; opens them (bootstrapping the first admin token and resuming unfinished
+//! operations); and starts every change through one generic call, [`Core::start`].
+//! Each resource module adds its use cases in an `impl Core` block of its own.
+
+use overcast_store::{Created, IdempotencyClaim, Store};
+use overcast_types::{Error, Operation, OperationStatus, Page, Progress, Role, TokenInfo};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+use crate::auth::{hash_secret, new_secret, Principal};
+use crate::config::{Config, ProviderKind};
+use crate::environments::{EnvironmentView, Environments, MachineTypeView, ProviderFactory};
+use crate::errors::store_error;
+use crate::ids::{new_id, now};
+use crate::metrics::Metrics;
+use crate::operations::{register_changes, CallCounter, Registered, Runner};
+use crate::{buckets, compute, images, key_pairs, objects, security_groups, tags, tokens};
+use overcast_store::{OperationFilter, PageRequest};
+
+/// The org of the bootstrap admin token.
+pub const ADMIN_ORG: &str = "admin";
+
+register_changes! {
+    /// Every kind of change this server runs: the one list.
+    pub(crate) fn registry() {
+        tokens::CreateToken,
+        tokens::RevokeToken,
+        compute::CreateInstances,
+        compute::ModifyInstance,
+        compute::Lifecycle,
+        tags::Tag,
+        images::ImageChanges,
+        security_groups::SecurityGroupChanges,
+        key_pairs::KeyPairChanges,
+        buckets::BucketChanges,
+        objects::ObjectChanges,
+    }
+}
+
+/// How the first admin token came to be, for the server to tell its operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bootstrap {
+    /// The store already had tokens, or another server made this one first.
+    Existing,
+    /// Created from `OVERCAST_ADMIN_TOKEN`.
+    FromEnvironment,
+    /// Created and written to this 0600 file.
+    WrittenTo(PathBuf),
+}
+
+/// An idempotency key and the hash of the request it came with.
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    pub key: String,
+    pub request_hash: String,
+}
+
+/// The store and each environment's backend, as `/readyz` reports them.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    pub ready: bool,
+    pub store: bool,
+    pub environments: Vec<EnvironmentReadiness>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct EnvironmentReadiness {
+    pub name: String,
+    pub reachable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// What an operation acts on and whose it is.
+pub(crate) struct Target<'a> {
+    environment: Option<&'a str>,
+    what: String,
+    owner: Option<&'a str>,
+}
+
+impl<'a> Target<'a> {
+    /// `what` (e.g. `aws-dev/i-123`) in the environment `env`, owned by the caller's org
+    /// unless [`Target::owned_by`] names the resource's own.
+    pub(crate) fn new(env: &'a str, what: impl Into<String>) -> Self {
+        Target {
+            environment: Some(env),
+            what: what.into(),
+            owner: None,
+        }
+    }
+
+    /// `what`, outside any environment (a token).
+    pub(crate) fn global(what: impl Into<String>) -> Self {
+        Target {
+            environment: None,
+            what: what.into(),
+            owner: None,
+        }
+    }
+
+    pub(crate) fn environment(&self) -> Option<&'a str> {
+        self.environment
+    }
+
+    /// The org of the resource acted on; `None` keeps the caller's.
+    pub(crate) fn owned_by(mut self, org: Option<&'a str>) -> Self {
+        self.owner = org;
+        self
+    }
+}
+
+/// The application. One per server.
+pub struct Core {
+    pub(crate) config: Config,
+    pub(crate) store: Store,
+    pub(crate) runner: Runner,
+    pub(crate) environments: Arc<Environments>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) snapshots: compute::Snapshots,
+    pub(crate) bucket_homes: objects::BucketHomes,
+}
+
+impl Core {
+    /// Opens the store (creating the data dir), makes the environments, creates the first
+    /// admin token if the store has none, and resumes unfinished operations.
+    /// `admin_secret` (from `OVERCAST_ADMIN_TOKEN`) becomes the first admin token's secret
+    /// instead of a generated one.
+    pub async fn open(
+        config: Config,
+        providers: HashMap<ProviderKind, ProviderFactory>,
+        admin_secret: Option<String>,
+    ) -> Result<(Arc<Core>, Bootstrap), Error> {
+        let data_dir = config.data_dir();
+        std::fs::create_dir_all(&data_dir).map_err(|e| {
+            Error::internal(format!(
+                "cannot create the data dir {}: {e}",
+                data_dir.display()
+            ))
+        })?;
+        let store = Store::connect(&config.database_url())
+            .await
+            .map_err(|e| Error::internal(format!("cannot open the database: {e}")))?;
+        let metrics = Arc::new(Metrics::new());
+        let environments = Arc::new(Environments::from_config(
+            &config,
+            &providers,
+            Arc::new(CallCounter::new(metrics.clone())),
+        ));
+        let runner = Runner::new(
+            store.clone(),
+            metrics.clone(),
+            environments.clone(),
+            registry(),
+        );
+        let core = Arc::new(Core {
+            config,
+            store,
+            runner,
+            environments,
+            metrics,
+            snapshots: compute::Snapshots::default(),
+            bucket_homes: objects::BucketHomes::default(),
+        });
+        let bootstrap = core.bootstrap_admin(admin_secret).await?;
+        core.runner.resume_unfinished().await?;
+        Ok((core, bootstrap))
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Every operation kind this server can run.
+    pub fn operation_kinds() -> Vec<&'static str> {
+        registry().kinds()
+    }
+
+    /// Closes the store after in-flight work has stopped using it.
+    pub async fn close(&self) {
+        self.store.close().await;
+    }
+
+    /// Makes the first admin token when the store has none. Idempotent: servers started
+    /// together on one store with the same `OVERCAST_ADMIN_TOKEN` record it once.
+    async fn bootstrap_admin(&self, from_env: Option<String>) -> Result<Bootstrap, Error> {
+        if self.store.token_count().await.map_err(store_error)? > 0 {
+            return Ok(Bootstrap::Existing);
+        }
+        let (secret, bootstrap) = match from_env.filter(|s| !s.is_empty()) {
+            Some(secret) => (secret, Bootstrap::FromEnvironment),
+            None => {
+                let secret = new_secret();
+                let path = self.config.data_dir().join("admin-token");
+                write_private_file(&path, &format!("{secret}\n")).map_err(|e| {
+                    Error::internal(format!("cannot write {}: {e}", path.display()))
+                })?;
+                (secret, Bootstrap::WrittenTo(path))
+            }
+        };
+        let token = TokenInfo {
+            id: new_id("tok"),
+            name: "bootstrap-admin".into(),
+            org: ADMIN_ORG.into(),
+            role: Role::Admin,
+            created_at: now(),
+            expires_at: None,
+            revoked_at: None,
+            created_by: "bootstrap".into(),
+        };
+        let hash = hash_secret(&secret);
+        self.store
+            .insert_token(&token, &hash)
+            .await
+            .map_err(store_error)?;
+        // Another server may have recorded the same secret first; then its token stands.
+        match self.store.token_by_hash(&hash).await.map_err(store_error)? {
+            Some(recorded) if recorded.id == token.id => Ok(bootstrap),
+            Some(_) => Ok(Bootstrap::Existing),
+            None => Err(Error::internal(
+                "the bootstrap admin token was not recorded",
+            )),
+        }
+    }
+
+    /// The principal behind a bearer secret; 401 for an unknown, revoked or expired one.
+    pub async fn authenticate(&self, secret: &str) -> Result<Principal, Error> {
+        let token = self
+            .store
+            .token_by_hash(&hash_secret(secret))
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| Error::unauthenticated("the token is not valid"))?;
+        if token.revoked_at.is_some() {
+            return Err(Error::unauthenticated("the token has been revoked"));
+        }
+        if token
+            .expires_at
+            .is_some_and(|at| at <= OffsetDateTime::now_utc())
+        {
+            return Err(Error::unauthenticated("the token has expired"));
+        }
+        Ok(token.into())
+    }
+
+    pub async fn readiness(&self) -> Readiness {
+        let store = self.store.ping().await.is_ok();
+        let mut environments = Vec::new();
+        for env in self.environments.iter() {
+            let status = env.provider.status().await;
+            environments.push(EnvironmentReadiness {
+                name: env.name.clone(),
+                reachable: status.reachable,
+                reason: status.reason,
+            });
+        }
+        Readiness {
+            ready: store,
+            store,
+            environments,
+        }
+    }
+
+    // ---- environments ---------------------------------------------------------------------
+
+    pub async fn environments(&self) -> Vec<EnvironmentView> {
+        let mut views = Vec::new();
+        for env in self.environments.iter() {
+            views.push(env.view().await);
+        }
+        views
+    }
+
+    pub async fn environment(&self, name: &str) -> Result<EnvironmentView, Error> {
+        Ok(self.environments.require(name)?.view().await)
+    }
+
+    pub fn machine_types(&self) -> Vec<MachineTypeView> {
+        self.config
+            .machine_types
+            .iter()
+            .map(|(name, machine)| MachineTypeView {
+                name: name.clone(),
+                machine: machine.clone(),
+            })
+            .collect()
+    }
+
+    // ---- operations -----------------------------------------------------------------------
+
+    /// Records an operation of the change `C` and starts it; or, when the idempotency key
+    /// was used before with the same request, answers the operation it led to.
+    pub(crate) async fn start<C: Registered>(
+        &self,
+        principal: &Principal,
+        target: Target<'_>,
+        input: &C::Input,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Operation, Error> {
+        let (operation, _) = self
+            .record::<C>(principal, target, input, idempotency)
+            .await?;
+        Ok(operation)
+    }
+
+    /// [`Core::start`], saying too whether this call made the operation (`false`: a replay).
+    pub(crate) async fn record<C: Registered>(
+        &self,
+        principal: &Principal,
+        target: Target<'_>,
+        input: &C::Input,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<(Operation, bool), Error> {
+        let kind = C::kind(input);
+        let operation = Operation {
+            id: new_id("op"),
+            kind: kind.into(),
+            org: target.owner.unwrap_or(&principal.org).to_string(),
+            environment: target.environment.map(str::to_string),
+            target: target.what,
+            requested_by: principal.token_name.clone(),
+            status: OperationStatus::Pending,
+            progress: Progress::default(),
+            results: vec![],
+            error: None,
+            cancel_requested: false,
+            backend_calls: 0,
+            created_at: now(),
+            started_at: None,
+            finished_at: None,
+            input: serde_json::to_value(input).map_err(|e| Error::internal(e.to_string()))?,
+        };
+        let claim = idempotency.map(|i| IdempotencyClaim {
+            scope: principal.org.clone(),
+            key: i.key.clone(),
+            request_hash: i.request_hash.clone(),
+        });
+        match self
+            .store
+            .create_operation(&operation, claim.as_ref())
+            .await
+            .map_err(store_error)?
+        {
+            Created::New(operation) => {
+                self.metrics.operation(kind, OperationStatus::Pending.as_str());
+                self.runner.submit(operation.clone());
+                Ok((operation, true))
+            }
+            Created::Replayed(operation) => Ok((operation, false)),
+            Created::KeyReused { operation_id } => Err(Error::conflict(
+                "idempotency_key_reused",
+                format!(
+                    "this Idempotency-Key was used with a different request (operation {operation_id})"
+                ),
+            )),
+        }
+    }
+
+    /// One operation, if the caller may see it.
+    pub async fn operation(&self, principal: &Principal, id: &str) -> Result<Operation, Error> {
+        match self.store.operation(id).await.map_err(store_error)? {
+            Some(op) if principal.can_see(&op.org) => Ok(op),
+            _ => Err(Error::not_found("operation", id)),
+        }
+    }
+
+    pub async fn operations(
+        &self,
+        principal: &Principal,
+        mut filter: OperationFilter,
+        page: PageRequest,
+    ) -> Result<Page<Operation>, Error> {
+        filter.org = principal.org_filter();
+        let (items, next_page_token) = self
+            .store
+            .operations(&filter, &page)
+            .await
+            .map_err(store_error)?;
+        Ok(Page {
+            items,
+            next_page_token,
+        })
+    }
+
+    /// Waits up to `timeout` for an operation the caller may see to end.
+    pub async fn wait(
+        &self,
+        principal: &Principal,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<Operation, Error> {
+        self.operation(principal, id).await?;
+        self.runner.wait(id, timeout).await
+    }
+
+    pub async fn cancel(&self, principal: &Principal, id: &str) -> Result<Operation, Error> {
+        self.operation(principal, id).await?;
+        self.runner.cancel(id).await
+    }
+}
+
+/// Writes a file only its owner can read, creating it with that mode so it is never
+/// readable by others, even for a moment.
+fn write_private_file(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_is_registered_once_and_named_by_its_resource() {
+        let kinds = Core::operation_kinds();
+        for kind in &kinds {
+            let (resource, verb) = kind.split_once('.').unwrap_or_default();
+            assert!(!resource.is_empty() && !verb.is_empty(), "{kind}");
+        }
+        for expected in [
+            "token.create",
+            "instance.stop",
+            "bucket.delete",
+            "image.tag",
+        ] {
+            assert!(kinds.contains(&expected), "{expected} is not registered");
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! Waiting for instances to reach a state: polling with a backoff until all are there,
+//! one of them is lost, the deadline passes or the operation is cancelled.
+
+use overcast_provider::{Compute, InstanceFilter};
+use overcast_types::{Error, ErrorKind, Instance, InstanceState};
+use std::time::{Duration, Instant};
+
+use crate::errors::provider_error;
+use crate::operations::Cancellation;
+
+/// How long an action may take to reach its state before the operation fails.
+const STATE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// Waits until every instance is in `target` (or gone, for a terminate), polling with a
+/// backoff, or fails at the deadline saying where each stood.
+pub(crate) async fn wait_for(
+    compute: &dyn Compute,
+    region: &str,
+    ids: &[String],
+    target: InstanceState,
+    cancellation: &Cancellation,
+) -> Result<Vec<Instance>, Error> {
+    let deadline = Instant::now() + STATE_TIMEOUT;
+    let mut delay = Duration::from_millis(250);
+    loop {
+        let filter = InstanceFilter {
+            region: Some(region.to_string()),
+            ids: ids.to_vec(),
+            ..InstanceFilter::default()
+        };
+        let instances = compute
+            .list_instances(&filter)
+            .await
+            .map_err(provider_error)?;
+        let reached = |i: &Instance| {
+            i.state == target || (target == InstanceState::Terminated && i.state.is_gone())
+        };
+        if instances.len() >= ids.len() && instances.iter().all(reached) {
+            return Ok(instances);
+        }
+        if let Some(lost) = instances
+            .iter()
+            .find(|i| target != InstanceState::Terminated && i.state.is_gone())
+        {
+            return Err(Error::conflict(
+                "instance_terminated",
+                format!(
+                    "instance {} was terminated while waiting for it to be {}",
+                    lost.id,
+                    target.as_str()
+                ),
+            ));
+        }
+        if Instant::now() >= deadline {
+            let states: Vec<String> = instances
+                .iter()
+                .map(|i| format!("{} {}", i.id, i.state.as_str()))
+                .collect();
+            return Err(Error::new(
+                ErrorKind::BackendTimeout,
+                "state_timeout",
+                format!(
+                    "not {} after {}s: {}",
+                    target.as_str(),
+                    STATE_TIMEOUT.as_secs(),
+                    states.join(", ")
+                ),
+            ));
+        }
+        cancellation.check()?;
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,160 @@
+//! What a change sees of its operation while it runs: the record and its saved results, the
+//! environments and the store, and the means to save progress, hand a secret to the
+//! waiting request and notice a cancel.
+
+use overcast_store::Store;
+use overcast_types::{Error, Operation, TargetResult};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::environments::{Environment, Environments};
+use crate::errors::store_error;
+
+/// How long a handed-over secret waits for its request before it is dropped.
+const HANDOVER_TTL: Duration = Duration::from_secs(300);
+
+/// Secrets a change hands to the request that started its operation (a private key made
+/// by the backend, say): kept in memory only, taken once, dropped after a few minutes.
+#[derive(Clone, Default)]
+pub(crate) struct Handovers(Arc<Mutex<HashMap<String, (Instant, String)>>>);
+
+impl Handovers {
+    fn put(&self, operation_id: &str, secret: String) {
+        let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        kept.retain(|_, (at, _)| at.elapsed() < HANDOVER_TTL);
+        kept.insert(operation_id.to_string(), (Instant::now(), secret));
+    }
+
+    pub(crate) fn take(&self, operation_id: &str) -> Option<String> {
+        let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        kept.remove(operation_id)
+            .filter(|(at, _)| at.elapsed() < HANDOVER_TTL)
+            .map(|(_, secret)| secret)
+    }
+}
+
+/// One run of one operation, as its change sees it.
+pub struct OperationContext {
+    pub(crate) operation: Operation,
+    pub(crate) store: Store,
+    pub(crate) environments: Arc<Environments>,
+    pub(crate) cancelled: Arc<AtomicBool>,
+    pub(crate) handovers: Handovers,
+    /// Backend calls made so far, counted by the call accounting.
+    pub(crate) calls: Arc<AtomicU64>,
+}
+
+impl OperationContext {
+    pub fn operation(&self) -> &Operation {
+        &self.operation
+    }
+
+    /// The operation's id, which its change writes as the `overcast:operation` tag on what
+    /// it makes, so a re-run finds it.
+    pub fn operation_id(&self) -> &str {
+        &self.operation.id
+    }
+
+    /// The environment of that name, as the change's input recorded it.
+    pub fn environment(&self, name: &str) -> Result<Arc<Environment>, Error> {
+        self.environments.shared(name).cloned()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The operation's input, as its use case recorded it.
+    pub(crate) fn input<T: serde::de::DeserializeOwned>(&self) -> Result<T, Error> {
+        serde_json::from_value(self.operation.input.clone()).map_err(|e| {
+            Error::internal(format!(
+                "operation {} has an unreadable input: {e}",
+                self.operation.id
+            ))
+        })
+    }
+
+    /// The saved result for `target`, if an earlier run got that far.
+    pub fn result_for(&self, target: &str) -> Option<&TargetResult> {
+        self.operation.results.iter().find(|r| r.target == target)
+    }
+
+    /// Sets how much of a long transfer is done, in its own units (bytes, say).
+    pub async fn set_progress(&mut self, done: u64, total: u64) -> Result<(), Error> {
+        self.operation.progress.done = done;
+        self.operation.progress.total = total;
+        self.save().await
+    }
+
+    pub async fn set_total(&mut self, total: u64) -> Result<(), Error> {
+        self.operation.progress.total = total;
+        self.save().await
+    }
+
+    /// Saves one target's result (replacing an earlier one for the same target) and counts
+    /// it as done.
+    pub async fn record(&mut self, result: TargetResult) -> Result<(), Error> {
+        self.record_many(vec![result]).await
+    }
+
+    /// Saves several targets' results with one write: a bulk action records a whole batch
+    /// at once rather than rewriting the results for every target.
+    pub async fn record_many(&mut self, new: Vec<TargetResult>) -> Result<(), Error> {
+        let results = &mut self.operation.results;
+        for result in new {
+            match results.iter_mut().find(|r| r.target == result.target) {
+                Some(existing) => *existing = result,
+                None => results.push(result),
+            }
+        }
+        let done = results.len() as u64;
+        let progress = &mut self.operation.progress;
+        progress.done = done;
+        progress.total = progress.total.max(done);
+        self.save().await
+    }
+
+    /// Hands a secret to the request that started this operation, never to the store.
+    pub fn hand_over(&self, secret: String) {
+        self.handovers.put(&self.operation.id, secret);
+    }
+
+    /// An error to return when the operation was asked to stop; call between steps.
+    pub fn check_cancelled(&self) -> Result<(), Error> {
+        self.cancellation().check()
+    }
+
+    /// A handle to check for a cancel from work that runs beside the change.
+    pub fn cancellation(&self) -> Cancellation {
+        Cancellation(self.cancelled.clone())
+    }
+
+    pub(crate) async fn save(&self) -> Result<(), Error> {
+        self.store
+            .save_progress(
+                &self.operation.id,
+                self.operation.progress,
+                &self.operation.results,
+                self.calls.load(Ordering::SeqCst),
+            )
+            .await
+            .map_err(store_error)
+    }
+}
+
+/// Whether an operation was asked to stop.
+#[derive(Clone)]
+pub struct Cancellation(Arc<AtomicBool>);
+
+impl Cancellation {
+    /// An error to return when the operation was asked to stop.
+    pub fn check(&self) -> Result<(), Error> {
+        if self.0.load(Ordering::SeqCst) {
+            Err(Error::cancelled())
+        } else {
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! Tags: the rules every tag set follows (EC2's limits; overcast's own keys reserved), and
+//! setting or removing the tags of one instance, image or security group as an operation.
+
+use async_trait::async_trait;
+use overcast_types::{tags, Error, Operation, Role, TargetResult};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use crate::app::{Core, Idempotency, Target};
+use crate::auth::Principal;
+use crate::errors::provider_error;
+use crate::operations::{Change, OperationContext};
+
+const RESERVED: &str = "keys starting with overcast: or aws: are reserved";
+
+/// Tag keys and values as EC2 allows them, never overcast's own keys.
+pub fn check_tags(tags: &BTreeMap<String, String>) -> Result<(), Error> {
+    for (key, value) in tags {
+        let field = format!("tags.{key}");
+        if key.is_empty() || key.chars().count() > 128 {
+            return Err(Error::invalid(field, "a tag key has 1 to 128 characters"));
+        }
+        if tags::is_reserved(key) {
+            return Err(Error::invalid(field, RESERVED));
+        }
+        if value.chars().count() > 256 {
+            return Err(Error::invalid(
+                field,
+                "a tag value has at most 256 characters",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Tag keys to remove: never overcast's own.
+pub fn check_keys(keys: &[String]) -> Result<(), Error> {
+    match keys.iter().position(|k| tags::is_reserved(k)) {
+        Some(i) => Err(Error::invalid(format!("keys[{i}]"), RESERVED)),
+        None => Ok(()),
+    }
+}
+
+/// A kind of resource that takes tags.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TagTarget {
+    #[default]
+    Instance,
+    Image,
+    SecurityGroup,
+}
+
+impl TagTarget {
+    fn kind(self) -> &'static str {
+        match self {
+            TagTarget::Instance => "instance.tag",
+            TagTarget::Image => "image.tag",
+            TagTarget::SecurityGroup => "security_group.tag",
+        }
+    }
+}
+
+/// Tags to set and keys to remove on one resource.
+#[derive(Debug, Clone)]
+pub struct TagRequest {
+    pub target: TagTarget,
+    pub id: String,
+    pub set: BTreeMap<String, String>,
+    pub remove: Vec<String>,
+}
+
+/// What a tag operation records: tags to set and keys to remove.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct TagInput {
+    pub environment: String,
+    /// Recorded since the kinds moved into one change; older records are instances'.
+    #[serde(default)]
+    pub target: TagTarget,
+    pub region: String,
+    pub ids: Vec<String>,
+    pub set: BTreeMap<String, String>,
+    pub remove: Vec<String>,
+}
+
+/// `instance.tag`, `image.tag`, `security_group.tag`: setting and removing tags are
+/// idempotent, so a re-run is safe.
+pub(crate) struct Tag;
+
+#[async_trait]
+impl Change for Tag {
+    const KINDS: &'static [&'static str] = &["instance.tag", "image.tag", "security_group.tag"];
+    type Input = TagInput;
+
+    fn kind(input: &TagInput) -> &'static str {
+        input.target.kind()
+    }
+
+    async fn run(&self, input: TagInput, cx: &mut OperationContext) -> Result<(), Error> {
+        let env = cx.environment(&input.environment)?;
+        let compute = env.compute()?;
+        cx.set_total(input.ids.len() as u64).await?;
+        if !input.set.is_empty() {
+            compute
+                .set_tags(&input.region, &input.ids, &input.set)
+                .await
+                .map_err(provider_error)?;
+        }
+        if !input.remove.is_empty() {
+            compute
+                .remove_tags(&input.region, &input.ids, &input.remove)
+                .await
+                .map_err(provider_error)?;
+        }
+        cx.record_many(input.ids.iter().map(TargetResult::done).collect())
+            .await
+    }
+}
+
+impl Core {
+    /// Sets and removes tags of one instance, image or security group, as an operation.
+    pub async fn tag_resource(
+        &self,
+        principal: &Principal,
+        env: &str,
+        request: TagRequest,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Operation, Error> {
+        principal.require(Role::Operator)?;
+        check_tags(&request.set)?;
+        check_keys(&request.remove)?;
+        if request.set.is_empty() && request.remove.is_empty() {
+            return Err(Error::invalid("tags", "give at least one tag"));
+        }
+        let id = request.id.as_str();
+        let (region, org) = match request.target {
+            TagTarget::Instance => {
+                let found = self.instance(principal, env, id).await?;
+                (found.region, found.org)
+            }
+            TagTarget::Image => {
+                let found = self.image(principal, env, id).await?;
+                (found.region, found.org)
+            }
+            TagTarget::SecurityGroup => {
+                let found = self.security_group(principal, env, id).await?;
+                (found.region, found.org)
+            }
+        };
+        let input = TagInput {
+            environment: env.to_string(),
+            target: request.target,
+            region,
+            ids: vec![request.id.clone()],
+            set: request.set,
+            remove: request.remove,
+        };
+        let target = Target::new(env, format!("{env}/{id}")).owned_by(org.as_deref());
+        self.start::<Tag>(principal, target, &input, idempotency)
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_and_oversized_tags_are_refused() {
+        let tags = |k: &str, v: &str| BTreeMap::from([(k.to_string(), v.to_string())]);
+        assert!(check_tags(&tags("team", "web")).is_ok());
+        assert_eq!(
+            check_tags(&tags("overcast:org", "x"))
+                .unwrap_err()
+                .field
+                .as_deref(),
+            Some("tags.overcast:org")
+        );
+        assert!(check_tags(&tags("", "x")).is_err());
+        assert!(check_tags(&tags("k", &"v".repeat(257))).is_err());
+        assert_eq!(
+            check_keys(&["team".into(), "aws:x".into()])
+                .unwrap_err()
+                .field
+                .as_deref(),
+            Some("keys[1]")
+        );
+    }
+}
