@@ -18,8 +18,8 @@ use time::OffsetDateTime;
 use crate::errors::{from_sdk, is_dry_run_ok};
 use crate::AwsProvider;
 
-/// EC2 takes at most this many ids per start/stop/terminate call.
-const IDS_PER_CALL: usize = 1000;
+/// EC2 takes at most this many ids per start/stop/terminate or tag call.
+pub(crate) const IDS_PER_CALL: usize = 1000;
 
 #[async_trait]
 impl Compute for AwsProvider {
@@ -50,6 +50,10 @@ impl Compute for AwsProvider {
 
     async fn run_instances(&self, spec: &LaunchSpec) -> Result<Vec<Instance>, ProviderError> {
         self.launch(spec, false).await
+    }
+
+    fn max_ids_per_call(&self) -> usize {
+        IDS_PER_CALL
     }
 
     async fn act(&self, region: &str, ids: &[String], action: Action) -> Result<(), ProviderError> {
@@ -181,45 +185,6 @@ impl Compute for AwsProvider {
                 Err(_) => encoded.to_string(),
             },
         )
-    }
-
-    async fn set_tags(
-        &self,
-        region: &str,
-        resource_ids: &[String],
-        tags: &BTreeMap<String, String>,
-    ) -> Result<(), ProviderError> {
-        let ec2 = self.ec2(region).await?;
-        for batch in resource_ids.chunks(IDS_PER_CALL) {
-            let result = ec2
-                .create_tags()
-                .set_resources(Some(batch.to_vec()))
-                .set_tags(Some(to_tags(tags)))
-                .send()
-                .await;
-            self.observe("CreateTags", region, result.map_err(from_sdk))?;
-        }
-        Ok(())
-    }
-
-    async fn remove_tags(
-        &self,
-        region: &str,
-        resource_ids: &[String],
-        keys: &[String],
-    ) -> Result<(), ProviderError> {
-        let ec2 = self.ec2(region).await?;
-        let tags: Vec<Tag> = keys.iter().map(|k| Tag::builder().key(k).build()).collect();
-        for batch in resource_ids.chunks(IDS_PER_CALL) {
-            let result = ec2
-                .delete_tags()
-                .set_resources(Some(batch.to_vec()))
-                .set_tags(Some(tags.clone()))
-                .send()
-                .await;
-            self.observe("DeleteTags", region, result.map_err(from_sdk))?;
-        }
-        Ok(())
     }
 }
 

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{ResourceType, TagSpecification};
 use futures::future::try_join_all;
-use overcast_provider::{Compute, ImageSpec, Images, ProviderError};
+use overcast_provider::{ImageSpec, Images, ProviderError};
 use overcast_types::Image;
 
 use crate::compute::to_tags;
@@ -59,7 +59,7 @@ impl Images for AwsProvider {
         // Snapshots get their tags in a second call: EC2 takes snapshot tags in CreateImage,
         // but not every AWS-compatible endpoint does, and tags are idempotent.
         if !spec.tags.is_empty() && !image.snapshots.is_empty() {
-            self.set_tags(&spec.region, &image.snapshots, &spec.tags)
+            self.ec2_set_tags(&spec.region, &image.snapshots, &spec.tags)
                 .await?;
         }
         Ok(image)

@@ -9,6 +9,7 @@ mod firewall;
 mod images;
 mod keypairs;
 mod storage;
+mod tags;
 
 use async_trait::async_trait;
 use aws_config::retry::RetryConfig;
@@ -16,7 +17,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
 use overcast_provider::{
     CallObserver, Compute, Firewall, Images, KeyPairs, ObjectStore, Provider, ProviderError,
-    ProviderErrorKind, ProviderStatus,
+    ProviderErrorKind, ProviderStatus, Tags,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -230,6 +231,10 @@ impl Provider for AwsProvider {
     }
 
     fn object_store(&self) -> Option<&dyn ObjectStore> {
+        Some(self)
+    }
+
+    fn tags(&self) -> Option<&dyn Tags> {
         Some(self)
     }
 }

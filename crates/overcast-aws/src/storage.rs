@@ -85,22 +85,7 @@ impl ObjectStore for AwsProvider {
         let result = request.send().await;
         self.observe("CreateBucket", region, result.map_err(from_sdk))?;
         if !tags.is_empty() {
-            let tag_set = tags
-                .iter()
-                .map(|(k, v)| Tag::builder().key(k).value(v).build())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(invalid)?;
-            let tagging = Tagging::builder()
-                .set_tag_set(Some(tag_set))
-                .build()
-                .map_err(invalid)?;
-            let result = s3
-                .put_bucket_tagging()
-                .bucket(name)
-                .tagging(tagging)
-                .send()
-                .await;
-            self.observe("PutBucketTagging", region, result.map_err(from_sdk))?;
+            self.put_bucket_tags(region, name, tags).await?;
         }
         self.details(name.to_string(), None).await
     }
@@ -532,6 +517,57 @@ impl AwsProvider {
     }
 
     /// A bucket's region, tags and versioning.
+    /// A bucket's tags (none when it has no tag set).
+    pub(crate) async fn bucket_tags(
+        &self,
+        region: &str,
+        name: &str,
+    ) -> Result<BTreeMap<String, String>, ProviderError> {
+        let s3 = self.s3(region).await?;
+        let result = s3.get_bucket_tagging().bucket(name).send().await;
+        match self.observe("GetBucketTagging", region, result.map_err(from_sdk)) {
+            Ok(tagging) => Ok(tagging
+                .tag_set()
+                .iter()
+                .map(|t| (t.key().to_string(), t.value().to_string()))
+                .collect()),
+            Err(e) if e.backend_code.as_deref() == Some("NoSuchTagSet") => Ok(BTreeMap::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Replaces a bucket's whole tag set, as S3 only can; an empty set deletes it.
+    pub(crate) async fn put_bucket_tags(
+        &self,
+        region: &str,
+        name: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<(), ProviderError> {
+        let s3 = self.s3(region).await?;
+        if tags.is_empty() {
+            let result = s3.delete_bucket_tagging().bucket(name).send().await;
+            self.observe("DeleteBucketTagging", region, result.map_err(from_sdk))?;
+            return Ok(());
+        }
+        let tag_set = tags
+            .iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(invalid)?;
+        let tagging = Tagging::builder()
+            .set_tag_set(Some(tag_set))
+            .build()
+            .map_err(invalid)?;
+        let result = s3
+            .put_bucket_tagging()
+            .bucket(name)
+            .tagging(tagging)
+            .send()
+            .await;
+        self.observe("PutBucketTagging", region, result.map_err(from_sdk))?;
+        Ok(())
+    }
+
     async fn details(
         &self,
         name: String,
@@ -547,16 +583,7 @@ impl AwsProvider {
             Some(other) => other.to_string(),
         };
         let regional = self.s3(&region).await.unwrap_or(s3);
-        let result = regional.get_bucket_tagging().bucket(&name).send().await;
-        let tags = match self.observe("GetBucketTagging", &region, result.map_err(from_sdk)) {
-            Ok(tagging) => tagging
-                .tag_set()
-                .iter()
-                .map(|t| (t.key().to_string(), t.value().to_string()))
-                .collect(),
-            Err(e) if e.backend_code.as_deref() == Some("NoSuchTagSet") => BTreeMap::new(),
-            Err(e) => return Err(e),
-        };
+        let tags = self.bucket_tags(&region, &name).await?;
         let result = regional.get_bucket_versioning().bucket(&name).send().await;
         // Some S3-compatible stores answer this for a never-versioned bucket in a form the
         // SDK cannot read; versioning is then shown as unknown rather than failing the

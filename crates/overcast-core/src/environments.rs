@@ -2,7 +2,7 @@
 //! they are shown to callers.
 
 use overcast_provider::{
-    CallObserver, Capability, Compute, Firewall, Images, KeyPairs, ObjectStore, Provider,
+    CallObserver, Capability, Compute, Firewall, Images, KeyPairs, ObjectStore, Provider, Tags,
     Unavailable,
 };
 use overcast_types::{tags, Error, ErrorKind, Owned, StagePolicy};
@@ -176,6 +176,10 @@ impl Environment {
 
     pub fn object_store(&self) -> Result<&dyn ObjectStore, Error> {
         self.capability("buckets", |p| p.object_store())
+    }
+
+    pub fn tags(&self) -> Result<&dyn Tags, Error> {
+        self.capability("tags", |p| p.tags())
     }
 
     pub async fn view(&self) -> EnvironmentView {

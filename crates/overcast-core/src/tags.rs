@@ -1,5 +1,6 @@
 //! Tags: the rules every tag set follows (EC2's limits; overcast's own keys reserved), and
-//! setting or removing the tags of one instance, image or security group as an operation.
+//! setting or removing the tags of one resource of any kind (instance, image, security
+//! group, bucket) as an operation, through the provider's `Tags` capability.
 
 use async_trait::async_trait;
 use overcast_types::{tags, Error, Operation, Role, TargetResult};
@@ -41,30 +42,22 @@ pub fn check_keys(keys: &[String]) -> Result<(), Error> {
     }
 }
 
-/// A kind of resource that takes tags.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TagTarget {
-    #[default]
-    Instance,
-    Image,
-    SecurityGroup,
-}
+pub use overcast_provider::ResourceKind;
 
-impl TagTarget {
-    fn kind(self) -> &'static str {
-        match self {
-            TagTarget::Instance => "instance.tag",
-            TagTarget::Image => "image.tag",
-            TagTarget::SecurityGroup => "security_group.tag",
-        }
+/// The operation kind of a tag change on one resource of `kind`.
+fn tag_kind(kind: ResourceKind) -> &'static str {
+    match kind {
+        ResourceKind::Instance => "instance.tag",
+        ResourceKind::Image => "image.tag",
+        ResourceKind::SecurityGroup => "security_group.tag",
+        ResourceKind::Bucket => "bucket.tag",
     }
 }
 
 /// Tags to set and keys to remove on one resource.
 #[derive(Debug, Clone)]
 pub struct TagRequest {
-    pub target: TagTarget,
+    pub target: ResourceKind,
     pub id: String,
     pub set: BTreeMap<String, String>,
     pub remove: Vec<String>,
@@ -76,39 +69,43 @@ pub(crate) struct TagInput {
     pub environment: String,
     /// Recorded since the kinds moved into one change; older records are instances'.
     #[serde(default)]
-    pub target: TagTarget,
+    pub target: ResourceKind,
     pub region: String,
     pub ids: Vec<String>,
     pub set: BTreeMap<String, String>,
     pub remove: Vec<String>,
 }
 
-/// `instance.tag`, `image.tag`, `security_group.tag`: setting and removing tags are
-/// idempotent, so a re-run is safe.
+/// `instance.tag`, `image.tag`, `security_group.tag`, `bucket.tag`: setting and removing
+/// tags are idempotent, so a re-run is safe.
 pub(crate) struct Tag;
 
 #[async_trait]
 impl Change for Tag {
-    const KINDS: &'static [&'static str] = &["instance.tag", "image.tag", "security_group.tag"];
+    const KINDS: &'static [&'static str] = &[
+        "instance.tag",
+        "image.tag",
+        "security_group.tag",
+        "bucket.tag",
+    ];
     type Input = TagInput;
 
     fn kind(input: &TagInput) -> &'static str {
-        input.target.kind()
+        tag_kind(input.target)
     }
 
     async fn run(&self, input: TagInput, cx: &mut OperationContext) -> Result<(), Error> {
         let env = cx.environment(&input.environment)?;
-        let compute = env.compute()?;
-        cx.set_total(input.ids.len() as u64).await?;
+        let tags = env.tags()?;
+        let (region, kind, ids) = (&input.region, input.target, &input.ids);
+        cx.set_total(ids.len() as u64).await?;
         if !input.set.is_empty() {
-            compute
-                .set_tags(&input.region, &input.ids, &input.set)
+            tags.set_tags(region, kind, ids, &input.set)
                 .await
                 .map_err(provider_error)?;
         }
         if !input.remove.is_empty() {
-            compute
-                .remove_tags(&input.region, &input.ids, &input.remove)
+            tags.remove_tags(region, kind, ids, &input.remove)
                 .await
                 .map_err(provider_error)?;
         }
@@ -118,7 +115,7 @@ impl Change for Tag {
 }
 
 impl Core {
-    /// Sets and removes tags of one instance, image or security group, as an operation.
+    /// Sets and removes tags of one resource, as an operation.
     pub async fn tag_resource(
         &self,
         principal: &Principal,
@@ -134,16 +131,20 @@ impl Core {
         }
         let id = request.id.as_str();
         let (region, org) = match request.target {
-            TagTarget::Instance => {
+            ResourceKind::Instance => {
                 let found = self.instance(principal, env, id).await?;
                 (found.region, found.org)
             }
-            TagTarget::Image => {
+            ResourceKind::Image => {
                 let found = self.image(principal, env, id).await?;
                 (found.region, found.org)
             }
-            TagTarget::SecurityGroup => {
+            ResourceKind::SecurityGroup => {
                 let found = self.security_group(principal, env, id).await?;
+                (found.region, found.org)
+            }
+            ResourceKind::Bucket => {
+                let found = self.bucket(principal, env, id).await?;
                 (found.region, found.org)
             }
         };

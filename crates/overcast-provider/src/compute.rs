@@ -106,6 +106,10 @@ pub trait Compute: Send + Sync {
     /// Launches instances, tagged at launch.
     async fn run_instances(&self, spec: &LaunchSpec) -> Result<Vec<Instance>, ProviderError>;
 
+    /// The most instance ids one [`Compute::act`] or tag call takes (EC2: 1,000); plans batch
+    /// their targets by it.
+    fn max_ids_per_call(&self) -> usize;
+
     /// Asks for an action on instances of one region; does not wait for the state.
     async fn act(&self, region: &str, ids: &[String], action: Action) -> Result<(), ProviderError>;
 
@@ -122,20 +126,4 @@ pub trait Compute: Send + Sync {
 
     /// The instance's serial console output so far.
     async fn console_output(&self, region: &str, id: &str) -> Result<String, ProviderError>;
-
-    /// Sets tags on resources of one region (instances, images, security groups).
-    async fn set_tags(
-        &self,
-        region: &str,
-        resource_ids: &[String],
-        tags: &BTreeMap<String, String>,
-    ) -> Result<(), ProviderError>;
-
-    /// Removes tags by key from resources of one region.
-    async fn remove_tags(
-        &self,
-        region: &str,
-        resource_ids: &[String],
-        keys: &[String],
-    ) -> Result<(), ProviderError>;
 }

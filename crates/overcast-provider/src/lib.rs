@@ -8,6 +8,7 @@ mod firewall;
 mod images;
 mod keypairs;
 mod storage;
+mod tags;
 
 pub use compute::{Action, Compute, InstanceChange, InstanceFilter, LaunchSpec, MachineSize};
 pub use error::{ProviderError, ProviderErrorKind};
@@ -17,6 +18,7 @@ pub use keypairs::{KeyPair, KeyPairs};
 pub use storage::{
     ByteStream, ObjectDownload, ObjectQuery, ObjectSpec, ObjectStore, PresignMethod,
 };
+pub use tags::{ResourceKind, Tags};
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -33,6 +35,7 @@ pub enum Capability {
     Firewall,
     KeyPairs,
     ObjectStore,
+    Tags,
     Containers,
     Secrets,
     Parameters,
@@ -79,6 +82,7 @@ pub trait Provider: Send + Sync {
             (Capability::Firewall, self.firewall().is_some()),
             (Capability::KeyPairs, self.key_pairs().is_some()),
             (Capability::ObjectStore, self.object_store().is_some()),
+            (Capability::Tags, self.tags().is_some()),
         ]
         .into_iter()
         .filter_map(|(capability, offered)| offered.then_some(capability))
@@ -115,6 +119,11 @@ pub trait Provider: Send + Sync {
 
     /// Buckets and objects, if this provider has them.
     fn object_store(&self) -> Option<&dyn ObjectStore> {
+        None
+    }
+
+    /// Tags on its resources, if this provider keeps them.
+    fn tags(&self) -> Option<&dyn Tags> {
         None
     }
 }

@@ -8,7 +8,7 @@ use base64::Engine;
 use futures::future::join_all;
 use overcast_provider::{
     Action, Compute, InstanceChange, InstanceFilter, LaunchSpec, MachineSize, ProviderError,
-    ProviderErrorKind,
+    ProviderErrorKind, ResourceKind, Tags,
 };
 use overcast_types::{tags, Instance, InstanceState};
 use std::collections::BTreeMap;
@@ -336,21 +336,32 @@ impl QemuProvider {
         });
     }
 
-    /// Applies `change` to the tags of each VM or image in `ids`.
+    /// Applies `change` to the tags of each VM or image in `ids`, kept in its record.
     fn change_tags(
         &self,
+        kind: ResourceKind,
         ids: &[String],
         change: impl Fn(&mut BTreeMap<String, String>),
     ) -> Result<(), ProviderError> {
         for id in ids {
-            if id.starts_with("img-") {
-                let mut image = self.image_record(id)?;
-                change(&mut image.tags);
-                records::write(&self.layout.image_dir(id).join("image.json"), &image)?;
-            } else {
-                let mut record = self.vm_record(id)?;
-                change(&mut record.tags);
-                self.save(&record)?;
+            match kind {
+                ResourceKind::Instance => {
+                    let mut record = self.vm_record(id)?;
+                    change(&mut record.tags);
+                    self.save(&record)?;
+                }
+                ResourceKind::Image => {
+                    let mut image = self.image_record(id)?;
+                    change(&mut image.tags);
+                    records::write(&self.layout.image_dir(id).join("image.json"), &image)?;
+                }
+                other => {
+                    return Err(ProviderError::new(
+                        ProviderErrorKind::Unsupported,
+                        "not_supported",
+                        format!("{} tags are not supported by provider qemu", other.name()),
+                    ))
+                }
             }
         }
         Ok(())
@@ -417,6 +428,12 @@ impl Compute for QemuProvider {
         Ok(join_all(made.into_iter().map(|r| self.instance_of(r))).await)
     }
 
+    /// Each VM is acted on by itself, so there is no backend limit; a batch of 1,000 bounds
+    /// how many are acted on at once and how many outcomes are recorded in one write.
+    fn max_ids_per_call(&self) -> usize {
+        1000
+    }
+
     async fn act(&self, region: &str, ids: &[String], action: Action) -> Result<(), ProviderError> {
         if region != REGION {
             return Err(invalid(
@@ -451,14 +468,18 @@ impl Compute for QemuProvider {
         self.vm_record(id)?;
         Ok(vm::serial_output(&VmFiles::new(&self.layout, id)))
     }
+}
 
+#[async_trait]
+impl Tags for QemuProvider {
     async fn set_tags(
         &self,
         _region: &str,
-        resource_ids: &[String],
+        kind: ResourceKind,
+        ids: &[String],
         tags: &BTreeMap<String, String>,
     ) -> Result<(), ProviderError> {
-        self.change_tags(resource_ids, |existing| {
+        self.change_tags(kind, ids, |existing| {
             existing.extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())))
         })
     }
@@ -466,10 +487,11 @@ impl Compute for QemuProvider {
     async fn remove_tags(
         &self,
         _region: &str,
-        resource_ids: &[String],
+        kind: ResourceKind,
+        ids: &[String],
         keys: &[String],
     ) -> Result<(), ProviderError> {
-        self.change_tags(resource_ids, |existing| {
+        self.change_tags(kind, ids, |existing| {
             existing.retain(|k, _| !keys.contains(k))
         })
     }

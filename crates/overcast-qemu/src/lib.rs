@@ -12,7 +12,7 @@ mod records;
 mod vm;
 
 use async_trait::async_trait;
-use overcast_provider::{Compute, Images, Provider, ProviderStatus, Unavailable};
+use overcast_provider::{Compute, Images, Provider, ProviderStatus, Tags, Unavailable};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -116,6 +116,10 @@ impl Provider for QemuProvider {
     }
 
     fn images(&self) -> Option<&dyn Images> {
+        Some(self)
+    }
+
+    fn tags(&self) -> Option<&dyn Tags> {
         Some(self)
     }
 }

@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use futures::future::join_all;
-use overcast_provider::{Action, Compute};
+use overcast_provider::{Action, Compute, ResourceKind};
 use overcast_types::{Error, Instance, InstanceState, Operation, Role, StagePolicy, TargetResult};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -20,9 +20,6 @@ use crate::environments::Environment;
 use crate::errors::provider_error;
 use crate::operations::{Cancellation, Change, OperationContext};
 use crate::tags::{check_keys, check_tags};
-
-/// EC2 takes at most this many ids in one start, stop, terminate or tag call.
-pub const MAX_BATCH: usize = 1000;
 
 /// What to do with the selected instances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -193,13 +190,14 @@ pub struct Plan {
 }
 
 /// Plans an action on the matched instances: who is acted on, who is skipped and why, and
-/// the backend calls in batches of at most [`MAX_BATCH`] per region.
+/// the backend calls in batches of at most `batch` ids per region (the provider's limit).
 pub fn make_plan(
     environment: &str,
     policy: &StagePolicy,
     action: BulkAction,
     request: &BulkRequest,
     matched: Vec<Instance>,
+    batch: usize,
 ) -> Result<Plan, Error> {
     if let Some(to) = &request.to_stage {
         if action != BulkAction::Promote {
@@ -281,10 +279,10 @@ pub fn make_plan(
     let calls = per_region
         .into_iter()
         .flat_map(|(region, count)| {
-            (0..count.div_ceil(MAX_BATCH)).map(move |batch| PlannedCall {
+            (0..count.div_ceil(batch)).map(move |call| PlannedCall {
                 region: region.to_string(),
                 action: action.name().to_string(),
-                instances: (count - batch * MAX_BATCH).min(MAX_BATCH),
+                instances: (count - call * batch).min(batch),
             })
         })
         .collect();
@@ -365,7 +363,7 @@ pub fn check_confirmation(
 }
 
 /// Carries out any plan: regions run concurrently, each in batches of at most
-/// [`MAX_BATCH`]; every target's outcome is recorded as its batch ends. A re-run after a
+/// the provider's `max_ids_per_call`; every target's outcome is recorded as its batch ends. A re-run after a
 /// crash skips the targets already recorded; the rest are acted on again, which is
 /// harmless (stopping a stopped instance, writing the planned stage again).
 pub(crate) struct Lifecycle;
@@ -420,7 +418,7 @@ impl Change for Lifecycle {
             let sender = sender.clone();
             let (plan, env, cancellation) = (&plan, env, cancellation.clone());
             async move {
-                for batch in targets.chunks(MAX_BATCH) {
+                for batch in targets.chunks(compute.max_ids_per_call().max(1)) {
                     if cancellation.check().is_err() {
                         return;
                     }
@@ -536,6 +534,10 @@ async fn act_on_batch(
             Err(e) => failed(&e),
         };
     }
+    let tagging = match env.tags() {
+        Ok(tagging) => tagging,
+        Err(e) => return failed(&e),
+    };
     match plan.action {
         BulkAction::Promote => {
             // One call per destination stage: a plan may move targets to different stages.
@@ -550,8 +552,8 @@ async fn act_on_batch(
             for (stage, targets) in by_stage {
                 let ids: Vec<String> = targets.iter().map(|t| t.id.clone()).collect();
                 let tags = BTreeMap::from([(env.stages.tag_key.clone(), stage.to_string())]);
-                match compute
-                    .set_tags(region, &ids, &tags)
+                match tagging
+                    .set_tags(region, ResourceKind::Instance, &ids, &tags)
                     .await
                     .map_err(provider_error)
                 {
@@ -566,16 +568,16 @@ async fn act_on_batch(
             }
             results
         }
-        BulkAction::Tag => match compute
-            .set_tags(region, &ids, &plan.set)
+        BulkAction::Tag => match tagging
+            .set_tags(region, ResourceKind::Instance, &ids, &plan.set)
             .await
             .map_err(provider_error)
         {
             Ok(()) => batch.iter().map(|t| done(t, None)).collect(),
             Err(e) => failed(&e),
         },
-        _ => match compute
-            .remove_tags(region, &ids, &plan.keys)
+        _ => match tagging
+            .remove_tags(region, ResourceKind::Instance, &ids, &plan.keys)
             .await
             .map_err(provider_error)
         {
@@ -641,7 +643,15 @@ impl Core {
             ..BulkRequest::default()
         };
         let org = instance.org.clone();
-        let plan = make_plan(env, &environment.stages, action, &request, vec![instance])?;
+        let batch = environment.compute()?.max_ids_per_call();
+        let plan = make_plan(
+            env,
+            &environment.stages,
+            action,
+            &request,
+            vec![instance],
+            batch,
+        )?;
         if action == BulkAction::Promote {
             if let Some(skipped) = plan.skipped.first() {
                 return Err(Error::conflict(
@@ -697,7 +707,8 @@ impl Core {
                 })
                 .collect();
         }
-        let mut plan = make_plan(env, &environment.stages, action, request, matched)?;
+        let batch = environment.compute()?.max_ids_per_call();
+        let mut plan = make_plan(env, &environment.stages, action, request, matched, batch)?;
         plan.skipped.extend(missing);
         if request.dry_run || plan.targets.is_empty() {
             return Ok(BulkOutcome::Planned(plan));
@@ -717,6 +728,9 @@ impl Core {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// EC2's limit on ids per call, as the AWS provider reports it.
+    const EC2_BATCH: usize = 1000;
 
     fn instance(id: &str, region: &str, state: InstanceState, stage: Option<&str>) -> Instance {
         Instance {
@@ -758,6 +772,7 @@ mod tests {
             BulkAction::Stop,
             &BulkRequest::default(),
             matched,
+            EC2_BATCH,
         )
         .unwrap();
         assert_eq!(ids(&plan), ["i-1"]);
@@ -786,6 +801,7 @@ mod tests {
             BulkAction::Promote,
             &BulkRequest::default(),
             matched.clone(),
+            EC2_BATCH,
         )
         .unwrap();
         let moves: Vec<_> = plan
@@ -807,6 +823,7 @@ mod tests {
             BulkAction::Promote,
             &to_prod,
             matched,
+            EC2_BATCH,
         )
         .unwrap();
         assert_eq!(ids(&plan), ["i-1", "i-2"]);
@@ -842,6 +859,7 @@ mod tests {
             BulkAction::Stop,
             &BulkRequest::default(),
             matched,
+            EC2_BATCH,
         )
         .unwrap();
         let calls: Vec<_> = plan
@@ -874,6 +892,7 @@ mod tests {
             BulkAction::Stop,
             &by_stage,
             matched.clone(),
+            EC2_BATCH,
         )
         .unwrap();
         let err = check_confirmation(&policy, &by_stage, &stop).unwrap_err();
@@ -893,8 +912,15 @@ mod tests {
             ids: vec!["i-1".into()],
             ..Default::default()
         };
-        let terminate =
-            make_plan("aws-dev", &policy, BulkAction::Terminate, &by_ids, matched).unwrap();
+        let terminate = make_plan(
+            "aws-dev",
+            &policy,
+            BulkAction::Terminate,
+            &by_ids,
+            matched,
+            EC2_BATCH,
+        )
+        .unwrap();
         assert!(check_confirmation(&policy, &by_ids, &terminate).is_err());
         let confirmed = BulkRequest {
             confirm: Some("aws-dev/1".into()),
@@ -909,6 +935,7 @@ mod tests {
             BulkAction::Stop,
             &BulkRequest::default(),
             dev,
+            EC2_BATCH,
         )
         .unwrap();
         check_confirmation(&policy, &BulkRequest::default(), &stop_dev).unwrap();
@@ -918,7 +945,7 @@ mod tests {
     fn bad_requests_name_the_field() {
         let policy = StagePolicy::default();
         let field = |action, request: BulkRequest| {
-            make_plan("e", &policy, action, &request, vec![])
+            make_plan("e", &policy, action, &request, vec![], EC2_BATCH)
                 .unwrap_err()
                 .field
                 .unwrap()

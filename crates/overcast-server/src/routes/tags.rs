@@ -4,7 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use overcast_core::auth::Principal;
-use overcast_core::tags::{TagRequest, TagTarget};
+use overcast_core::tags::{ResourceKind, TagRequest};
 use overcast_types::Operation;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -31,7 +31,7 @@ async fn tag(
     state: &AppState,
     principal: &Principal,
     (env, id): (String, String),
-    target: TagTarget,
+    target: ResourceKind,
     set: BTreeMap<String, String>,
     remove: Vec<String>,
     request: &Mutation<impl Sized>,
@@ -86,21 +86,21 @@ macro_rules! tag_routes {
 tag_routes!(
     set_instance_tags,
     remove_instance_tags,
-    TagTarget::Instance,
+    ResourceKind::Instance,
     "/v1/environments/{env}/instances/{id}/tags",
     "an instance"
 );
 tag_routes!(
     set_image_tags,
     remove_image_tags,
-    TagTarget::Image,
+    ResourceKind::Image,
     "/v1/environments/{env}/images/{id}/tags",
     "an image"
 );
 tag_routes!(
     set_group_tags,
     remove_group_tags,
-    TagTarget::SecurityGroup,
+    ResourceKind::SecurityGroup,
     "/v1/environments/{env}/security-groups/{id}/tags",
     "a security group"
 );

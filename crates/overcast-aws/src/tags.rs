@@ -1,0 +1,84 @@
+//! Tags on every kind of AWS resource overcast manages: EC2's CreateTags and DeleteTags for
+//! instances, images (and their snapshots) and security groups, in batches of EC2's
+//! 1,000 ids; S3's whole-set bucket tagging, read, merged and written back.
+
+use async_trait::async_trait;
+use aws_sdk_ec2::types::Tag;
+use overcast_provider::{ProviderError, ResourceKind, Tags};
+use std::collections::BTreeMap;
+
+use crate::compute::{to_tags, IDS_PER_CALL};
+use crate::errors::from_sdk;
+use crate::AwsProvider;
+
+#[async_trait]
+impl Tags for AwsProvider {
+    async fn set_tags(
+        &self,
+        region: &str,
+        kind: ResourceKind,
+        ids: &[String],
+        tags: &BTreeMap<String, String>,
+    ) -> Result<(), ProviderError> {
+        if kind != ResourceKind::Bucket {
+            return self.ec2_set_tags(region, ids, tags).await;
+        }
+        for bucket in ids {
+            let mut all = self.bucket_tags(region, bucket).await?;
+            all.extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+            self.put_bucket_tags(region, bucket, &all).await?;
+        }
+        Ok(())
+    }
+
+    async fn remove_tags(
+        &self,
+        region: &str,
+        kind: ResourceKind,
+        ids: &[String],
+        keys: &[String],
+    ) -> Result<(), ProviderError> {
+        if kind == ResourceKind::Bucket {
+            for bucket in ids {
+                let mut all = self.bucket_tags(region, bucket).await?;
+                all.retain(|k, _| !keys.contains(k));
+                self.put_bucket_tags(region, bucket, &all).await?;
+            }
+            return Ok(());
+        }
+        let ec2 = self.ec2(region).await?;
+        let tags: Vec<Tag> = keys.iter().map(|k| Tag::builder().key(k).build()).collect();
+        for batch in ids.chunks(IDS_PER_CALL) {
+            let result = ec2
+                .delete_tags()
+                .set_resources(Some(batch.to_vec()))
+                .set_tags(Some(tags.clone()))
+                .send()
+                .await;
+            self.observe("DeleteTags", region, result.map_err(from_sdk))?;
+        }
+        Ok(())
+    }
+}
+
+impl AwsProvider {
+    /// Sets tags on EC2 resources of any kind (instances, images, snapshots, groups).
+    pub(crate) async fn ec2_set_tags(
+        &self,
+        region: &str,
+        ids: &[String],
+        tags: &BTreeMap<String, String>,
+    ) -> Result<(), ProviderError> {
+        let ec2 = self.ec2(region).await?;
+        for batch in ids.chunks(IDS_PER_CALL) {
+            let result = ec2
+                .create_tags()
+                .set_resources(Some(batch.to_vec()))
+                .set_tags(Some(to_tags(tags)))
+                .send()
+                .await;
+            self.observe("CreateTags", region, result.map_err(from_sdk))?;
+        }
+        Ok(())
+    }
+}
