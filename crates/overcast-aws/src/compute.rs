@@ -9,7 +9,8 @@ use aws_sdk_ec2::types::{
 use base64::Engine;
 use futures::future::try_join_all;
 use overcast_provider::{
-    Action, Compute, InstanceChange, InstanceFilter, LaunchSpec, ProviderError, ProviderErrorKind,
+    Action, Compute, InstanceChange, InstanceFilter, LaunchDefaults, LaunchSize, LaunchSpec,
+    ProviderError, ProviderErrorKind, SizeRequest,
 };
 use overcast_types::{Instance, InstanceState};
 use std::collections::BTreeMap;
@@ -50,6 +51,14 @@ impl Compute for AwsProvider {
 
     async fn run_instances(&self, spec: &LaunchSpec) -> Result<Vec<Instance>, ProviderError> {
         self.launch(spec, false).await
+    }
+
+    fn size_launch(&self, request: &SizeRequest<'_>) -> Result<LaunchSize, ProviderError> {
+        crate::settings::size_launch(request)
+    }
+
+    fn launch_defaults(&self) -> LaunchDefaults {
+        self.settings.launch_defaults()
     }
 
     fn max_ids_per_call(&self) -> usize {
@@ -242,7 +251,7 @@ impl AwsProvider {
             };
             for reservation in page.reservations() {
                 for instance in reservation.instances() {
-                    instances.push(to_instance(&self.settings.environment, region, instance));
+                    instances.push(to_instance(&self.environment, region, instance));
                 }
             }
             next_token = page
@@ -293,7 +302,7 @@ impl AwsProvider {
         Ok(reservation
             .instances()
             .iter()
-            .map(|i| to_instance(&self.settings.environment, &spec.region, i))
+            .map(|i| to_instance(&self.environment, &spec.region, i))
             .collect())
     }
 }

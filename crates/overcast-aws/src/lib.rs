@@ -8,8 +8,11 @@ mod errors;
 mod firewall;
 mod images;
 mod keypairs;
+mod settings;
 mod storage;
 mod tags;
+
+pub use settings::{AwsFactory, AwsMachine, Settings};
 
 use async_trait::async_trait;
 use aws_config::retry::RetryConfig;
@@ -27,20 +30,9 @@ use tokio::sync::OnceCell;
 /// throttling and transient errors before the error reaches the operation.
 const MAX_ATTEMPTS: u32 = 5;
 
-/// What an `aws` environment says in the config.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Settings {
-    /// The environment's name, put on every instance overcast reports.
-    pub environment: String,
-    pub regions: Vec<String>,
-    pub endpoint_url: Option<String>,
-    pub profile: Option<String>,
-    pub role_arn: Option<String>,
-    pub external_id: Option<String>,
-    pub session_name: Option<String>,
-}
-
 pub struct AwsProvider {
+    /// The environment's name, put on every instance overcast reports.
+    environment: String,
     settings: Settings,
     observer: Arc<dyn CallObserver>,
     clients: OnceCell<HashMap<String, RegionClients>>,
@@ -53,8 +45,13 @@ struct RegionClients {
 }
 
 impl AwsProvider {
-    pub fn new(settings: Settings, observer: Arc<dyn CallObserver>) -> AwsProvider {
+    pub fn new(
+        environment: &str,
+        settings: Settings,
+        observer: Arc<dyn CallObserver>,
+    ) -> AwsProvider {
         AwsProvider {
+            environment: environment.to_string(),
             settings,
             observer,
             clients: OnceCell::new(),
@@ -107,7 +104,7 @@ impl AwsProvider {
                 "unknown_region",
                 format!(
                     "region `{region}` is not one of environment {}'s regions ({})",
-                    self.settings.environment,
+                    self.environment,
                     self.settings.regions.join(", ")
                 ),
             )

@@ -3,17 +3,17 @@
 //! operations); and starts every change through one generic call, [`Core::start`].
 //! Each resource module adds its use cases in an `impl Core` block of its own.
 
+use overcast_provider::ProviderFactories;
 use overcast_store::{Created, IdempotencyClaim, Store};
 use overcast_types::{Error, Operation, OperationStatus, Page, Progress, Role, TokenInfo};
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::auth::{hash_secret, new_secret, Principal};
-use crate::config::{Config, ProviderKind};
-use crate::environments::{EnvironmentView, Environments, MachineTypeView, ProviderFactory};
+use crate::config::Config;
+use crate::environments::{EnvironmentView, Environments, MachineTypeView};
 use crate::errors::store_error;
 use crate::ids::{new_id, now};
 use crate::metrics::Metrics;
@@ -131,7 +131,7 @@ impl Core {
     /// instead of a generated one.
     pub async fn open(
         config: Config,
-        providers: HashMap<ProviderKind, ProviderFactory>,
+        providers: &ProviderFactories,
         admin_secret: Option<String>,
     ) -> Result<(Arc<Core>, Bootstrap), Error> {
         let data_dir = config.data_dir();
@@ -147,7 +147,7 @@ impl Core {
         let metrics = Arc::new(Metrics::new());
         let environments = Arc::new(Environments::from_config(
             &config,
-            &providers,
+            providers,
             Arc::new(CallCounter::new(metrics.clone())),
         ));
         let runner = Runner::new(

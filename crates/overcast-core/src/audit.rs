@@ -16,6 +16,8 @@ pub struct AuditRecord {
     pub route: String,
     pub target: String,
     pub operation_id: Option<String>,
+    /// `succeeded`, `accepted`, `denied` or `failed`, as the front end judged the answer.
+    pub outcome: String,
     pub status_code: u16,
     pub request_id: String,
 }
@@ -27,12 +29,6 @@ impl Core {
         principal: &Principal,
         record: AuditRecord,
     ) -> Result<(), Error> {
-        let outcome = match record.status_code {
-            202 => "accepted",
-            200..=299 => "succeeded",
-            401 | 403 => "denied",
-            _ => "failed",
-        };
         let entry = AuditEntry {
             id: new_id("au"),
             at: now(),
@@ -44,7 +40,7 @@ impl Core {
             route: record.route,
             target: record.target,
             operation_id: record.operation_id,
-            outcome: outcome.into(),
+            outcome: record.outcome,
             status_code: record.status_code,
             request_id: record.request_id,
         };

@@ -1,5 +1,5 @@
-//! Who is calling and what they may do: token secrets and their hashes, the principal a
-//! token stands for, and the one policy that says which role each route needs.
+//! Who is calling and what they may do: token secrets and their hashes, and the principal
+//! a token stands for, with its org and role.
 
 use overcast_types::{Error, Role, TokenInfo};
 use rand::RngCore;
@@ -52,18 +52,6 @@ impl Principal {
     }
 }
 
-/// The role a request needs, from its method and declared route: tokens are for admins,
-/// reading is for viewers, every change is for operators.
-pub fn required_role(method: &str, route: &str) -> Role {
-    if route == "/v1/tokens" || route.starts_with("/v1/tokens/") {
-        Role::Admin
-    } else if matches!(method, "GET" | "HEAD") {
-        Role::Viewer
-    } else {
-        Role::Operator
-    }
-}
-
 /// A new random secret: the prefix and 256 bits in hex.
 pub fn new_secret() -> String {
     let mut bytes = [0u8; 32];
@@ -89,17 +77,6 @@ mod tests {
         assert_eq!(hash_secret(&a), hash_secret(&a));
         assert_ne!(hash_secret(&a), hash_secret(&b));
         assert!(!hash_secret(&a).contains(&a[3..]));
-    }
-
-    #[test]
-    fn the_policy_maps_routes_to_roles() {
-        assert_eq!(required_role("GET", "/v1/environments"), Role::Viewer);
-        assert_eq!(
-            required_role("POST", "/v1/operations/{id}/cancel"),
-            Role::Operator
-        );
-        assert_eq!(required_role("GET", "/v1/tokens"), Role::Admin);
-        assert_eq!(required_role("DELETE", "/v1/tokens/{id}"), Role::Admin);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The one config file: a TOML document with `OVERCAST_*` environment overrides. Loading
 //! reports every problem it can find at once, each with its key path and line.
 
+use overcast_provider::{ProviderFactories, SettingsCheck, Table};
 use overcast_types::{validate_name, StagePolicy};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -66,126 +67,62 @@ pub struct TlsConfig {
     pub key: PathBuf,
 }
 
-/// The backends overcast knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ProviderKind {
-    Aws,
-    Qemu,
-}
-
-impl ProviderKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderKind::Aws => "aws",
-            ProviderKind::Qemu => "qemu",
-        }
-    }
-}
-
-/// A named target: a provider and its settings. Fields that belong to one provider are
-/// refused on another.
+/// A named target: a provider and its settings. The keys every environment has are
+/// core's; the rest belong to the provider, which parses and checks them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EnvironmentConfig {
-    pub provider: ProviderKind,
+    /// The provider's kind: `aws`, `qemu`, `sim`.
+    pub provider: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// This environment's stage policy; default: the top-level `[stages]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stages: Option<StagePolicy>,
-    /// aws: the regions this environment spans; the first is the default for creates.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub regions: Vec<String>,
-    /// aws: an AWS-compatible endpoint (moto, LocalStack, an S3-compatible store).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint_url: Option<String>,
-    /// aws: a named profile from the shared config files; default: the default chain.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub profile: Option<String>,
-    /// aws: a role to assume, with its external id and session name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub role_arn: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub external_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub session_name: Option<String>,
-    /// aws: defaults for creates that name none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subnet: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub security_groups: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key_pair: Option<String>,
-    /// aws: the org that owns resources carrying no `overcast:org` tag; default: none, so
-    /// only admins see them.
+    /// The org that owns resources carrying no `overcast:org` tag; default: none, so only
+    /// admins see them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_org: Option<String>,
+    /// The provider's own keys, e.g. an aws environment's `regions` and `endpoint_url`.
+    #[serde(flatten)]
+    pub settings: Table,
 }
 
 impl EnvironmentConfig {
-    fn local() -> Self {
+    /// An environment of `provider` with no settings yet.
+    pub fn new(provider: &str) -> Self {
         EnvironmentConfig {
-            provider: ProviderKind::Qemu,
-            description: Some("virtual machines on this host (QEMU)".into()),
+            provider: provider.into(),
+            description: None,
             stages: None,
-            regions: vec![],
-            endpoint_url: None,
-            profile: None,
-            role_arn: None,
-            external_id: None,
-            session_name: None,
-            subnet: None,
-            security_groups: vec![],
-            key_pair: None,
             default_org: None,
+            settings: Table::new(),
         }
     }
 
-    /// The names of AWS-only fields that are set.
-    fn aws_fields_set(&self) -> Vec<&'static str> {
-        [
-            ("regions", !self.regions.is_empty()),
-            ("endpoint_url", self.endpoint_url.is_some()),
-            ("profile", self.profile.is_some()),
-            ("role_arn", self.role_arn.is_some()),
-            ("external_id", self.external_id.is_some()),
-            ("session_name", self.session_name.is_some()),
-            ("subnet", self.subnet.is_some()),
-            ("security_groups", !self.security_groups.is_empty()),
-            ("key_pair", self.key_pair.is_some()),
-            ("default_org", self.default_org.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(name, set)| set.then_some(name))
-        .collect()
+    /// Sets one of the provider's keys.
+    pub fn with(mut self, key: &str, value: impl Into<toml::Value>) -> Self {
+        self.settings.insert(key.into(), value.into());
+        self
+    }
+
+    fn local() -> Self {
+        EnvironmentConfig {
+            description: Some("virtual machines on this host (QEMU)".into()),
+            ..EnvironmentConfig::new("qemu")
+        }
     }
 }
 
-/// A named size and image per provider.
+/// A named size and image per provider: each provider's entry is its own to read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MachineType {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aws: Option<AwsMachine>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub qemu: Option<QemuMachine>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct AwsMachine {
-    pub instance_type: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct QemuMachine {
-    pub cpus: u32,
-    pub memory_mb: u64,
-    pub disk_gb: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image: Option<String>,
+    /// Each provider's entry by its kind, e.g. `aws = {instance_type = "t3.small"}`,
+    /// `qemu = {cpus = 1, memory_mb = 1024, disk_gb = 10}`.
+    #[serde(flatten)]
+    #[schema(value_type = std::collections::BTreeMap<String, Object>)]
+    pub sizes: BTreeMap<String, Table>,
 }
 
 fn default_listen() -> String {
@@ -274,8 +211,8 @@ impl Config {
     }
 
     /// Loads the file (or the defaults), applies `OVERCAST_*` overrides, fills in the
-    /// embedded defaults, and checks the result.
-    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+    /// embedded defaults, and checks the result, environments by their providers.
+    pub fn load(path: Option<&Path>, providers: &ProviderFactories) -> Result<Config, ConfigError> {
         let (name, text) = match path {
             Some(path) => {
                 let name = path.display().to_string();
@@ -291,10 +228,10 @@ impl Config {
             }
             None => ("(defaults)".to_string(), String::new()),
         };
-        let mut config = Config::parse(&name, &text)?;
+        let mut config = Config::parse(&name, &text, providers)?;
         let mut problems = config.apply_env(|key| std::env::var(key).ok());
         config.fill_defaults();
-        problems.extend(config.problems());
+        problems.extend(config.problems(providers));
         if problems.is_empty() {
             Ok(config)
         } else {
@@ -305,9 +242,13 @@ impl Config {
         }
     }
 
-    /// Parses a TOML document: every unknown key, the first type error, and every semantic
-    /// problem, each located.
-    pub fn parse(source_name: &str, text: &str) -> Result<Config, ConfigError> {
+    /// Parses a TOML document: every unknown key (the providers' included), the first type
+    /// error, and every semantic problem, each located.
+    pub fn parse(
+        source_name: &str,
+        text: &str,
+        providers: &ProviderFactories,
+    ) -> Result<Config, ConfigError> {
         let fail = |problems: Vec<Problem>| ConfigError {
             source_name: source_name.to_string(),
             problems: locate_lines(text, problems),
@@ -326,7 +267,8 @@ impl Config {
             .collect();
         match parsed {
             Ok(config) => {
-                problems.extend(config.problems());
+                problems.extend(config.unknown_provider_keys(providers));
+                problems.extend(config.problems(providers));
                 if problems.is_empty() {
                     Ok(config)
                 } else {
@@ -420,13 +362,14 @@ impl Config {
                         description: Some(format!(
                             "{cpus} vCPU, {memory_mb} MiB, {disk_gb} GiB disk"
                         )),
-                        aws: None,
-                        qemu: Some(QemuMachine {
-                            cpus,
-                            memory_mb,
-                            disk_gb,
-                            image: None,
-                        }),
+                        sizes: BTreeMap::from([(
+                            "qemu".to_string(),
+                            Table::from_iter([
+                                ("cpus".to_string(), toml::Value::from(cpus)),
+                                ("memory_mb".to_string(), toml::Value::from(memory_mb)),
+                                ("disk_gb".to_string(), toml::Value::from(disk_gb)),
+                            ]),
+                        )]),
                     },
                 );
             }
@@ -434,7 +377,7 @@ impl Config {
     }
 
     /// Every semantic problem: bad addresses, names, stage policies, provider fields.
-    pub fn problems(&self) -> Vec<Problem> {
+    pub fn problems(&self, providers: &ProviderFactories) -> Vec<Problem> {
         let mut problems = Vec::new();
         let mut at = |path: String, message: String| {
             problems.push(Problem {
@@ -492,42 +435,27 @@ impl Config {
                     e.message,
                 );
             }
-            match env.provider {
-                ProviderKind::Aws => {
-                    if env.regions.is_empty() {
-                        at(
-                            format!("{base}.regions"),
-                            "an aws environment needs at least one region".into(),
-                        );
+            match providers.get(env.provider.as_str()) {
+                Some(factory) => {
+                    let check = factory.check_environment(&env.settings);
+                    for problem in check.problems {
+                        at(join(&base, &problem.key), problem.message);
                     }
-                    for (i, region) in env.regions.iter().enumerate() {
-                        if !is_region_name(region) {
+                    // A key of another provider is named as such; keys no provider knows
+                    // are reported with the unknown keys.
+                    for key in check.unknown {
+                        if let Some(owner) = owner_of(providers, &key) {
                             at(
-                                format!("{base}.regions[{i}]"),
-                                format!("`{region}` is not a region name like eu-west-1"),
-                            );
-                        }
-                    }
-                    if env.external_id.is_some() && env.role_arn.is_none() {
-                        at(
-                            format!("{base}.external_id"),
-                            "only makes sense with role_arn".into(),
-                        );
-                    }
-                    if let Some(url) = &env.endpoint_url {
-                        if !(url.starts_with("http://") || url.starts_with("https://")) {
-                            at(
-                                format!("{base}.endpoint_url"),
-                                "must be an http:// or https:// URL".into(),
+                                format!("{base}.{key}"),
+                                format!("only for provider {owner}"),
                             );
                         }
                     }
                 }
-                ProviderKind::Qemu => {
-                    for field in env.aws_fields_set() {
-                        at(format!("{base}.{field}"), "only for provider aws".into());
-                    }
-                }
+                None => at(
+                    format!("{base}.provider"),
+                    not_a_provider(&env.provider, providers),
+                ),
             }
         }
         for (name, machine) in &self.machine_types {
@@ -535,31 +463,55 @@ impl Config {
             if let Err(e) = validate_name("name", name) {
                 at(base.clone(), e.message);
             }
-            if machine.aws.is_none() && machine.qemu.is_none() {
+            if machine.sizes.is_empty() {
                 at(
                     base.clone(),
                     "gives no size for any provider (add aws or qemu)".into(),
                 );
             }
-            if let Some(q) = &machine.qemu {
-                if q.cpus == 0 {
-                    at(format!("{base}.qemu.cpus"), "must be at least 1".into());
-                }
-                if q.memory_mb < 64 {
-                    at(
-                        format!("{base}.qemu.memory_mb"),
-                        "must be at least 64".into(),
-                    );
-                }
-                if q.disk_gb == 0 {
-                    at(format!("{base}.qemu.disk_gb"), "must be at least 1".into());
+            for (kind, entry) in &machine.sizes {
+                let path = format!("{base}.{kind}");
+                match providers.get(kind.as_str()) {
+                    Some(factory) => {
+                        for problem in factory.check_machine(entry).problems {
+                            at(join(&path, &problem.key), problem.message);
+                        }
+                    }
+                    None => at(path, not_a_provider(kind, providers)),
                 }
             }
-            if let Some(a) = &machine.aws {
-                if a.instance_type.trim().is_empty() {
-                    at(
-                        format!("{base}.aws.instance_type"),
-                        "must not be empty".into(),
+        }
+        problems
+    }
+
+    /// Keys in environments and machine types that their provider does not know and no
+    /// other provider does either.
+    fn unknown_provider_keys(&self, providers: &ProviderFactories) -> Vec<Problem> {
+        let unknown = |path: String| Problem {
+            path,
+            line: None,
+            message: "unknown key".into(),
+        };
+        let mut problems = Vec::new();
+        for (name, env) in &self.environments {
+            if let Some(factory) = providers.get(env.provider.as_str()) {
+                let SettingsCheck { unknown: keys, .. } = factory.check_environment(&env.settings);
+                problems.extend(
+                    keys.into_iter()
+                        .filter(|key| owner_of(providers, key).is_none())
+                        .map(|key| unknown(format!("environments.{name}.{key}"))),
+                );
+            }
+        }
+        for (name, machine) in &self.machine_types {
+            for (kind, entry) in &machine.sizes {
+                if let Some(factory) = providers.get(kind.as_str()) {
+                    problems.extend(
+                        factory
+                            .check_machine(entry)
+                            .unknown
+                            .into_iter()
+                            .map(|key| unknown(format!("machine_types.{name}.{kind}.{key}"))),
                     );
                 }
             }
@@ -599,17 +551,29 @@ impl Config {
     }
 }
 
-fn is_region_name(s: &str) -> bool {
-    let parts: Vec<_> = s.split('-').collect();
-    parts.len() >= 3
-        && parts.iter().all(|p| {
-            !p.is_empty()
-                && p.chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        })
-        && parts
-            .last()
-            .is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()))
+/// `base.key`, or `base` for a problem with the whole table.
+fn join(base: &str, key: &str) -> String {
+    if key.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}.{key}")
+    }
+}
+
+/// The provider whose environments may set `key`, if any does.
+fn owner_of(providers: &ProviderFactories, key: &str) -> Option<&'static str> {
+    providers
+        .values()
+        .find(|f| f.environment_keys().contains(&key))
+        .map(|f| f.kind())
+}
+
+fn not_a_provider(kind: &str, providers: &ProviderFactories) -> String {
+    let known: Vec<&str> = providers.keys().copied().collect();
+    format!(
+        "`{kind}` is not a provider of this build ({})",
+        known.join(", ")
+    )
 }
 
 /// Fills in each problem's line from where its key path stands in the document.
@@ -673,62 +637,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_example_config_parses() {
-        let text = include_str!("../../../overcast.example.toml");
-        let config = Config::parse("overcast.example.toml", text).unwrap();
-        assert!(config.environments.contains_key("aws-dev"));
-        assert!(config.environments.contains_key("local"));
-        assert_eq!(config.stage_policy("aws-dev").tag_key, "config");
-    }
-
-    #[test]
-    fn no_config_gives_a_local_environment_and_machine_types() {
-        let mut config = Config::default();
-        config.fill_defaults();
-        assert_eq!(config.listen, DEFAULT_LISTEN);
-        assert_eq!(config.environments["local"].provider, ProviderKind::Qemu);
-        assert_eq!(
-            config.machine_types.keys().collect::<Vec<_>>(),
-            ["medium", "small", "tiny"]
-        );
-        assert!(config.problems().is_empty());
-    }
-
-    #[test]
-    fn every_problem_is_reported_with_its_line() {
-        let text = "\
-listen = \"nowhere\"
-colour = \"blue\"
-
-[environments.aws-dev]
-provider = \"aws\"
-regions = [\"eu-west-1\", \"mars\"]
-regionz = []
-
-[environments.local]
-provider = \"qemu\"
-endpoint_url = \"http://x\"
-";
-        let err = Config::parse("bad.toml", text).unwrap_err();
-        let got: Vec<String> = err.problems.iter().map(ToString::to_string).collect();
-        assert_eq!(
-            got,
-            [
-                "line 2: colour: unknown key",
-                "line 7: environments.aws-dev.regionz: unknown key",
-                "line 1: listen: `nowhere` is not an address like 127.0.0.1:8080",
-                "line 6: environments.aws-dev.regions[1]: `mars` is not a region name like eu-west-1",
-                "line 11: environments.local.endpoint_url: only for provider aws",
-            ]
-        );
-        assert!(err.to_string().starts_with("bad.toml: 5 problems\n"));
-    }
-
-    #[test]
     fn a_type_error_is_located() {
         let err = Config::parse(
             "t.toml",
             "listen = \"127.0.0.1:1\"\noperation_timeout_secs = \"soon\"\n",
+            &ProviderFactories::new(),
         )
         .unwrap_err();
         assert_eq!(err.problems.len(), 1);

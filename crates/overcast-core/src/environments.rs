@@ -2,16 +2,16 @@
 //! they are shown to callers.
 
 use overcast_provider::{
-    CallObserver, Capability, Compute, Firewall, Images, KeyPairs, ObjectStore, Provider, Tags,
-    Unavailable,
+    CallObserver, Capability, Compute, Firewall, Images, KeyPairs, ObjectStore, Provider,
+    ProviderContext, ProviderFactories, Tags, Unavailable,
 };
 use overcast_types::{tags, Error, ErrorKind, Owned, StagePolicy};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use utoipa::ToSchema;
 
-use crate::config::{Config, EnvironmentConfig, MachineType, ProviderKind};
+use crate::config::{Config, EnvironmentConfig, MachineType};
 
 /// A configured environment and its provider.
 pub struct Environment {
@@ -25,7 +25,7 @@ pub struct Environment {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct EnvironmentView {
     pub name: String,
-    /// `aws` or `qemu`.
+    /// The provider's kind: `aws`, `qemu`, `sim`.
     pub provider: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
@@ -60,25 +60,25 @@ impl Environments {
     /// unavailable with the reason, so the rest of overcast works on.
     pub fn from_config(
         config: &Config,
-        providers: &HashMap<ProviderKind, ProviderFactory>,
+        providers: &ProviderFactories,
         observer: Arc<dyn CallObserver>,
     ) -> Environments {
         let by_name = config
             .environments
             .iter()
             .map(|(name, env)| {
-                let provider = match providers.get(&env.provider) {
-                    Some(factory) => factory(ProviderContext {
+                let provider = match providers.get(env.provider.as_str()) {
+                    Some(factory) => factory.build(ProviderContext {
                         name,
-                        config: env,
+                        settings: &env.settings,
                         observer: observer.clone(),
                         data_dir: config.data_dir().join("environments").join(name),
                     }),
                     None => Arc::new(Unavailable::new(
                         env.provider.as_str(),
                         format!(
-                            "the {} provider is not part of this build of overcast yet",
-                            env.provider.as_str()
+                            "the {} provider is not part of this build of overcast",
+                            env.provider
                         ),
                     )) as Arc<dyn Provider>,
                 };
@@ -110,19 +110,6 @@ impl Environments {
     pub fn iter(&self) -> impl Iterator<Item = &Environment> {
         self.by_name.values().map(|env| &**env)
     }
-}
-
-/// Makes the provider of one environment from its name and config; the provider reports
-/// its backend calls to the observer.
-pub type ProviderFactory = Box<dyn Fn(ProviderContext) -> Arc<dyn Provider> + Send + Sync>;
-
-/// What a provider is made from: its environment's name and config, where it reports its
-/// backend calls, and a directory of its own under the server's data dir.
-pub struct ProviderContext<'a> {
-    pub name: &'a str,
-    pub config: &'a EnvironmentConfig,
-    pub observer: Arc<dyn CallObserver>,
-    pub data_dir: std::path::PathBuf,
 }
 
 impl Environment {
@@ -186,14 +173,11 @@ impl Environment {
         let status = self.provider.status().await;
         EnvironmentView {
             name: self.name.clone(),
-            provider: self.config.provider.as_str().into(),
+            provider: self.config.provider.clone(),
             description: self.config.description.clone(),
-            // The provider's own regions (a local environment's is `local`); the configured
-            // ones while it cannot run here.
-            regions: match self.provider.regions() {
-                regions if regions.is_empty() => self.config.regions.clone(),
-                regions => regions,
-            },
+            // The provider's own regions (a local environment's is `local`); none while it
+            // cannot run here.
+            regions: self.provider.regions(),
             stages: self.stages.clone(),
             reachable: status.reachable,
             reason: status.reason,

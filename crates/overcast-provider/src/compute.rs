@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use overcast_types::{Instance, InstanceState};
 use std::collections::BTreeMap;
 
-use crate::ProviderError;
+use crate::{ProviderError, Table};
 
 /// What to launch.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -32,6 +32,51 @@ pub struct LaunchSpec {
     /// The `Name` tag's value, for providers that use it as the host name.
     #[serde(default)]
     pub name: Option<String>,
+}
+
+/// How a create asks to size its machines, before the provider resolves it: the request's
+/// own values override the machine type's.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SizeRequest<'a> {
+    /// A machine type's name and its entry for this provider (`None`: it has none).
+    pub machine_type: Option<(&'a str, Option<&'a Table>)>,
+    pub image: Option<&'a str>,
+    pub instance_type: Option<&'a str>,
+    pub cpus: Option<u32>,
+    pub memory_mb: Option<u64>,
+    pub disk_gb: Option<u64>,
+}
+
+impl SizeRequest<'_> {
+    /// The fields of a size in numbers that the request gives, by name.
+    pub fn numbers_given(&self) -> Vec<&'static str> {
+        [
+            ("cpus", self.cpus.is_some()),
+            ("memory_mb", self.memory_mb.is_some()),
+            ("disk_gb", self.disk_gb.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, given)| given.then_some(name))
+        .collect()
+    }
+}
+
+/// A create's machines as the provider sizes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchSize {
+    pub image: String,
+    /// The provider's type name; for providers sized in numbers, the machine type's name
+    /// or `custom`.
+    pub instance_type: String,
+    pub size: Option<MachineSize>,
+}
+
+/// What an environment puts into a launch that names none of its own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LaunchDefaults {
+    pub key_pair: Option<String>,
+    pub security_groups: Vec<String>,
+    pub subnet: Option<String>,
 }
 
 /// A machine's size in numbers.
@@ -95,6 +140,14 @@ pub struct InstanceChange {
 /// Virtual machines of one environment.
 #[async_trait]
 pub trait Compute: Send + Sync {
+    /// Resolves the image and size of a create, or says which field is missing or wrong.
+    fn size_launch(&self, request: &SizeRequest<'_>) -> Result<LaunchSize, ProviderError>;
+
+    /// The environment's defaults for a launch that names no key pair, groups or subnet.
+    fn launch_defaults(&self) -> LaunchDefaults {
+        LaunchDefaults::default()
+    }
+
     /// Instances matching the filter, across the filter's region or all regions. Tags are
     /// the raw provider tags; stage and org are the core's to derive.
     async fn list_instances(&self, filter: &InstanceFilter)

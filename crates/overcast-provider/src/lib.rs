@@ -7,14 +7,22 @@ mod error;
 mod firewall;
 mod images;
 mod keypairs;
+mod settings;
 mod storage;
 mod tags;
 
-pub use compute::{Action, Compute, InstanceChange, InstanceFilter, LaunchSpec, MachineSize};
+pub use compute::{
+    Action, Compute, InstanceChange, InstanceFilter, LaunchDefaults, LaunchSize, LaunchSpec,
+    MachineSize, SizeRequest,
+};
 pub use error::{ProviderError, ProviderErrorKind};
 pub use firewall::Firewall;
 pub use images::{ImageSpec, Images, ImportSource, ImportSpec, Progress};
 pub use keypairs::{KeyPair, KeyPairs};
+pub use settings::{
+    check_settings, factories, parse_settings, ProviderContext, ProviderFactories, ProviderFactory,
+    SettingProblem, SettingsCheck, Table, Value,
+};
 pub use storage::{
     ByteStream, ObjectDownload, ObjectQuery, ObjectSpec, ObjectStore, PresignMethod,
 };

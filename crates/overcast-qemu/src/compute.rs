@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use base64::Engine;
 use futures::future::join_all;
 use overcast_provider::{
-    Action, Compute, InstanceChange, InstanceFilter, LaunchSpec, MachineSize, ProviderError,
-    ProviderErrorKind, ResourceKind, Tags,
+    Action, Compute, InstanceChange, InstanceFilter, LaunchSize, LaunchSpec, MachineSize,
+    ProviderError, ProviderErrorKind, ResourceKind, SizeRequest, Tags,
 };
 use overcast_types::{tags, Instance, InstanceState};
 use std::collections::BTreeMap;
@@ -50,6 +50,25 @@ impl QemuProvider {
 
     pub(crate) fn vm_records(&self) -> Result<Vec<VmRecord>, ProviderError> {
         records::all(&self.layout.instances(), "vm.json")
+    }
+
+    /// The image of that id, else the one of that name, if there is one.
+    pub(crate) fn find_image(
+        &self,
+        id_or_name: &str,
+    ) -> Result<Option<ImageRecord>, ProviderError> {
+        // Only a plain id names a directory: a name is never read as a path.
+        let plain = id_or_name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if plain {
+            let path = self.layout.image_dir(id_or_name).join("image.json");
+            if let Some(record) = records::read(&path)? {
+                return Ok(Some(record));
+            }
+        }
+        let all: Vec<ImageRecord> = records::all(&self.layout.images(), "image.json")?;
+        Ok(all.into_iter().find(|r| r.name == id_or_name))
     }
 
     pub(crate) fn image_record(&self, id: &str) -> Result<ImageRecord, ProviderError> {
@@ -426,6 +445,10 @@ impl Compute for QemuProvider {
             made.push(self.make_vm(spec, size, &image, &user_data).await?);
         }
         Ok(join_all(made.into_iter().map(|r| self.instance_of(r))).await)
+    }
+
+    fn size_launch(&self, request: &SizeRequest<'_>) -> Result<LaunchSize, ProviderError> {
+        self.size(request)
     }
 
     /// Each VM is acted on by itself, so there is no backend limit; a batch of 1,000 bounds

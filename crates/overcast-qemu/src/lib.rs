@@ -9,7 +9,10 @@ pub mod host;
 mod images;
 pub mod qmp;
 mod records;
+mod settings;
 mod vm;
+
+pub use settings::{QemuFactory, QemuMachine};
 
 use async_trait::async_trait;
 use overcast_provider::{Compute, Images, Provider, ProviderStatus, Tags, Unavailable};

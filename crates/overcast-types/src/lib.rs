@@ -102,6 +102,16 @@ pub struct Page<T> {
     pub next_page_token: Option<String>,
 }
 
+impl<T> Page<T> {
+    /// A listing that fits one page: every item, no next page.
+    pub fn whole(items: Vec<T>) -> Self {
+        Page {
+            items,
+            next_page_token: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -702,7 +702,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let path = Config::locate(file.as_deref())
                 .ok_or_else(|| anyhow!("no config file given, OVERCAST_CONFIG is unset and ./overcast.toml does not exist"))?;
-            match Config::load(Some(&path)) {
+            match Config::load(Some(&path), &overcast::providers()) {
                 Ok(config) => println!(
                     "{}: ok ({} environments, {} machine types)",
                     path.display(),

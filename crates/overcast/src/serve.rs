@@ -16,7 +16,8 @@ pub struct ServeArgs {
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     return_large_buffers_to_the_system();
     let path = Config::locate(args.config.as_deref());
-    let mut config = Config::load(path.as_deref()).map_err(|e| anyhow!("{e}"))?;
+    let providers = overcast::providers();
+    let mut config = Config::load(path.as_deref(), &providers).map_err(|e| anyhow!("{e}"))?;
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
@@ -29,7 +30,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         None => tracing::info!("no config file: running on defaults"),
     }
     let admin_secret = std::env::var("OVERCAST_ADMIN_TOKEN").ok();
-    let (core, bootstrap) = Core::open(config, overcast::providers(), admin_secret)
+    let (core, bootstrap) = Core::open(config, &providers, admin_secret)
         .await
         .map_err(|e| anyhow!("{e}"))?;
     match bootstrap {

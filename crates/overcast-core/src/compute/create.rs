@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use base64::Engine;
-use overcast_provider::{Compute, InstanceFilter, LaunchSpec, MachineSize};
+use overcast_provider::{Compute, InstanceFilter, LaunchSpec, SizeRequest};
 use overcast_types::{tags, Error, Instance, InstanceState, Operation, Role, TargetResult};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -14,7 +14,7 @@ use super::wait::wait_for;
 use crate::access::owner_tags;
 use crate::app::{Core, Idempotency, Target};
 use crate::auth::Principal;
-use crate::config::{MachineType, ProviderKind, QemuMachine};
+use crate::config::MachineType;
 use crate::environments::Environment;
 use crate::errors::provider_error;
 use crate::operations::{Change, OperationContext};
@@ -106,98 +106,28 @@ impl Environment {
         machine_types: &BTreeMap<String, MachineType>,
         principal: &Principal,
     ) -> Result<LaunchSpec, Error> {
-        self.compute()?;
+        let compute = self.compute()?;
         let region = self.check_region(request.region.as_deref())?;
-        let machine = match &request.machine_type {
+        let machine_type = match &request.machine_type {
             None => None,
-            Some(name) => Some(machine_types.get(name).ok_or_else(|| {
-                Error::invalid("machine_type", format!("no machine type `{name}`"))
-            })?),
-        };
-        let lacks_size = |name: &str, provider: &str| {
-            Error::invalid(
-                "machine_type",
-                format!("machine type `{name}` has no size for provider {provider}"),
-            )
-        };
-        let numbers = [
-            ("cpus", request.cpus.is_some()),
-            ("memory_mb", request.memory_mb.is_some()),
-            ("disk_gb", request.disk_gb.is_some()),
-        ];
-        let (image, instance_type, size) = match self.config.provider {
-            ProviderKind::Aws => {
-                if let Some((field, _)) = numbers.iter().find(|(_, given)| *given) {
-                    return Err(Error::invalid(
-                        *field,
-                        "sizes in numbers are for provider qemu; give an instance_type",
-                    ));
-                }
-                let sized = match (&request.machine_type, machine) {
-                    (Some(name), Some(machine)) => {
-                        Some(machine.aws.clone().ok_or_else(|| lacks_size(name, "aws"))?)
-                    }
-                    _ => None,
-                };
-                let image = request
-                    .image
-                    .clone()
-                    .or_else(|| sized.as_ref().and_then(|m| m.image.clone()))
-                    .ok_or_else(|| {
-                        Error::invalid("image", "give an image, or a machine_type that has one")
-                    })?;
-                let instance_type = request
-                    .instance_type
-                    .clone()
-                    .or_else(|| sized.as_ref().map(|m| m.instance_type.clone()))
-                    .ok_or_else(|| {
-                        Error::invalid("instance_type", "give an instance_type, or a machine_type")
-                    })?;
-                (image, instance_type, None)
-            }
-            ProviderKind::Qemu => {
-                if request.instance_type.is_some() {
-                    return Err(Error::invalid(
-                        "instance_type",
-                        "instance types are for provider aws; give a machine_type, or cpus, memory_mb and disk_gb",
-                    ));
-                }
-                let sized = match (&request.machine_type, machine) {
-                    (Some(name), Some(machine)) => Some(
-                        machine
-                            .qemu
-                            .clone()
-                            .ok_or_else(|| lacks_size(name, "qemu"))?,
-                    ),
-                    _ => None,
-                };
-                let pick = |given: Option<u64>, field: &str, from: fn(&QemuMachine) -> u64| {
-                    given.or_else(|| sized.as_ref().map(from)).ok_or_else(|| {
-                        Error::invalid(field, "give a machine_type, or cpus, memory_mb and disk_gb")
-                    })
-                };
-                let size = MachineSize {
-                    cpus: pick(request.cpus.map(u64::from), "cpus", |m| u64::from(m.cpus))? as u32,
-                    memory_mb: pick(request.memory_mb, "memory_mb", |m| m.memory_mb)?,
-                    disk_gb: pick(request.disk_gb, "disk_gb", |m| m.disk_gb)?,
-                };
-                let image = request
-                    .image
-                    .clone()
-                    .or_else(|| sized.as_ref().and_then(|m| m.image.clone()))
-                    .ok_or_else(|| {
-                        Error::invalid(
-                            "image",
-                            "give an image (see `overcast image list`), or a machine_type that has one",
-                        )
-                    })?;
-                let instance_type = match (&request.machine_type, numbers.iter().any(|(_, g)| *g)) {
-                    (Some(name), false) => name.clone(),
-                    _ => "custom".to_string(),
-                };
-                (image, instance_type, Some(size))
+            Some(name) => {
+                let machine = machine_types.get(name).ok_or_else(|| {
+                    Error::invalid("machine_type", format!("no machine type `{name}`"))
+                })?;
+                Some((name.as_str(), machine.sizes.get(&self.config.provider)))
             }
         };
+        let sized = compute
+            .size_launch(&SizeRequest {
+                machine_type,
+                image: request.image.as_deref(),
+                instance_type: request.instance_type.as_deref(),
+                cpus: request.cpus,
+                memory_mb: request.memory_mb,
+                disk_gb: request.disk_gb,
+            })
+            .map_err(provider_error)?;
+        let defaults = compute.launch_defaults();
         let (min_count, max_count) = counts(request)?;
         let stage = match &request.stage {
             None => self.stages.first().to_string(),
@@ -223,25 +153,19 @@ impl Environment {
         }
         all_tags.insert(self.stages.tag_key.clone(), stage);
         let security_groups = if request.security_groups.is_empty() {
-            self.config.security_groups.clone()
+            defaults.security_groups
         } else {
             request.security_groups.clone()
         };
         Ok(LaunchSpec {
             region,
-            image,
-            instance_type,
+            image: sized.image,
+            instance_type: sized.instance_type,
             min_count,
             max_count,
-            key_pair: request
-                .key_pair
-                .clone()
-                .or_else(|| self.config.key_pair.clone()),
+            key_pair: request.key_pair.clone().or(defaults.key_pair),
             security_groups,
-            subnet: request
-                .subnet
-                .clone()
-                .or_else(|| self.config.subnet.clone()),
+            subnet: request.subnet.clone().or(defaults.subnet),
             zone: request.zone.clone(),
             user_data: request
                 .user_data
@@ -250,7 +174,7 @@ impl Environment {
                 .transpose()?,
             tags: all_tags,
             client_token: String::new(),
-            size,
+            size: sized.size,
             name: request.name.clone(),
         })
     }

@@ -1,4 +1,5 @@
-//! Tags of instances, images and security groups: set or remove, each as an operation.
+//! Tags of instances, images, security groups and buckets: set or remove, each as an
+//! operation.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -10,9 +11,9 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
-use crate::error::{ApiResult, ErrorBody};
-use crate::extract::Mutation;
-use crate::middleware::Caller;
+use crate::native::error::{ApiResult, ErrorBody};
+use crate::native::extract::Caller;
+use crate::native::extract::Mutation;
 use crate::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -84,23 +85,30 @@ macro_rules! tag_routes {
 }
 
 tag_routes!(
-    set_instance_tags,
-    remove_instance_tags,
+    instance_tag_set,
+    instance_tag_remove,
     ResourceKind::Instance,
     "/v1/environments/{env}/instances/{id}/tags",
     "an instance"
 );
 tag_routes!(
-    set_image_tags,
-    remove_image_tags,
+    image_tag_set,
+    image_tag_remove,
     ResourceKind::Image,
     "/v1/environments/{env}/images/{id}/tags",
     "an image"
 );
 tag_routes!(
-    set_group_tags,
-    remove_group_tags,
+    security_group_tag_set,
+    security_group_tag_remove,
     ResourceKind::SecurityGroup,
     "/v1/environments/{env}/security-groups/{id}/tags",
     "a security group"
+);
+tag_routes!(
+    bucket_tag_set,
+    bucket_tag_remove,
+    ResourceKind::Bucket,
+    "/v1/environments/{env}/buckets/{id}/tags",
+    "a bucket"
 );

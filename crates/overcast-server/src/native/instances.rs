@@ -1,6 +1,6 @@
 //! Instances of an environment: list, create, get, act on, tag, console.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -13,9 +13,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::page_limit;
-use crate::error::{ApiResult, ErrorBody};
-use crate::extract::{Mutation, NoBody};
-use crate::middleware::Caller;
+use crate::native::error::{ApiResult, ErrorBody};
+use crate::native::extract::Caller;
+use crate::native::extract::{ApiQuery, Mutation, NoBody};
 use crate::AppState;
 
 /// Instances of the environment the caller may see, across its regions, sorted by id.
@@ -32,11 +32,11 @@ use crate::AppState;
     ),
     responses((status = 200, body = Page<Instance>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
-pub async fn list_instances(
+pub async fn instance_list(
     State(state): State<AppState>,
     Caller(principal): Caller,
     Path(env): Path<String>,
-    Query(params): Query<Vec<(String, String)>>,
+    ApiQuery(params): ApiQuery<Vec<(String, String)>>,
 ) -> ApiResult<Json<Page<Instance>>> {
     let mut query = InstanceQuery::default();
     let mut limit = None;
@@ -81,7 +81,7 @@ pub struct DryRunAnswer {
     responses((status = 201, body = Operation), (status = 202, body = Operation), (status = 200, body = DryRunAnswer),
               (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
-pub async fn create_instances(
+pub async fn instance_create(
     State(state): State<AppState>,
     Caller(principal): Caller,
     Path(env): Path<String>,
@@ -113,7 +113,7 @@ pub async fn create_instances(
 #[utoipa::path(get, path = "/v1/environments/{env}/instances/{id}", tag = "instances",
     params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Instance id")),
     responses((status = 200, body = Instance), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
-pub async fn get_instance(
+pub async fn instance_view(
     State(state): State<AppState>,
     Caller(principal): Caller,
     Path((env, id)): Path<(String, String)>,
@@ -128,7 +128,7 @@ pub async fn get_instance(
            ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
     responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 400, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn modify_instance(
+pub async fn instance_modify(
     State(state): State<AppState>,
     Caller(principal): Caller,
     Path((env, id)): Path<(String, String)>,
@@ -152,13 +152,13 @@ pub async fn modify_instance(
 /// The environment's regions and their availability zones.
 #[utoipa::path(get, path = "/v1/environments/{env}/regions", tag = "environments",
     params(("env" = String, Path, description = "Environment name")),
-    responses((status = 200, body = Vec<RegionView>), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
-pub async fn list_regions(
+    responses((status = 200, body = Page<RegionView>), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn region_list(
     State(state): State<AppState>,
     _: Caller,
     Path(env): Path<String>,
-) -> ApiResult<Json<Vec<RegionView>>> {
-    Ok(Json(state.core.regions(&env).await?))
+) -> ApiResult<Json<Page<RegionView>>> {
+    Ok(Json(Page::whole(state.core.regions(&env).await?)))
 }
 
 /// Terminates an instance (an operation); the same as `POST .../{id}/terminate`.
@@ -166,7 +166,7 @@ pub async fn list_regions(
     params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Instance id")),
     responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 404, body = ErrorBody),
               (status = 403, body = ErrorBody)))]
-pub async fn delete_instance(
+pub async fn instance_delete(
     State(state): State<AppState>,
     Caller(principal): Caller,
     Path((env, id)): Path<(String, String)>,
@@ -263,7 +263,7 @@ pub struct ConsoleOutput {
 #[utoipa::path(get, path = "/v1/environments/{env}/instances/{id}/console", tag = "instances",
     params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Instance id")),
     responses((status = 200, body = ConsoleOutput), (status = 404, body = ErrorBody)))]
-pub async fn console(
+pub async fn instance_console(
     State(state): State<AppState>,
     Caller(principal): Caller,
     Path((env, id)): Path<(String, String)>,

@@ -1,7 +1,7 @@
 //! Request extractors that answer bad input the overcast way: a 400 naming the field.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 
-use crate::error::{operation_failed, ApiError};
-use crate::middleware::AuditedOperation;
+use crate::http::family::AuditedOperation;
+use crate::native::error::{operation_failed, ApiError};
 use crate::AppState;
 
 /// A JSON body for a change, with its idempotency key and how long to wait for the
@@ -160,14 +160,13 @@ fn prefers_async(parts: &Parts) -> bool {
 /// max), else the configured default.
 async fn wait_from(parts: &mut Parts, state: &AppState) -> Result<Duration, ApiError> {
     let config = state.core.config();
-    #[derive(Deserialize)]
-    struct Timeout {
-        timeout: Option<String>,
-    }
-    let Query(query) = Query::<Timeout>::from_request_parts(parts, state)
-        .await
-        .map_err(|e| Error::invalid("query", e.body_text()))?;
-    let secs = match query.timeout {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(parts.uri.query().unwrap_or(""))
+        .map_err(|e| Error::invalid("query", format!("cannot read the query: {e}")))?;
+    let timeout = pairs
+        .into_iter()
+        .find(|(k, _)| k == "timeout")
+        .map(|(_, v)| v);
+    let secs = match timeout {
         None => config.operation_timeout_secs,
         Some(text) => text
             .parse::<u64>()
@@ -247,6 +246,22 @@ pub fn parse_param<T: std::str::FromStr>(
                 .map_err(|_| Error::invalid(name, format!("`{v}` is not {expected}")))
         })
         .transpose()
+}
+
+/// The authenticated caller, for handlers.
+pub struct Caller(pub Principal);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .map(Caller)
+            .ok_or_else(|| ApiError(Error::unauthenticated("this route needs a token")))
+    }
 }
 
 #[cfg(test)]

@@ -11,9 +11,9 @@ use overcast_types::Operation;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::error::{ApiResult, ErrorBody};
-use crate::extract::Mutation;
-use crate::middleware::Caller;
+use crate::native::error::{ApiResult, ErrorBody};
+use crate::native::extract::Caller;
+use crate::native::extract::Mutation;
 use crate::AppState;
 
 /// The answer to a dry run, or to a selector with nothing to act on.
@@ -92,43 +92,43 @@ macro_rules! bulk_route {
 }
 
 bulk_route!(
-    start,
+    instance_bulk_start,
     BulkAction::Start,
     "/v1/environments/{env}/instances/start",
     "Starts"
 );
 bulk_route!(
-    stop,
+    instance_bulk_stop,
     BulkAction::Stop,
     "/v1/environments/{env}/instances/stop",
     "Stops"
 );
 bulk_route!(
-    reboot,
+    instance_bulk_reboot,
     BulkAction::Reboot,
     "/v1/environments/{env}/instances/reboot",
     "Reboots"
 );
 bulk_route!(
-    terminate,
+    instance_bulk_terminate,
     BulkAction::Terminate,
     "/v1/environments/{env}/instances/terminate",
     "Terminates"
 );
 bulk_route!(
-    promote,
+    instance_bulk_promote,
     BulkAction::Promote,
     "/v1/environments/{env}/instances/promote",
     "Promotes (one stage on, or to `to_stage`)"
 );
 bulk_route!(
-    tag,
+    instance_bulk_tag,
     BulkAction::Tag,
     "/v1/environments/{env}/instances/tag",
     "Sets the tags `set` on"
 );
 bulk_route!(
-    untag,
+    instance_bulk_untag,
     BulkAction::Untag,
     "/v1/environments/{env}/instances/untag",
     "Removes the tag `keys` from"

@@ -5,25 +5,27 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
 use overcast_core::buckets::CreateBucketRequest;
-use overcast_types::{Bucket, Operation};
+use overcast_types::{Bucket, Operation, Page};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use crate::error::{ApiResult, ErrorBody};
-use crate::extract::{ApiQuery, Mutation, NoBody};
-use crate::middleware::Caller;
+use crate::native::error::{ApiResult, ErrorBody};
+use crate::native::extract::Caller;
+use crate::native::extract::{ApiQuery, Mutation, NoBody};
 use crate::AppState;
 
 /// Buckets the caller may see, with region, tags and versioning.
 #[utoipa::path(get, path = "/v1/environments/{env}/buckets", tag = "buckets",
     params(("env" = String, Path, description = "Environment name")),
-    responses((status = 200, body = Vec<Bucket>), (status = 404, body = ErrorBody)))]
-pub async fn list_buckets(
+    responses((status = 200, body = Page<Bucket>), (status = 404, body = ErrorBody)))]
+pub async fn bucket_list(
     State(state): State<AppState>,
     Caller(principal): Caller,
     Path(env): Path<String>,
-) -> ApiResult<Json<Vec<Bucket>>> {
-    Ok(Json(state.core.buckets(&principal, &env).await?))
+) -> ApiResult<Json<Page<Bucket>>> {
+    Ok(Json(Page::whole(
+        state.core.buckets(&principal, &env).await?,
+    )))
 }
 
 /// Creates a bucket in a region of the environment (an operation), tagged with its org.
@@ -31,7 +33,7 @@ pub async fn list_buckets(
     params(("env" = String, Path, description = "Environment name")),
     responses((status = 201, body = Operation), (status = 202, body = Operation), (status = 400, body = ErrorBody),
               (status = 409, body = ErrorBody, description = "the name is taken"), (status = 403, body = ErrorBody)))]
-pub async fn create_bucket(
+pub async fn bucket_create(
     State(state): State<AppState>,
     Caller(principal): Caller,
     Path(env): Path<String>,
@@ -54,7 +56,7 @@ pub async fn create_bucket(
 #[utoipa::path(get, path = "/v1/environments/{env}/buckets/{bucket}", tag = "buckets",
     params(("env" = String, Path, description = "Environment name"), ("bucket" = String, Path, description = "Bucket name")),
     responses((status = 200, body = Bucket), (status = 404, body = ErrorBody)))]
-pub async fn get_bucket(
+pub async fn bucket_view(
     State(state): State<AppState>,
     Caller(principal): Caller,
     Path((env, bucket)): Path<(String, String)>,
@@ -76,7 +78,7 @@ pub struct DeleteQuery {
     params(("env" = String, Path, description = "Environment name"), ("bucket" = String, Path, description = "Bucket name"), DeleteQuery),
     responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody, description = "not empty"), (status = 403, body = ErrorBody)))]
-pub async fn delete_bucket(
+pub async fn bucket_delete(
     State(state): State<AppState>,
     Caller(principal): Caller,
     Path((env, bucket)): Path<(String, String)>,

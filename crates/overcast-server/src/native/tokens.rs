@@ -5,13 +5,13 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
 use overcast_core::tokens::CreateTokenRequest;
-use overcast_types::{Operation, OperationStatus, TokenInfo};
+use overcast_types::{Operation, OperationStatus, Page, TokenInfo};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::error::{ApiResult, ErrorBody};
-use crate::extract::{Mutation, NoBody};
-use crate::middleware::Caller;
+use crate::native::error::{ApiResult, ErrorBody};
+use crate::native::extract::Caller;
+use crate::native::extract::{Mutation, NoBody};
 use crate::AppState;
 
 /// The answer to a token creation.
@@ -29,12 +29,12 @@ pub struct TokenCreated {
 
 /// Every token (never a secret).
 #[utoipa::path(get, path = "/v1/tokens", tag = "tokens",
-    responses((status = 200, body = Vec<TokenInfo>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn list_tokens(
+    responses((status = 200, body = Page<TokenInfo>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn token_list(
     State(state): State<AppState>,
     Caller(principal): Caller,
-) -> ApiResult<Json<Vec<TokenInfo>>> {
-    Ok(Json(state.core.tokens(&principal).await?))
+) -> ApiResult<Json<Page<TokenInfo>>> {
+    Ok(Json(Page::whole(state.core.tokens(&principal).await?)))
 }
 
 /// Creates a token for an org and role, as an operation. The secret is in this answer only.
@@ -43,7 +43,7 @@ pub async fn list_tokens(
     responses((status = 201, body = TokenCreated), (status = 202, body = TokenCreated),
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 409, body = ErrorBody, description = "Idempotency-Key reused with another request")))]
-pub async fn create_token(
+pub async fn token_create(
     State(state): State<AppState>,
     Caller(principal): Caller,
     request: Mutation<CreateTokenRequest>,
@@ -74,7 +74,7 @@ pub async fn create_token(
            ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
     responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 404, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn revoke_token(
+pub async fn token_revoke(
     State(state): State<AppState>,
     Caller(principal): Caller,
     Path(id): Path<String>,

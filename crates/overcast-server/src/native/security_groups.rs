@@ -1,17 +1,17 @@
 //! Security groups of an environment and their rules.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
 use overcast_core::security_groups::{CreateGroupRequest, RuleChange};
-use overcast_types::{Operation, Rule, SecurityGroup};
+use overcast_types::{Operation, Page, Rule, SecurityGroup};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use crate::error::{ApiResult, ErrorBody};
-use crate::extract::{Mutation, NoBody};
-use crate::middleware::Caller;
+use crate::native::error::{ApiResult, ErrorBody};
+use crate::native::extract::Caller;
+use crate::native::extract::{ApiQuery, Mutation, NoBody};
 use crate::AppState;
 
 #[derive(Deserialize, IntoParams)]
@@ -25,19 +25,18 @@ pub struct GroupsQuery {
 /// Security groups the caller may see, with their rules.
 #[utoipa::path(get, path = "/v1/environments/{env}/security-groups", tag = "security-groups",
     params(("env" = String, Path, description = "Environment name"), GroupsQuery),
-    responses((status = 200, body = Vec<SecurityGroup>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn list_groups(
+    responses((status = 200, body = Page<SecurityGroup>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn security_group_list(
     State(state): State<AppState>,
     Caller(principal): Caller,
     Path(env): Path<String>,
-    Query(query): Query<GroupsQuery>,
-) -> ApiResult<Json<Vec<SecurityGroup>>> {
-    Ok(Json(
-        state
-            .core
-            .security_groups(&principal, &env, query.region.as_deref())
-            .await?,
-    ))
+    ApiQuery(query): ApiQuery<GroupsQuery>,
+) -> ApiResult<Json<Page<SecurityGroup>>> {
+    let items = state
+        .core
+        .security_groups(&principal, &env, query.region.as_deref())
+        .await?;
+    Ok(Json(Page::whole(items)))
 }
 
 /// Creates a security group (an operation), tagged with its org.
@@ -45,7 +44,7 @@ pub async fn list_groups(
     params(("env" = String, Path, description = "Environment name")),
     responses((status = 201, body = Operation), (status = 202, body = Operation), (status = 400, body = ErrorBody),
               (status = 409, body = ErrorBody, description = "a group of that name exists"), (status = 403, body = ErrorBody)))]
-pub async fn create_group(
+pub async fn security_group_create(
     State(state): State<AppState>,
     Caller(principal): Caller,
     Path(env): Path<String>,
@@ -68,7 +67,7 @@ pub async fn create_group(
 #[utoipa::path(get, path = "/v1/environments/{env}/security-groups/{id}", tag = "security-groups",
     params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Group id")),
     responses((status = 200, body = SecurityGroup), (status = 404, body = ErrorBody)))]
-pub async fn get_group(
+pub async fn security_group_view(
     State(state): State<AppState>,
     Caller(principal): Caller,
     Path((env, id)): Path<(String, String)>,
@@ -83,7 +82,7 @@ pub async fn get_group(
     params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Group id")),
     responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody, description = "in use"), (status = 403, body = ErrorBody)))]
-pub async fn delete_group(
+pub async fn security_group_delete(
     State(state): State<AppState>,
     Caller(principal): Caller,
     Path((env, id)): Path<(String, String)>,
@@ -103,7 +102,7 @@ pub async fn delete_group(
     params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Group id")),
     responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 400, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn add_rule(
+pub async fn security_group_rule_add(
     State(state): State<AppState>,
     Caller(principal): Caller,
     Path((env, id)): Path<(String, String)>,
@@ -118,7 +117,7 @@ pub async fn add_rule(
     params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Group id")),
     responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 400, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn remove_rule(
+pub async fn security_group_rule_remove(
     State(state): State<AppState>,
     Caller(principal): Caller,
     Path((env, id)): Path<(String, String)>,

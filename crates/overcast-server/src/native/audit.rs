@@ -8,9 +8,9 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::{page_limit, since};
-use crate::error::{ApiResult, ErrorBody};
-use crate::extract::ApiQuery;
-use crate::middleware::Caller;
+use crate::native::error::{ApiResult, ErrorBody};
+use crate::native::extract::ApiQuery;
+use crate::native::extract::Caller;
 use crate::AppState;
 
 #[derive(Deserialize, IntoParams)]
@@ -32,7 +32,7 @@ pub struct AuditQuery {
 /// Authenticated changes of the caller's org (every org for admins), newest first.
 #[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery),
     responses((status = 200, body = Page<AuditEntry>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
-pub async fn list_audit(
+pub async fn audit_list(
     State(state): State<AppState>,
     Caller(principal): Caller,
     ApiQuery(query): ApiQuery<AuditQuery>,

@@ -10,9 +10,9 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::{page_limit, since};
-use crate::error::{ApiResult, ErrorBody};
-use crate::extract::{ApiQuery, Mutation, NoBody};
-use crate::middleware::Caller;
+use crate::native::error::{ApiResult, ErrorBody};
+use crate::native::extract::Caller;
+use crate::native::extract::{ApiQuery, Mutation, NoBody};
 use crate::AppState;
 
 #[derive(Deserialize, IntoParams)]
@@ -34,7 +34,7 @@ pub struct OperationsQuery {
 /// Operations of the caller's org (every org for admins), newest first.
 #[utoipa::path(get, path = "/v1/operations", tag = "operations", params(OperationsQuery),
     responses((status = 200, body = Page<Operation>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
-pub async fn list_operations(
+pub async fn operation_list(
     State(state): State<AppState>,
     Caller(principal): Caller,
     ApiQuery(query): ApiQuery<OperationsQuery>,
@@ -59,7 +59,7 @@ pub async fn list_operations(
 #[utoipa::path(get, path = "/v1/operations/{id}", tag = "operations",
     params(("id" = String, Path, description = "Operation id")),
     responses((status = 200, body = Operation), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
-pub async fn get_operation(
+pub async fn operation_view(
     State(state): State<AppState>,
     Caller(principal): Caller,
     Path(id): Path<String>,
@@ -74,7 +74,7 @@ pub async fn get_operation(
     responses((status = 200, body = Operation), (status = 202, body = Operation),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "already ended"),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn cancel_operation(
+pub async fn operation_cancel(
     State(state): State<AppState>,
     Caller(principal): Caller,
     Path(id): Path<String>,

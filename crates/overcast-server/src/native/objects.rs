@@ -15,9 +15,9 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use utoipa::IntoParams;
 
-use crate::error::{ApiResult, ErrorBody};
-use crate::extract::{ApiQuery, Mutation, NoBody};
-use crate::middleware::Caller;
+use crate::native::error::{ApiResult, ErrorBody};
+use crate::native::extract::Caller;
+use crate::native::extract::{ApiQuery, Mutation, NoBody};
 use crate::AppState;
 
 /// User metadata travels in headers with this prefix, on upload and on download.
@@ -48,7 +48,7 @@ pub struct ListQuery {
 #[utoipa::path(get, path = "/v1/environments/{env}/buckets/{bucket}/objects", tag = "objects",
     params(("env" = String, Path, description = "Environment name"), ("bucket" = String, Path, description = "Bucket name"), ListQuery),
     responses((status = 200, body = ObjectListing), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn list_objects(
+pub async fn object_list(
     State(state): State<AppState>,
     Caller(principal): Caller,
     Path((env, bucket)): Path<(String, String)>,
@@ -81,7 +81,7 @@ pub async fn list_objects(
            ("key" = String, Path, description = "Object key; may hold slashes")),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The object's bytes"),
     responses((status = 201, body = ObjectInfo), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn put_object(
+pub async fn object_put(
     State(state): State<AppState>,
     Caller(principal): Caller,
     Path((env, bucket, key)): Path<(String, String, String)>,
@@ -117,7 +117,7 @@ pub async fn put_object(
     responses((status = 200, description = "The object's bytes", content_type = "application/octet-stream"),
               (status = 206, description = "The range's bytes"), (status = 400, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 416, body = ErrorBody)))]
-pub async fn get_object(
+pub async fn object_get(
     State(state): State<AppState>,
     Caller(principal): Caller,
     Path((env, bucket, key)): Path<(String, String, String)>,
@@ -152,7 +152,7 @@ pub async fn get_object(
     params(("env" = String, Path, description = "Environment name"), ("bucket" = String, Path, description = "Bucket name"),
            ("key" = String, Path, description = "Object key; may hold slashes")),
     responses((status = 200, description = "The object exists"), (status = 404, description = "No such object or bucket")))]
-pub async fn head_object(
+pub async fn object_head(
     State(state): State<AppState>,
     Caller(principal): Caller,
     Path((env, bucket, key)): Path<(String, String, String)>,
@@ -168,7 +168,7 @@ pub async fn head_object(
     params(("env" = String, Path, description = "Environment name"), ("bucket" = String, Path, description = "Bucket name"),
            ("key" = String, Path, description = "Object key; may hold slashes")),
     responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 404, body = ErrorBody)))]
-pub async fn delete_object(
+pub async fn object_delete(
     State(state): State<AppState>,
     Caller(principal): Caller,
     Path((env, bucket, key)): Path<(String, String, String)>,
@@ -201,7 +201,7 @@ pub struct DeletePrefixQuery {
 #[utoipa::path(delete, path = "/v1/environments/{env}/buckets/{bucket}/objects", tag = "objects",
     params(("env" = String, Path, description = "Environment name"), ("bucket" = String, Path, description = "Bucket name"), DeletePrefixQuery),
     responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn delete_objects(
+pub async fn object_delete_prefix(
     State(state): State<AppState>,
     Caller(principal): Caller,
     Path((env, bucket)): Path<(String, String)>,
@@ -228,7 +228,7 @@ pub async fn delete_objects(
 #[utoipa::path(post, path = "/v1/environments/{env}/buckets/{bucket}/objects", tag = "objects", request_body = CopyObjectRequest,
     params(("env" = String, Path, description = "Environment name"), ("bucket" = String, Path, description = "Target bucket")),
     responses((status = 201, body = Operation), (status = 202, body = Operation), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn copy_object(
+pub async fn object_copy(
     State(state): State<AppState>,
     Caller(principal): Caller,
     Path((env, bucket)): Path<(String, String)>,
@@ -254,7 +254,7 @@ pub async fn copy_object(
 #[utoipa::path(post, path = "/v1/environments/{env}/buckets/{bucket}/presign", tag = "objects", request_body = PresignRequest,
     params(("env" = String, Path, description = "Environment name"), ("bucket" = String, Path, description = "Bucket name")),
     responses((status = 200, body = PresignedUrl), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn presign(
+pub async fn object_presign(
     State(state): State<AppState>,
     Caller(principal): Caller,
     Path((env, bucket)): Path<(String, String)>,

@@ -1,18 +1,18 @@
 //! SSH key pairs of an environment.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
 use overcast_core::key_pairs::CreateKeyPairRequest;
 use overcast_provider::KeyPair;
-use overcast_types::{Error, Operation, OperationStatus};
+use overcast_types::{Error, Operation, OperationStatus, Page};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::error::{ApiResult, ErrorBody};
-use crate::extract::{Mutation, NoBody};
-use crate::middleware::Caller;
+use crate::native::error::{ApiResult, ErrorBody};
+use crate::native::extract::Caller;
+use crate::native::extract::{ApiQuery, Mutation, NoBody};
 use crate::AppState;
 
 #[derive(Deserialize, IntoParams)]
@@ -36,19 +36,18 @@ pub struct KeyPairCreated {
 
 #[utoipa::path(get, path = "/v1/environments/{env}/key-pairs", tag = "key-pairs",
     params(("env" = String, Path, description = "Environment name"), RegionQuery),
-    responses((status = 200, body = Vec<KeyPair>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn list_key_pairs(
+    responses((status = 200, body = Page<KeyPair>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn key_pair_list(
     State(state): State<AppState>,
     Caller(principal): Caller,
     Path(env): Path<String>,
-    Query(query): Query<RegionQuery>,
-) -> ApiResult<Json<Vec<KeyPair>>> {
-    Ok(Json(
-        state
-            .core
-            .key_pairs(&principal, &env, query.region.as_deref())
-            .await?,
-    ))
+    ApiQuery(query): ApiQuery<RegionQuery>,
+) -> ApiResult<Json<Page<KeyPair>>> {
+    let items = state
+        .core
+        .key_pairs(&principal, &env, query.region.as_deref())
+        .await?;
+    Ok(Json(Page::whole(items)))
 }
 
 /// Makes a key pair (the private key is in this answer only) or, with `public_key`,
@@ -57,7 +56,7 @@ pub async fn list_key_pairs(
     params(("env" = String, Path, description = "Environment name")),
     responses((status = 201, body = KeyPairCreated), (status = 202, body = KeyPairCreated), (status = 400, body = ErrorBody),
               (status = 409, body = ErrorBody, description = "name taken"), (status = 403, body = ErrorBody)))]
-pub async fn create_key_pair(
+pub async fn key_pair_create(
     State(state): State<AppState>,
     Caller(principal): Caller,
     Path(env): Path<String>,
@@ -108,11 +107,11 @@ pub async fn create_key_pair(
     params(("env" = String, Path, description = "Environment name"), ("name" = String, Path, description = "Key pair name"), RegionQuery),
     responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 404, body = ErrorBody),
               (status = 403, body = ErrorBody)))]
-pub async fn delete_key_pair(
+pub async fn key_pair_delete(
     State(state): State<AppState>,
     Caller(principal): Caller,
     Path((env, name)): Path<(String, String)>,
-    Query(query): Query<RegionQuery>,
+    ApiQuery(query): ApiQuery<RegionQuery>,
     request: Mutation<NoBody>,
 ) -> ApiResult<Response> {
     let operation = state

@@ -9,8 +9,8 @@ use overcast_types::Role;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::error::ErrorBody;
-use crate::middleware::Caller;
+use crate::native::error::ErrorBody;
+use crate::native::extract::Caller;
 use crate::AppState;
 
 #[derive(Serialize, ToSchema)]
@@ -37,7 +37,7 @@ pub struct WhoAmI {
 /// Answers while the process runs.
 #[utoipa::path(get, path = "/healthz", tag = "system", security(()),
     responses((status = 200, body = Health)))]
-pub async fn healthz() -> Json<Health> {
+pub async fn system_health() -> Json<Health> {
     Json(Health {
         status: "ok".into(),
     })
@@ -46,7 +46,7 @@ pub async fn healthz() -> Json<Health> {
 /// Whether the store and each environment's backend answer. 503 while the store does not.
 #[utoipa::path(get, path = "/readyz", tag = "system", security(()),
     responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
-pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+pub async fn system_ready(State(state): State<AppState>) -> impl IntoResponse {
     let readiness = state.core.readiness().await;
     let status = if readiness.ready {
         StatusCode::OK
@@ -58,7 +58,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 
 #[utoipa::path(get, path = "/version", tag = "system", security(()),
     responses((status = 200, body = VersionInfo)))]
-pub async fn version() -> Json<VersionInfo> {
+pub async fn system_version() -> Json<VersionInfo> {
     Json(VersionInfo {
         name: "overcast".into(),
         version: env!("CARGO_PKG_VERSION").into(),
@@ -69,7 +69,7 @@ pub async fn version() -> Json<VersionInfo> {
 #[utoipa::path(get, path = "/metrics", tag = "system",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain"),
               (status = 401, body = ErrorBody)))]
-pub async fn metrics(State(state): State<AppState>, _: Caller) -> impl IntoResponse {
+pub async fn system_metrics(State(state): State<AppState>, _: Caller) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.core.metrics().render(),
@@ -79,7 +79,7 @@ pub async fn metrics(State(state): State<AppState>, _: Caller) -> impl IntoRespo
 /// The token the request carries: its name, org and role.
 #[utoipa::path(get, path = "/v1/whoami", tag = "system",
     responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody)))]
-pub async fn whoami(Caller(principal): Caller) -> Json<WhoAmI> {
+pub async fn principal_view(Caller(principal): Caller) -> Json<WhoAmI> {
     Json(WhoAmI {
         token_id: principal.token_id,
         token_name: principal.token_name,

@@ -1,17 +1,17 @@
 //! Machine images of an environment.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
 use overcast_core::images::{CreateImageRequest, ImportImageRequest};
-use overcast_types::{Image, Operation};
+use overcast_types::{Image, Operation, Page};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use crate::error::{ApiResult, ErrorBody};
-use crate::extract::{Mutation, NoBody};
-use crate::middleware::Caller;
+use crate::native::error::{ApiResult, ErrorBody};
+use crate::native::extract::Caller;
+use crate::native::extract::{ApiQuery, Mutation, NoBody};
 use crate::AppState;
 
 #[derive(Deserialize, IntoParams)]
@@ -25,19 +25,18 @@ pub struct ImagesQuery {
 /// Images the environment's account owns that the caller may see.
 #[utoipa::path(get, path = "/v1/environments/{env}/images", tag = "images",
     params(("env" = String, Path, description = "Environment name"), ImagesQuery),
-    responses((status = 200, body = Vec<Image>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn list_images(
+    responses((status = 200, body = Page<Image>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn image_list(
     State(state): State<AppState>,
     Caller(principal): Caller,
     Path(env): Path<String>,
-    Query(query): Query<ImagesQuery>,
-) -> ApiResult<Json<Vec<Image>>> {
-    Ok(Json(
-        state
-            .core
-            .images(&principal, &env, query.region.as_deref())
-            .await?,
-    ))
+    ApiQuery(query): ApiQuery<ImagesQuery>,
+) -> ApiResult<Json<Page<Image>>> {
+    let items = state
+        .core
+        .images(&principal, &env, query.region.as_deref())
+        .await?;
+    Ok(Json(Page::whole(items)))
 }
 
 /// Makes an image of an instance (an operation that ends when the image is available).
@@ -46,7 +45,7 @@ pub async fn list_images(
     responses((status = 201, body = Operation), (status = 202, body = Operation), (status = 400, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "name taken"),
               (status = 403, body = ErrorBody)))]
-pub async fn create_image(
+pub async fn image_create(
     State(state): State<AppState>,
     Caller(principal): Caller,
     Path(env): Path<String>,
@@ -73,7 +72,7 @@ pub async fn create_image(
     params(("env" = String, Path, description = "Environment name")),
     responses((status = 201, body = Operation), (status = 202, body = Operation), (status = 400, body = ErrorBody),
               (status = 409, body = ErrorBody, description = "name taken"), (status = 403, body = ErrorBody)))]
-pub async fn import_image(
+pub async fn image_import(
     State(state): State<AppState>,
     Caller(principal): Caller,
     Path(env): Path<String>,
@@ -96,7 +95,7 @@ pub async fn import_image(
 #[utoipa::path(get, path = "/v1/environments/{env}/images/{id}", tag = "images",
     params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Image id")),
     responses((status = 200, body = Image), (status = 404, body = ErrorBody)))]
-pub async fn get_image(
+pub async fn image_view(
     State(state): State<AppState>,
     Caller(principal): Caller,
     Path((env, id)): Path<(String, String)>,
@@ -109,7 +108,7 @@ pub async fn get_image(
     params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Image id")),
     responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 404, body = ErrorBody),
               (status = 403, body = ErrorBody)))]
-pub async fn delete_image(
+pub async fn image_delete(
     State(state): State<AppState>,
     Caller(principal): Caller,
     Path((env, id)): Path<(String, String)>,

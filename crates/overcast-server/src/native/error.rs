@@ -1,4 +1,4 @@
-//! The one place that turns an [`Error`] into an HTTP answer: the status for each kind and
+//! How the native family answers an [`Error`]: the status from the one status policy and
 //! the JSON shape `{"error": {"code", "message", "field", "request_id"}}`.
 
 use axum::http::{header, HeaderValue, StatusCode};
@@ -8,7 +8,8 @@ use overcast_types::{Error, ErrorKind, Operation};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::middleware::current_request_id;
+use crate::http::request_id::current_request_id;
+use crate::http::status::status_of;
 
 /// An error on its way to the client.
 #[derive(Debug)]
@@ -40,24 +41,6 @@ pub struct ErrorDetail {
     /// and was not done.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub operation_id: Option<String>,
-}
-
-pub fn status_of(kind: ErrorKind) -> StatusCode {
-    match kind {
-        ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
-        ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
-        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
-        ErrorKind::NotFound => StatusCode::NOT_FOUND,
-        ErrorKind::Conflict => StatusCode::CONFLICT,
-        ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-        ErrorKind::Unsupported => StatusCode::BAD_REQUEST,
-        ErrorKind::BackendRefused => StatusCode::BAD_GATEWAY,
-        ErrorKind::BackendUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-        ErrorKind::BackendTimeout => StatusCode::GATEWAY_TIMEOUT,
-        ErrorKind::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
-        ErrorKind::InsufficientCapacity => StatusCode::INSUFFICIENT_STORAGE,
-        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-    }
 }
 
 impl IntoResponse for ApiError {
