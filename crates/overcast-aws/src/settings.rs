@@ -140,24 +140,7 @@ pub(crate) fn size_launch(request: &SizeRequest<'_>) -> Result<LaunchSize, Provi
             "sizes in numbers are for provider qemu; give an instance_type",
         ));
     }
-    let machine = match request.machine_type {
-        None => None,
-        Some((name, entry)) => {
-            let entry = entry.ok_or_else(|| {
-                invalid(
-                    "machine_type",
-                    format!("machine type `{name}` has no size for provider aws"),
-                )
-            })?;
-            let (machine, _) = parse_settings::<AwsMachine>(entry).map_err(|p| {
-                invalid(
-                    "machine_type",
-                    format!("machine type `{name}`: {}", p.message),
-                )
-            })?;
-            Some(machine)
-        }
-    };
+    let machine = request.machine_entry::<AwsMachine>("aws")?;
     let image = request
         .image
         .map(str::to_string)

@@ -5,7 +5,7 @@
 
 use overcast_provider::ProviderFactories;
 use overcast_store::{Created, IdempotencyClaim, Store};
-use overcast_types::{Error, Operation, OperationStatus, Page, Progress, Role, TokenInfo};
+use overcast_types::{Error, Operation, OperationStatus, Page, Role, TokenInfo};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,10 +100,6 @@ impl<'a> Target<'a> {
             what: what.into(),
             owner: None,
         }
-    }
-
-    pub(crate) fn environment(&self) -> Option<&'a str> {
-        self.environment
     }
 
     /// The org of the resource acted on; `None` keeps the caller's.
@@ -319,23 +315,18 @@ impl Core {
         idempotency: Option<&Idempotency>,
     ) -> Result<(Operation, bool), Error> {
         let kind = C::kind(input);
+        let input = serde_json::to_value(input).map_err(|e| Error::internal(e.to_string()))?;
         let operation = Operation {
-            id: new_id("op"),
-            kind: kind.into(),
-            org: target.owner.unwrap_or(&principal.org).to_string(),
             environment: target.environment.map(str::to_string),
-            target: target.what,
-            requested_by: principal.token_name.clone(),
-            status: OperationStatus::Pending,
-            progress: Progress::default(),
-            results: vec![],
-            error: None,
-            cancel_requested: false,
-            backend_calls: 0,
-            created_at: now(),
-            started_at: None,
-            finished_at: None,
-            input: serde_json::to_value(input).map_err(|e| Error::internal(e.to_string()))?,
+            ..Operation::pending(
+                new_id("op"),
+                kind,
+                target.owner.unwrap_or(&principal.org),
+                target.what,
+                &principal.token_name,
+                now(),
+                input,
+            )
         };
         let claim = idempotency.map(|i| IdempotencyClaim {
             scope: principal.org.clone(),

@@ -14,7 +14,7 @@ use crate::app::{Core, Idempotency, Target};
 use crate::auth::Principal;
 use crate::errors::provider_error;
 use crate::objects::delete_under;
-use crate::operations::{Change, OperationContext};
+use crate::operations::{Change, InEnvironment, OperationContext};
 use crate::tags::check_tags;
 
 /// A request for a new bucket.
@@ -44,12 +44,6 @@ pub(crate) enum BucketChange {
     },
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct BucketInput {
-    pub environment: String,
-    pub change: BucketChange,
-}
-
 /// `bucket.create` and `bucket.delete`. A create finds the bucket an earlier run made; a
 /// forced delete empties the bucket in pages, each a repeatable step.
 pub(crate) struct BucketChanges;
@@ -57,16 +51,16 @@ pub(crate) struct BucketChanges;
 #[async_trait]
 impl Change for BucketChanges {
     const KINDS: &'static [&'static str] = &["bucket.create", "bucket.delete"];
-    type Input = BucketInput;
+    type Input = InEnvironment<BucketChange>;
 
-    fn kind(input: &BucketInput) -> &'static str {
+    fn kind(input: &InEnvironment<BucketChange>) -> &'static str {
         match input.change {
             BucketChange::Create { .. } => "bucket.create",
             BucketChange::Delete { .. } => "bucket.delete",
         }
     }
 
-    async fn run(&self, input: BucketInput, step: &mut OperationContext) -> Result<(), Error> {
+    async fn run(&self, input: InEnvironment<BucketChange>, step: &mut OperationContext) -> Result<(), Error> {
         let env = step.environment(&input.environment)?;
         let store = env.object_store()?;
         match input.change {
@@ -180,14 +174,14 @@ impl Core {
             });
         }
         self.bucket_homes.forget(env, &request.name);
-        let input = BucketInput {
-            environment: env.to_string(),
-            change: BucketChange::Create {
+        let input = InEnvironment::new(
+            env,
+            BucketChange::Create {
                 region,
                 name: request.name.clone(),
                 tags: owner_tags(principal, &request.tags),
             },
-        };
+        );
         let target = Target::new(env, format!("{env}/buckets/{}", request.name));
         self.start::<BucketChanges>(principal, target, &input, idempotency)
             .await
@@ -209,14 +203,14 @@ impl Core {
             return Err(not_empty(name));
         }
         self.bucket_homes.forget(env, name);
-        let input = BucketInput {
-            environment: env.to_string(),
-            change: BucketChange::Delete {
+        let input = InEnvironment::new(
+            env,
+            BucketChange::Delete {
                 region: bucket.region.clone(),
                 name: name.to_string(),
                 force,
             },
-        };
+        );
         let target =
             Target::new(env, format!("{env}/buckets/{name}")).owned_by(bucket.org.as_deref());
         self.start::<BucketChanges>(principal, target, &input, idempotency)

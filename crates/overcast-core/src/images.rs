@@ -16,7 +16,7 @@ use crate::app::{Core, Idempotency, Target};
 use crate::auth::Principal;
 use crate::environments::Environment;
 use crate::errors::provider_error;
-use crate::operations::{Change, OperationContext};
+use crate::operations::{Change, InEnvironment, OperationContext};
 use crate::tags::check_tags;
 
 /// How long a new image may take to become available.
@@ -157,12 +157,6 @@ pub(crate) enum ImageChange {
     },
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct ImageInput {
-    pub environment: String,
-    pub change: ImageChange,
-}
-
 impl Environment {
     pub async fn find_image(&self, id: &str) -> Result<Option<Image>, Error> {
         let found = self
@@ -205,9 +199,9 @@ pub(crate) struct ImageChanges;
 #[async_trait]
 impl Change for ImageChanges {
     const KINDS: &'static [&'static str] = &["image.create", "image.import", "image.delete"];
-    type Input = ImageInput;
+    type Input = InEnvironment<ImageChange>;
 
-    fn kind(input: &ImageInput) -> &'static str {
+    fn kind(input: &InEnvironment<ImageChange>) -> &'static str {
         match input.change {
             ImageChange::Create { .. } => "image.create",
             ImageChange::Import { .. } => "image.import",
@@ -215,7 +209,7 @@ impl Change for ImageChanges {
         }
     }
 
-    async fn run(&self, input: ImageInput, step: &mut OperationContext) -> Result<(), Error> {
+    async fn run(&self, input: InEnvironment<ImageChange>, step: &mut OperationContext) -> Result<(), Error> {
         let env = step.environment(&input.environment)?;
         let images = env.images()?;
         step.set_total(1).await?;
@@ -382,7 +376,7 @@ impl Core {
             },
         };
         let target = Target::new(env, format!("{env}/images/{}", request.name));
-        self.image_operation(principal, target, change, idempotency)
+        self.start::<ImageChanges>(principal, target, &InEnvironment::new(env, change), idempotency)
             .await
     }
 
@@ -416,7 +410,7 @@ impl Core {
             },
         };
         let target = Target::new(env, format!("{env}/images/{}", request.name));
-        self.image_operation(principal, target, change, idempotency)
+        self.start::<ImageChanges>(principal, target, &InEnvironment::new(env, change), idempotency)
             .await
     }
 
@@ -436,22 +430,7 @@ impl Core {
             snapshots: image.snapshots.clone(),
         };
         let target = Target::new(env, format!("{env}/{id}")).owned_by(image.org.as_deref());
-        self.image_operation(principal, target, change, idempotency)
-            .await
-    }
-
-    async fn image_operation(
-        &self,
-        principal: &Principal,
-        target: Target<'_>,
-        change: ImageChange,
-        idempotency: Option<&Idempotency>,
-    ) -> Result<Operation, Error> {
-        let input = ImageInput {
-            environment: target.environment().unwrap_or_default().to_string(),
-            change,
-        };
-        self.start::<ImageChanges>(principal, target, &input, idempotency)
+        self.start::<ImageChanges>(principal, target, &InEnvironment::new(env, change), idempotency)
             .await
     }
 }

@@ -14,7 +14,7 @@ use crate::app::{Core, Idempotency, Target};
 use crate::auth::Principal;
 use crate::environments::Environment;
 use crate::errors::provider_error;
-use crate::operations::{Change, OperationContext};
+use crate::operations::{Change, InEnvironment, OperationContext};
 use crate::tags::check_tags;
 
 /// A request for a key pair: made by the backend, or imported from `public_key`.
@@ -97,12 +97,6 @@ pub(crate) enum KeyPairChange {
     },
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct KeyPairInput {
-    pub environment: String,
-    pub change: KeyPairChange,
-}
-
 impl Environment {
     /// The key pair of that name in a region, if there is one.
     pub async fn find_key_pair(&self, region: &str, name: &str) -> Result<Option<KeyPair>, Error> {
@@ -127,9 +121,9 @@ pub(crate) struct KeyPairChanges;
 impl Change for KeyPairChanges {
     const KINDS: &'static [&'static str] =
         &["key_pair.create", "key_pair.import", "key_pair.delete"];
-    type Input = KeyPairInput;
+    type Input = InEnvironment<KeyPairChange>;
 
-    fn kind(input: &KeyPairInput) -> &'static str {
+    fn kind(input: &InEnvironment<KeyPairChange>) -> &'static str {
         match input.change {
             KeyPairChange::Create { .. } => "key_pair.create",
             KeyPairChange::Import { .. } => "key_pair.import",
@@ -137,7 +131,7 @@ impl Change for KeyPairChanges {
         }
     }
 
-    async fn run(&self, input: KeyPairInput, step: &mut OperationContext) -> Result<(), Error> {
+    async fn run(&self, input: InEnvironment<KeyPairChange>, step: &mut OperationContext) -> Result<(), Error> {
         let env = step.environment(&input.environment)?;
         let key_pairs = env.key_pairs()?;
         let operation_id = step.operation_id().to_string();
@@ -272,10 +266,7 @@ impl Core {
                 tags,
             },
         };
-        let input = KeyPairInput {
-            environment: env.to_string(),
-            change,
-        };
+        let input = InEnvironment::new(env, change);
         let target = Target::new(env, format!("{env}/key-pairs/{}", request.name));
         self.start::<KeyPairChanges>(principal, target, &input, idempotency)
             .await
@@ -309,10 +300,7 @@ impl Core {
             region,
             name: name.to_string(),
         };
-        let input = KeyPairInput {
-            environment: env.to_string(),
-            change,
-        };
+        let input = InEnvironment::new(env, change);
         let target =
             Target::new(env, format!("{env}/key-pairs/{name}")).owned_by(key_pair.org.as_deref());
         self.start::<KeyPairChanges>(principal, target, &input, idempotency)

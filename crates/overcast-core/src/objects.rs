@@ -24,7 +24,7 @@ use crate::access::visible_org;
 use crate::app::{Core, Idempotency, Target};
 use crate::auth::Principal;
 use crate::errors::provider_error;
-use crate::operations::{Change, OperationContext};
+use crate::operations::{Change, InEnvironment, OperationContext};
 
 /// S3 deletes at most this many keys per call.
 const DELETE_BATCH: u32 = 1000;
@@ -126,12 +126,6 @@ pub(crate) enum ObjectChange {
     },
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct ObjectInput {
-    environment: String,
-    change: ObjectChange,
-}
-
 /// `object.delete`, `.delete_prefix` and `.copy`: each repeats harmlessly, and a prefix
 /// delete lists again on a re-run, so it deletes only what is left.
 pub(crate) struct ObjectChanges;
@@ -140,9 +134,9 @@ pub(crate) struct ObjectChanges;
 impl Change for ObjectChanges {
     const KINDS: &'static [&'static str] =
         &["object.delete", "object.delete_prefix", "object.copy"];
-    type Input = ObjectInput;
+    type Input = InEnvironment<ObjectChange>;
 
-    fn kind(input: &ObjectInput) -> &'static str {
+    fn kind(input: &InEnvironment<ObjectChange>) -> &'static str {
         match input.change {
             ObjectChange::Delete { .. } => "object.delete",
             ObjectChange::DeletePrefix { .. } => "object.delete_prefix",
@@ -150,7 +144,7 @@ impl Change for ObjectChanges {
         }
     }
 
-    async fn run(&self, input: ObjectInput, step: &mut OperationContext) -> Result<(), Error> {
+    async fn run(&self, input: InEnvironment<ObjectChange>, step: &mut OperationContext) -> Result<(), Error> {
         let env = step.environment(&input.environment)?;
         let store = env.object_store()?;
         let result = match input.change {
@@ -395,7 +389,7 @@ impl Core {
             key: key.to_string(),
         };
         let target = format!("{env}/buckets/{bucket}/objects/{key}");
-        self.start_object_change(principal, env, target, change, idempotency)
+        self.start::<ObjectChanges>(principal, Target::new(env, target), &InEnvironment::new(env, change), idempotency)
             .await
     }
 
@@ -422,7 +416,7 @@ impl Core {
             prefix: prefix.to_string(),
         };
         let target = format!("{env}/buckets/{bucket}/objects/{prefix}*");
-        self.start_object_change(principal, env, target, change, idempotency)
+        self.start::<ObjectChanges>(principal, Target::new(env, target), &InEnvironment::new(env, change), idempotency)
             .await
     }
 
@@ -467,7 +461,7 @@ impl Core {
             key: request.key.clone(),
         };
         let target = format!("{env}/buckets/{bucket}/objects/{}", request.key);
-        self.start_object_change(principal, env, target, change, idempotency)
+        self.start::<ObjectChanges>(principal, Target::new(env, target), &InEnvironment::new(env, change), idempotency)
             .await
     }
 
@@ -513,24 +507,6 @@ impl Core {
                 .format(&time::format_description::well_known::Rfc3339)
                 .map_err(|e| Error::internal(e.to_string()))?,
         })
-    }
-
-    /// Records an object change as an operation on `target` (`ENV/buckets/B/objects/K`).
-    async fn start_object_change(
-        &self,
-        principal: &Principal,
-        env: &str,
-        target: String,
-        change: ObjectChange,
-        idempotency: Option<&Idempotency>,
-    ) -> Result<Operation, Error> {
-        let input = ObjectInput {
-            environment: env.to_string(),
-            change,
-        };
-        let target = Target::new(env, target);
-        self.start::<ObjectChanges>(principal, target, &input, idempotency)
-            .await
     }
 }
 

@@ -14,7 +14,7 @@ use crate::app::{Core, Idempotency, Target};
 use crate::auth::Principal;
 use crate::environments::Environment;
 use crate::errors::provider_error;
-use crate::operations::{Change, OperationContext};
+use crate::operations::{Change, InEnvironment, OperationContext};
 use crate::tags::check_tags;
 
 /// A request for a new security group.
@@ -80,12 +80,6 @@ pub(crate) enum FirewallChange {
         id: String,
         rule: Rule,
     },
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct FirewallInput {
-    pub environment: String,
-    pub change: FirewallChange,
 }
 
 impl Environment {
@@ -161,9 +155,9 @@ impl Change for SecurityGroupChanges {
         "security_group.add_rule",
         "security_group.remove_rule",
     ];
-    type Input = FirewallInput;
+    type Input = InEnvironment<FirewallChange>;
 
-    fn kind(input: &FirewallInput) -> &'static str {
+    fn kind(input: &InEnvironment<FirewallChange>) -> &'static str {
         match input.change {
             FirewallChange::Create { .. } => "security_group.create",
             FirewallChange::Delete { .. } => "security_group.delete",
@@ -172,7 +166,7 @@ impl Change for SecurityGroupChanges {
         }
     }
 
-    async fn run(&self, input: FirewallInput, step: &mut OperationContext) -> Result<(), Error> {
+    async fn run(&self, input: InEnvironment<FirewallChange>, step: &mut OperationContext) -> Result<(), Error> {
         let env = step.environment(&input.environment)?;
         let env = env.as_ref();
         let firewall = env.firewall()?;
@@ -293,7 +287,7 @@ impl Core {
         environment.firewall()?;
         let change = create_change(environment, request, principal)?;
         let target = Target::new(env, format!("{env}/security-groups/{}", request.name));
-        self.firewall_operation(principal, target, change, idempotency)
+        self.start::<SecurityGroupChanges>(principal, target, &InEnvironment::new(env, change), idempotency)
             .await
     }
 
@@ -314,7 +308,7 @@ impl Core {
             id: id.to_string(),
         };
         let target = Target::new(env, format!("{env}/{id}")).owned_by(group.org.as_deref());
-        self.firewall_operation(principal, target, change, idempotency)
+        self.start::<SecurityGroupChanges>(principal, target, &InEnvironment::new(env, change), idempotency)
             .await
     }
 
@@ -338,22 +332,7 @@ impl Core {
             RuleChange::Remove(rule) => FirewallChange::RemoveRule { region, id, rule },
         };
         let target = Target::new(env, format!("{env}/{}", group.id)).owned_by(group.org.as_deref());
-        self.firewall_operation(principal, target, change, idempotency)
-            .await
-    }
-
-    async fn firewall_operation(
-        &self,
-        principal: &Principal,
-        target: Target<'_>,
-        change: FirewallChange,
-        idempotency: Option<&Idempotency>,
-    ) -> Result<Operation, Error> {
-        let input = FirewallInput {
-            environment: target.environment().unwrap_or_default().to_string(),
-            change,
-        };
-        self.start::<SecurityGroupChanges>(principal, target, &input, idempotency)
+        self.start::<SecurityGroupChanges>(principal, target, &InEnvironment::new(env, change), idempotency)
             .await
     }
 }

@@ -4,7 +4,9 @@ use async_trait::async_trait;
 use overcast_types::{Instance, InstanceState};
 use std::collections::BTreeMap;
 
-use crate::{ProviderError, Table};
+use serde::de::DeserializeOwned;
+
+use crate::{parse_settings, ProviderError, ProviderErrorKind, Table};
 
 /// What to launch.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -48,6 +50,30 @@ pub struct SizeRequest<'a> {
 }
 
 impl SizeRequest<'_> {
+    /// The named machine type's entry for `provider`, parsed as that provider's type; none
+    /// when no machine type was named. A machine type without an entry for this provider,
+    /// or with one it cannot read, is bad input naming `machine_type`.
+    pub fn machine_entry<T: DeserializeOwned>(
+        &self,
+        provider: &str,
+    ) -> Result<Option<T>, ProviderError> {
+        let Some((name, entry)) = self.machine_type else {
+            return Ok(None);
+        };
+        let invalid = |message: String| {
+            ProviderError::new(ProviderErrorKind::InvalidInput, "invalid_input", message)
+                .with_field("machine_type")
+        };
+        let entry = entry.ok_or_else(|| {
+            invalid(format!(
+                "machine type `{name}` has no size for provider {provider}"
+            ))
+        })?;
+        let (machine, _) = parse_settings::<T>(entry)
+            .map_err(|p| invalid(format!("machine type `{name}`: {}", p.message)))?;
+        Ok(Some(machine))
+    }
+
     /// The fields of a size in numbers that the request gives, by name.
     pub fn numbers_given(&self) -> Vec<&'static str> {
         [

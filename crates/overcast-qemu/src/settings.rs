@@ -61,24 +61,7 @@ impl QemuProvider {
                 "instance types are for provider aws; give a machine_type, or cpus, memory_mb and disk_gb",
             ));
         }
-        let machine = match request.machine_type {
-            None => None,
-            Some((name, entry)) => {
-                let entry = entry.ok_or_else(|| {
-                    invalid(
-                        "machine_type",
-                        format!("machine type `{name}` has no size for provider qemu"),
-                    )
-                })?;
-                let (machine, _) = parse_settings::<QemuMachine>(entry).map_err(|p| {
-                    invalid(
-                        "machine_type",
-                        format!("machine type `{name}`: {}", p.message),
-                    )
-                })?;
-                Some(machine)
-            }
-        };
+        let machine = request.machine_entry::<QemuMachine>("qemu")?;
         let image = request
             .image
             .map(str::to_string)

@@ -1,109 +1,14 @@
 //! End to end through HTTP: a real server on a free loopback port with a temp store,
 //! called as a client would.
 
-use overcast_core::config::Config;
 use overcast_core::Core;
+use overcast_provider::ProviderFactories;
 use overcast_server::Server;
+use overcast_test_utils::server::config;
+use overcast_test_utils::{TestServer, ADMIN};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use std::time::Duration;
-
-const ADMIN: &str = "oc_test_admin_secret_0123456789";
-
-struct TestServer {
-    base: String,
-    http: reqwest::Client,
-    dir: tempfile::TempDir,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-impl TestServer {
-    async fn start() -> TestServer {
-        Self::start_with(None).await
-    }
-
-    async fn start_with(database_url: Option<String>) -> TestServer {
-        Self::start_configured(|config| config.database_url = database_url).await
-    }
-
-    /// A server on a temp data dir, with `adjust` applied to its config.
-    async fn start_configured(adjust: impl FnOnce(&mut Config)) -> TestServer {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = Config {
-            listen: "127.0.0.1:0".into(),
-            data_dir: Some(dir.path().to_path_buf()),
-            ..Config::default()
-        };
-        adjust(&mut config);
-        config.fill_defaults();
-        let (core, _) = Core::open(config, HashMap::new(), Some(ADMIN.into()))
-            .await
-            .unwrap();
-        let server = Server::bind(core).await.unwrap();
-        let scheme = if server.is_tls() { "https" } else { "http" };
-        let base = format!("{scheme}://{}", server.local_addr());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(server.run(async move {
-            let _ = stopped.await;
-        }));
-        // Tests trust the self-signed certificate of the TLS test.
-        let http = reqwest::Client::builder()
-            .danger_accept_invalid_certs(true)
-            .build()
-            .unwrap();
-        TestServer {
-            base,
-            http,
-            dir,
-            _stop: stop,
-        }
-    }
-
-    fn request(&self, method: Method, path: &str, token: Option<&str>) -> reqwest::RequestBuilder {
-        let mut builder = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(token) = token {
-            builder = builder.bearer_auth(token);
-        }
-        builder
-    }
-
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut builder = self.request(method, path, token);
-        if let Some(body) = body {
-            builder = builder.json(&body);
-        }
-        let response = builder.send().await.unwrap();
-        let status = response.status();
-        let text = response.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    /// Creates a token and returns (id, secret).
-    async fn token(&self, org: &str, role: &str, expires_in: Option<&str>) -> (String, String) {
-        let mut body = json!({"org": org, "role": role});
-        if let Some(e) = expires_in {
-            body["expires_in"] = json!(e);
-        }
-        let (status, answer) = self
-            .call(Method::POST, "/v1/tokens", Some(ADMIN), Some(body))
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{answer}");
-        (
-            answer["token"]["id"].as_str().unwrap().to_string(),
-            answer["secret"].as_str().unwrap().to_string(),
-        )
-    }
-}
 
 fn error_code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("")
@@ -112,9 +17,9 @@ fn error_code(body: &Value) -> &str {
 #[tokio::test]
 async fn every_route_in_the_openapi_document_needs_a_valid_token_and_the_right_role() {
     let server = TestServer::start().await;
-    let (_, viewer) = server.token("acme", "viewer", None).await;
-    let (_, operator) = server.token("acme", "operator", None).await;
-    let (revoked_id, revoked) = server.token("acme", "admin", None).await;
+    let viewer = server.token("acme", "viewer").await;
+    let operator = server.token("acme", "operator").await;
+    let (revoked_id, revoked) = server.token_with("acme", "admin", None).await;
     let (status, _) = server
         .call(
             Method::DELETE,
@@ -124,7 +29,7 @@ async fn every_route_in_the_openapi_document_needs_a_valid_token_and_the_right_r
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    let (_, expired) = server.token("acme", "admin", Some("1s")).await;
+    let (_, expired) = server.token_with("acme", "admin", Some("1s")).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
 
     let document = serde_json::to_value(overcast_server::openapi()).unwrap();
@@ -236,7 +141,7 @@ async fn public_routes_answer_without_a_token_and_echo_request_ids() {
 #[tokio::test]
 async fn a_token_works_until_it_is_revoked_and_its_secret_is_shown_once() {
     let server = TestServer::start().await;
-    let (id, secret) = server.token("acme", "operator", Some("30d")).await;
+    let (id, secret) = server.token_with("acme", "operator", Some("30d")).await;
     let (status, me) = server
         .call(Method::GET, "/v1/whoami", Some(&secret), None)
         .await;
@@ -343,10 +248,11 @@ async fn fresh_postgres_database() -> String {
 }
 
 async fn secrets_never_reach_the_database(database_url: Option<String>) {
-    let server = TestServer::start_with(database_url.clone()).await;
-    let (_, secret) = server.token("acme", "operator", None).await;
+    let url = database_url.clone();
+    let server = TestServer::start_with(|c| c.database_url = url).await;
+    let secret = server.token("acme", "operator").await;
     // A replayed create does not show the secret again.
-    let (_, secret2) = server.token("acme", "viewer", None).await;
+    let secret2 = server.token("acme", "viewer").await;
     let bytes = database_bytes(&server, database_url.as_deref()).await;
     for s in [secret, secret2, ADMIN.to_string()] {
         let hex = s.trim_start_matches("oc_").as_bytes().to_vec();
@@ -446,17 +352,11 @@ async fn respond_async_answers_202_with_the_operation_to_follow() {
             body["operation"]["id"].as_str().unwrap()
         )
     );
-    let mut status = String::new();
-    for _ in 0..50 {
-        let (_, op) = server.call(Method::GET, &location, Some(ADMIN), None).await;
-        status = op["status"].as_str().unwrap().to_string();
-        if status == "succeeded" {
-            assert_eq!(op["progress"], json!({"done": 1, "total": 1}));
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(status, "succeeded");
+    let op = server
+        .operation_end(body["operation"]["id"].as_str().unwrap())
+        .await;
+    assert_eq!(op["status"], "succeeded");
+    assert_eq!(op["progress"], json!({"done": 1, "total": 1}));
 }
 
 #[tokio::test]
@@ -539,8 +439,8 @@ async fn bad_requests_get_a_400_naming_the_field() {
 #[tokio::test]
 async fn orgs_see_only_their_own_operations_and_audit() {
     let server = TestServer::start().await;
-    let (_, acme) = server.token("acme", "operator", None).await;
-    let (_, other) = server.token("other", "viewer", None).await;
+    let acme = server.token("acme", "operator").await;
+    let other = server.token("other", "viewer").await;
     // Creating the acme token is an operation of org acme.
     let (_, ops) = server
         .call(
@@ -674,7 +574,7 @@ async fn the_audit_log_links_each_change_to_its_operation_and_request() {
 #[tokio::test]
 async fn metrics_count_requests_and_operations() {
     let server = TestServer::start().await;
-    server.token("acme", "viewer", None).await;
+    server.token("acme", "viewer").await;
     let response = server
         .request(Method::GET, "/metrics", Some(ADMIN))
         .send()
@@ -725,7 +625,7 @@ async fn environments_and_machine_types_are_listed() {
 
 #[tokio::test]
 async fn the_docs_page_is_served_from_the_binary() {
-    let server = TestServer::start_configured(|c| c.public_docs = true).await;
+    let server = TestServer::start_with(|c| c.public_docs = true).await;
     let (status, html) = server.call(Method::GET, "/docs/", None, None).await;
     assert_eq!(status, StatusCode::OK);
     let html = html.as_str().unwrap();
@@ -762,10 +662,9 @@ async fn tls_serves_https_with_the_configured_certificate() {
     let key = pem_dir.path().join("tls.key");
     std::fs::write(&cert, certified.cert.pem()).unwrap();
     std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
-    let server = TestServer::start_configured(|c| {
-        c.tls = Some(overcast_core::config::TlsConfig { cert, key })
-    })
-    .await;
+    let server =
+        TestServer::start_with(|c| c.tls = Some(overcast_core::config::TlsConfig { cert, key }))
+            .await;
     assert!(server.base.starts_with("https://"));
     let (status, body) = server.call(Method::GET, "/healthz", None, None).await;
     assert_eq!((status, body), (StatusCode::OK, json!({"status": "ok"})));
@@ -779,17 +678,13 @@ async fn tls_serves_https_with_the_configured_certificate() {
 #[tokio::test]
 async fn a_missing_certificate_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config {
-        listen: "127.0.0.1:0".into(),
-        data_dir: Some(dir.path().to_path_buf()),
-        tls: Some(overcast_core::config::TlsConfig {
-            cert: dir.path().join("none.crt"),
-            key: dir.path().join("none.key"),
-        }),
-        ..Config::default()
-    };
+    let mut config = config(dir.path());
+    config.tls = Some(overcast_core::config::TlsConfig {
+        cert: dir.path().join("none.crt"),
+        key: dir.path().join("none.key"),
+    });
     config.fill_defaults();
-    let (core, _) = Core::open(config, HashMap::new(), Some(ADMIN.into()))
+    let (core, _) = Core::open(config, &ProviderFactories::new(), Some(ADMIN.into()))
         .await
         .unwrap();
     let err = Server::bind(core).await.err().unwrap();

@@ -57,23 +57,11 @@ fn token(id: &str, org: &str) -> TokenInfo {
 }
 
 fn operation(id: &str, org: &str, kind: &str, created: i64) -> Operation {
+    let target = "aws-dev/instances".to_string();
+    let input = serde_json::json!({"count": 2});
     Operation {
-        id: id.into(),
-        kind: kind.into(),
-        org: org.into(),
         environment: Some("aws-dev".into()),
-        target: "aws-dev/instances".into(),
-        requested_by: "ci".into(),
-        status: OperationStatus::Pending,
-        progress: Progress::default(),
-        results: vec![],
-        error: None,
-        cancel_requested: false,
-        backend_calls: 0,
-        created_at: t(created),
-        started_at: None,
-        finished_at: None,
-        input: serde_json::json!({"count": 2}),
+        ..Operation::pending(id.into(), kind, org, target, "ci", t(created), input)
     }
 }
 
@@ -122,6 +110,22 @@ async fn tokens_are_found_by_hash_and_revoked_once(store: &Store) {
         Some(t(10))
     );
     assert!(!store.revoke_token("tok_404", t(10)).await.unwrap());
+}
+
+/// Two servers bootstrapping one store with the same admin secret: the second recording
+/// of that secret, under another id, is a no-op, not a failure to start.
+async fn one_secret_is_recorded_once_whoever_records_it(store: &Store) {
+    store
+        .insert_token(&token("tok_first", "admin"), "hash-admin")
+        .await
+        .unwrap();
+    store
+        .insert_token(&token("tok_second", "admin"), "hash-admin")
+        .await
+        .unwrap();
+    assert_eq!(store.token_count().await.unwrap(), 1);
+    let found = store.token_by_hash("hash-admin").await.unwrap().unwrap();
+    assert_eq!(found.id, "tok_first");
 }
 
 async fn operations_move_through_their_statuses(store: &Store) {
@@ -456,6 +460,7 @@ macro_rules! contract {
 
 contract!(
     tokens_are_found_by_hash_and_revoked_once,
+    one_secret_is_recorded_once_whoever_records_it,
     operations_move_through_their_statuses,
     unfinished_operations_are_found_for_resume,
     an_idempotency_key_replays_or_conflicts,

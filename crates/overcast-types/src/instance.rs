@@ -106,6 +106,32 @@ pub struct Instance {
     pub org: Option<String>,
 }
 
+impl Instance {
+    /// An instance known only by its id, place and state; the rest is empty.
+    pub fn new(id: &str, environment: &str, region: &str, state: InstanceState) -> Self {
+        Instance {
+            id: id.into(),
+            name: None,
+            environment: environment.into(),
+            region: region.into(),
+            zone: None,
+            stage: None,
+            state,
+            instance_type: None,
+            image: None,
+            private_ip: None,
+            public_ip: None,
+            ssh_address: None,
+            state_reason: None,
+            key_pair: None,
+            security_groups: vec![],
+            launched_at: None,
+            tags: BTreeMap::new(),
+            org: None,
+        }
+    }
+}
+
 /// A machine image the environment's account owns.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Image {

@@ -187,6 +187,39 @@ pub struct Operation {
     pub input: Value,
 }
 
+impl Operation {
+    /// A new operation of `kind` on `target`, as recorded before anything acts: pending,
+    /// with no progress, results or backend calls yet.
+    pub fn pending(
+        id: String,
+        kind: &str,
+        org: &str,
+        target: String,
+        requested_by: &str,
+        created_at: OffsetDateTime,
+        input: Value,
+    ) -> Self {
+        Operation {
+            id,
+            kind: kind.into(),
+            org: org.into(),
+            environment: None,
+            target,
+            requested_by: requested_by.into(),
+            status: OperationStatus::Pending,
+            progress: Progress::default(),
+            results: vec![],
+            error: None,
+            cancel_requested: false,
+            backend_calls: 0,
+            created_at,
+            started_at: None,
+            finished_at: None,
+            input,
+        }
+    }
+}
+
 /// One line of the append-only audit log: an authenticated change and how it ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AuditEntry {

@@ -4,27 +4,18 @@
 //! stop and start one describe to see the state reached, as overcast does). Prints wall
 //! times, their ratio, and the backend calls each made. Needs OVERCAST_TEST_MOTO.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use aws_sdk_ec2::types::{Filter, InstanceType, ResourceType, Tag, TagSpecification};
 use futures::future::join_all;
+use overcast_test_utils::metrics::backend_calls;
+use overcast_test_utils::moto::{some_image, REGIONS};
+use overcast_test_utils::{TestServer, ADMIN};
 use std::time::{Duration, Instant};
-use support::{some_image, TestServer, ADMIN, REGIONS};
 
 const PER_STAGE_PER_REGION: usize = 500;
 
 /// Every backend call the server has made, from `/metrics`.
 async fn server_calls(server: &TestServer) -> u64 {
-    let (_, text) = server
-        .call(reqwest::Method::GET, "/metrics", ADMIN, None)
-        .await;
-    text.as_str()
-        .unwrap()
-        .lines()
-        .filter(|l| l.starts_with("overcast_backend_calls_total{"))
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
-        .sum()
+    backend_calls(&server.metrics().await, &[])
 }
 
 async fn through_overcast(server: &TestServer, action: &str) -> (Duration, u64) {
@@ -35,7 +26,7 @@ async fn through_overcast(server: &TestServer, action: &str) -> (Duration, u64) 
         .call(
             reqwest::Method::POST,
             &path,
-            ADMIN,
+            Some(ADMIN),
             Some(serde_json::json!({"stage": "dev"})),
         )
         .await;
@@ -121,7 +112,7 @@ async fn direct(server: &TestServer, action: &str) -> (Duration, u64) {
 
 #[tokio::main]
 async fn main() {
-    let server = TestServer::start().await;
+    let server = TestServer::aws().await;
     for region in REGIONS {
         let ec2 = server.ec2(region).await;
         let image = some_image(&ec2).await;

@@ -4,16 +4,14 @@
 //! on the serial console), each and their medians. Needs OVERCAST_TEST_IMAGE (made by
 //! `scripts/test-image.py`). `cargo bench -p overcast --bench local_vm`.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
-use serde_json::{json, Value};
-use std::time::{Duration, Instant};
-use support::process::{serve, write_local_config};
-use support::ADMIN;
+use overcast_test_utils::process::{serve, write_local_config};
+use overcast_test_utils::qemu::{console_shows, import_test_image, LOCAL};
+use overcast_test_utils::ADMIN;
+use reqwest::Method;
+use serde_json::json;
+use std::time::Instant;
 
 const RUNS: usize = 5;
-const LOCAL: &str = "/v1/environments/local";
 
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
@@ -22,36 +20,11 @@ fn median(mut values: Vec<f64>) -> f64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let image_dir = std::path::PathBuf::from(
-        std::env::var_os("OVERCAST_TEST_IMAGE").expect("OVERCAST_TEST_IMAGE names the test image"),
-    );
     let dir = tempfile::tempdir().unwrap();
     let config = write_local_config(dir.path());
-    let served = serve(&config);
-    let http = reqwest::Client::new();
-    let call = |method: reqwest::Method, path: String, body: Option<Value>| {
-        let mut request = http
-            .request(method, format!("{}{path}", served.url))
-            .bearer_auth(ADMIN);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
-    };
-    let environment = call(reqwest::Method::GET, LOCAL.into(), None).await;
-    let import = json!({
-        "name": "bench-kernel",
-        "kernel_url": format!("file://{}", image_dir.join("vmlinuz").display()),
-        "initrd_url": format!("file://{}", image_dir.join("initrd.img").display()),
-        "cmdline": "console=ttyS0 quiet panic=-1",
-    });
-    let op = call(
-        reqwest::Method::POST,
-        format!("{LOCAL}/images/import?timeout=120"),
-        Some(import),
-    )
-    .await;
-    let image = op["results"][0]["target"].as_str().unwrap().to_string();
+    let served = serve(env!("CARGO_BIN_EXE_overcast"), &config);
+    let (_, environment) = served.call(Method::GET, LOCAL, Some(ADMIN), None).await;
+    let image = import_test_image(&served).await;
     println!(
         "local VMs, accelerator {}, machine type tiny, {RUNS} runs",
         environment["details"]["accelerator"]
@@ -63,42 +36,23 @@ async fn main() {
             "user_data": "#!/bin/sh\necho BENCH-USER-DATA-RAN\n",
         });
         let started = Instant::now();
-        let op = call(
-            reqwest::Method::POST,
-            format!("{LOCAL}/instances?timeout=120"),
-            Some(body),
-        )
-        .await;
-        assert_eq!(op["status"], "succeeded", "{op}");
+        let op = served
+            .change(Method::POST, &format!("{LOCAL}/instances"), Some(body))
+            .await;
         let to_running = started.elapsed().as_secs_f64();
         let id = op["results"][0]["target"].as_str().unwrap().to_string();
-        loop {
-            let console = call(
-                reqwest::Method::GET,
-                format!("{LOCAL}/instances/{id}/console"),
-                None,
-            )
-            .await;
-            if console["output"]
-                .as_str()
-                .unwrap_or_default()
-                .contains("BENCH-USER-DATA-RAN")
-            {
-                break;
-            }
-            assert!(started.elapsed() < Duration::from_secs(120), "no user data");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        console_shows(&served, &id, "BENCH-USER-DATA-RAN", 1).await;
         let to_ran = started.elapsed().as_secs_f64();
         println!("run {run}: create -> running {to_running:5.2} s, create -> user data ran {to_ran:5.2} s");
         running.push(to_running);
         ran.push(to_ran);
-        call(
-            reqwest::Method::POST,
-            format!("{LOCAL}/instances/{id}/terminate?timeout=60"),
-            Some(json!({})),
-        )
-        .await;
+        served
+            .change(
+                Method::POST,
+                &format!("{LOCAL}/instances/{id}/terminate"),
+                Some(json!({})),
+            )
+            .await;
     }
     println!(
         "median: create -> running {:.2} s, create -> user data ran {:.2} s",

@@ -3,32 +3,18 @@
 //! flight). Prints throughput both ways and overcast's peak RSS during each transfer.
 //! Needs OVERCAST_TEST_MOTO. `cargo bench -p overcast --bench objects` (or ./scripts/bench).
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 use futures::StreamExt;
+use overcast_test_utils::moto::{new_account, s3_client, REGIONS};
+use overcast_test_utils::process::{peak_rss_mib, serve, write_aws_config};
+use overcast_test_utils::{noise_mib, ADMIN};
+use reqwest::{Method, StatusCode};
 use std::time::{Duration, Instant};
-use support::process::{peak_rss_mib, serve, write_config};
-use support::{new_account, s3_client, ADMIN, REGIONS};
 
 const MIB: usize = 1 << 20;
 const SIZE_MIB: usize = 1024;
 const PART_MIB: usize = 8;
-
-/// One MiB of noise, sent over and over: the body costs nothing to make.
-fn noise() -> Bytes {
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    let mut chunk = Vec::with_capacity(MIB);
-    while chunk.len() < MIB {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        chunk.extend_from_slice(&state.to_le_bytes());
-    }
-    Bytes::from(chunk)
-}
 
 fn rate(elapsed: Duration) -> String {
     format!(
@@ -47,19 +33,24 @@ fn reset_peak(pid: u32) {
 async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let account = new_account();
-    let served = serve(&write_config(dir.path(), &account));
+    let served = serve(
+        env!("CARGO_BIN_EXE_overcast"),
+        &write_aws_config(dir.path(), &account),
+    );
     let pid = served.child.id();
-    let http = reqwest::Client::new();
-    let buckets = format!("{}/v1/environments/aws-test/buckets", served.url);
-    let created = http
-        .post(&buckets)
-        .bearer_auth(ADMIN)
-        .json(&serde_json::json!({"name": "bench", "region": REGIONS[0]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
-    let chunk = noise();
+    let http = &served.http;
+    let buckets = format!("{}/v1/environments/aws-test/buckets", served.base);
+    let (created, _) = served
+        .call(
+            Method::POST,
+            "/v1/environments/aws-test/buckets",
+            Some(ADMIN),
+            Some(serde_json::json!({"name": "bench", "region": REGIONS[0]})),
+        )
+        .await;
+    assert_eq!(created, StatusCode::CREATED);
+    // One MiB of noise, sent over and over: the body costs nothing to make.
+    let chunk = noise_mib(0);
     println!(
         "1 GiB object, overcast serve (release) and moto on this machine; idle server RSS {} MiB",
         peak_rss_mib(pid)

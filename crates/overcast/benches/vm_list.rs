@@ -3,12 +3,10 @@
 //! the same run on the same machine. Prints wall times (median of several runs) and their
 //! ratio. Needs OVERCAST_TEST_MOTO (scripts/test installs moto; see scripts/bench).
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
-use std::process::Command;
+use overcast_test_utils::moto::{some_image, REGIONS};
+use overcast_test_utils::process::cli;
+use overcast_test_utils::TestServer;
 use std::time::{Duration, Instant};
-use support::{some_image, TestServer, ADMIN, REGIONS};
 
 const INSTANCES: usize = 1000;
 const RUNS: usize = 5;
@@ -20,7 +18,7 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 
 #[tokio::main]
 async fn main() {
-    let server = TestServer::start().await;
+    let server = TestServer::aws().await;
     let ec2 = server.ec2(REGIONS[0]).await;
     let image = some_image(&ec2).await;
     // Seed with direct calls, tagged as overcast would tag them.
@@ -83,24 +81,20 @@ async fn main() {
     for _ in 0..RUNS {
         let url = server.base.clone();
         let started = Instant::now();
-        let output = tokio::task::spawn_blocking(move || {
-            Command::new(bin)
-                .args([
-                    "--url", &url, "--token", ADMIN, "-o", "json", "vm", "list", "-e", "aws-test",
-                    "--all", "--limit", "500",
-                ])
-                .output()
-                .unwrap()
+        let (code, out, err) = tokio::task::spawn_blocking(move || {
+            cli(
+                bin,
+                &url,
+                &[
+                    "-o", "json", "vm", "list", "-e", "aws-test", "--all", "--limit", "500",
+                ],
+            )
         })
         .await
         .unwrap();
         through_overcast.push(started.elapsed());
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let page: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(code, 0, "{err}");
+        let page: serde_json::Value = serde_json::from_str(&out).unwrap();
         listed = page["items"].as_array().unwrap().len();
     }
     assert_eq!((listed, direct_count), (INSTANCES, INSTANCES));

@@ -734,24 +734,8 @@ mod tests {
 
     fn instance(id: &str, region: &str, state: InstanceState, stage: Option<&str>) -> Instance {
         Instance {
-            id: id.into(),
-            name: None,
-            environment: "aws-dev".into(),
-            region: region.into(),
-            zone: None,
             stage: stage.map(Into::into),
-            state,
-            instance_type: None,
-            image: None,
-            private_ip: None,
-            public_ip: None,
-            ssh_address: None,
-            state_reason: None,
-            key_pair: None,
-            security_groups: vec![],
-            launched_at: None,
-            tags: BTreeMap::new(),
-            org: None,
+            ..Instance::new(id, "aws-dev", region, state)
         }
     }
 

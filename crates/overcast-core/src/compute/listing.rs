@@ -159,26 +159,7 @@ mod tests {
     use super::*;
 
     fn instance(id: &str) -> Instance {
-        Instance {
-            id: id.into(),
-            name: None,
-            environment: "e".into(),
-            region: "r".into(),
-            zone: None,
-            stage: None,
-            state: InstanceState::Running,
-            instance_type: None,
-            image: None,
-            private_ip: None,
-            public_ip: None,
-            ssh_address: None,
-            state_reason: None,
-            key_pair: None,
-            security_groups: vec![],
-            launched_at: None,
-            tags: BTreeMap::new(),
-            org: None,
-        }
+        Instance::new(id, "e", "r", InstanceState::Running)
     }
 
     #[test]

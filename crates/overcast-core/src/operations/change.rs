@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use overcast_types::Error;
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -29,6 +29,22 @@ pub trait Change: Send + Sync + 'static {
     }
 
     async fn run(&self, input: Self::Input, cx: &mut OperationContext) -> Result<(), Error>;
+}
+
+/// The input of a change in one environment: the environment's name and what to do there.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InEnvironment<T> {
+    pub environment: String,
+    pub change: T,
+}
+
+impl<T> InEnvironment<T> {
+    pub fn new(environment: &str, change: T) -> Self {
+        InEnvironment {
+            environment: environment.to_string(),
+            change,
+        }
+    }
 }
 
 /// A change in the server's list: only these can be started (`Core::start` requires it),

@@ -9,6 +9,6 @@ mod runner;
 
 pub use accounting::CallCounter;
 pub(crate) use change::register_changes;
-pub use change::{Change, Registered, Registry};
+pub use change::{Change, InEnvironment, Registered, Registry};
 pub use context::{Cancellation, OperationContext};
 pub use runner::Runner;

@@ -296,24 +296,8 @@ mod tests {
     }
 
     fn pending(id: &str) -> Operation {
-        Operation {
-            id: id.into(),
-            kind: "test.three".into(),
-            org: "acme".into(),
-            environment: None,
-            target: "t".into(),
-            requested_by: "ci".into(),
-            status: OperationStatus::Pending,
-            progress: Progress::default(),
-            results: vec![],
-            error: None,
-            cancel_requested: false,
-            backend_calls: 0,
-            created_at: now(),
-            started_at: None,
-            finished_at: None,
-            input: serde_json::Value::Null,
-        }
+        let input = serde_json::Value::Null;
+        Operation::pending(id.into(), "test.three", "acme", "t".into(), "ci", now(), input)
     }
 
     fn runner(store: &Store, executor: ThreeSteps) -> Runner {

@@ -267,4 +267,38 @@ mod tests {
         assert_eq!(required_role("GET", "/v1/tokens"), Role::Admin);
         assert_eq!(required_role("DELETE", "/v1/tokens/{id}"), Role::Admin);
     }
+
+    #[test]
+    fn operation_ids_name_their_resource_then_their_verb_once_each() {
+        let document = crate::openapi();
+        let mut ids = Vec::new();
+        for item in document.paths.paths.values() {
+            for operation in [&item.get, &item.put, &item.post, &item.delete, &item.head]
+                .into_iter()
+                .flatten()
+            {
+                ids.push(operation.operation_id.clone().unwrap_or_default());
+            }
+        }
+        let verbs = [
+            "start",
+            "stop",
+            "reboot",
+            "terminate",
+            "promote",
+            "tag",
+            "untag",
+        ];
+        for id in &ids {
+            let (resource, verb) = id.split_once('_').unwrap_or_default();
+            assert!(
+                !resource.is_empty() && !verb.is_empty() && !verbs.contains(&resource),
+                "operation id `{id}` is not <resource>_<verb>"
+            );
+        }
+        let count = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), count, "an operation id is used twice");
+    }
 }

@@ -1,20 +1,19 @@
 //! S3 buckets against moto, checked in moto with the SDK.
 
-mod support;
-
+use overcast_test_utils::moto::REGIONS;
+use overcast_test_utils::{TestServer, ADMIN};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use support::{TestServer, ADMIN, REGIONS};
 
 const BUCKETS: &str = "/v1/environments/aws-test/buckets";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn buckets_are_created_in_their_region_tagged_and_read_back() {
-    let server = TestServer::start().await;
+    let server = TestServer::aws().await;
     let direct = server.s3(REGIONS[1]).await;
     let body = json!({"name": "overcast-logs", "region": REGIONS[1], "tags": {"team": "ops"}});
     let (status, op) = server
-        .call(Method::POST, BUCKETS, ADMIN, Some(body.clone()))
+        .call(Method::POST, BUCKETS, Some(ADMIN), Some(body.clone()))
         .await;
     assert_eq!(
         (status, op["status"].as_str()),
@@ -55,7 +54,7 @@ async fn buckets_are_created_in_their_region_tagged_and_read_back() {
         .call(
             Method::GET,
             &format!("{BUCKETS}/overcast-logs"),
-            ADMIN,
+            Some(ADMIN),
             None,
         )
         .await;
@@ -64,7 +63,7 @@ async fn buckets_are_created_in_their_region_tagged_and_read_back() {
         (bucket["region"].as_str(), bucket["org"].as_str()),
         (Some(REGIONS[1]), Some("admin"))
     );
-    let (_, listed) = server.call(Method::GET, BUCKETS, ADMIN, None).await;
+    let (_, listed) = server.call(Method::GET, BUCKETS, Some(ADMIN), None).await;
     assert!(listed
         .as_array()
         .unwrap()
@@ -72,7 +71,9 @@ async fn buckets_are_created_in_their_region_tagged_and_read_back() {
         .any(|b| b["name"] == "overcast-logs"));
 
     // The name is taken; another org neither sees nor deletes it.
-    let (status, err) = server.call(Method::POST, BUCKETS, ADMIN, Some(body)).await;
+    let (status, err) = server
+        .call(Method::POST, BUCKETS, Some(ADMIN), Some(body))
+        .await;
     assert_eq!(
         (status, err["error"]["code"].as_str()),
         (StatusCode::CONFLICT, Some("bucket_exists"))
@@ -82,31 +83,36 @@ async fn buckets_are_created_in_their_region_tagged_and_read_back() {
         .call(
             Method::GET,
             &format!("{BUCKETS}/overcast-logs"),
-            &other,
+            Some(&other),
             None,
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (_, listed) = server.call(Method::GET, BUCKETS, &other, None).await;
+    let (_, listed) = server.call(Method::GET, BUCKETS, Some(&other), None).await;
     assert!(listed.as_array().unwrap().is_empty());
     let (status, _) = server
         .call(
             Method::DELETE,
             &format!("{BUCKETS}/overcast-logs"),
-            &other,
+            Some(&other),
             None,
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = server
-        .call(Method::GET, &format!("{BUCKETS}/never-made"), ADMIN, None)
+        .call(
+            Method::GET,
+            &format!("{BUCKETS}/never-made"),
+            Some(ADMIN),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_bucket_names_are_refused_as_s3_would_even_where_moto_is_lax() {
-    let server = TestServer::start().await;
+    let server = TestServer::aws().await;
     for (name, rule) in [
         ("Bad_Name", "lowercase"),
         ("ab", "3 to 63"),
@@ -114,7 +120,12 @@ async fn bad_bucket_names_are_refused_as_s3_would_even_where_moto_is_lax() {
         ("10.0.0.1", "IP address"),
     ] {
         let (status, err) = server
-            .call(Method::POST, BUCKETS, ADMIN, Some(json!({"name": name})))
+            .call(
+                Method::POST,
+                BUCKETS,
+                Some(ADMIN),
+                Some(json!({"name": name})),
+            )
             .await;
         assert_eq!(
             (status, err["error"]["field"].as_str()),
@@ -138,13 +149,13 @@ async fn bad_bucket_names_are_refused_as_s3_would_even_where_moto_is_lax() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bucket_with_objects_is_kept_unless_forced_then_emptied_in_batches() {
-    let server = TestServer::start().await;
+    let server = TestServer::aws().await;
     let direct = server.s3(REGIONS[0]).await;
     let (_, op) = server
         .call(
             Method::POST,
             BUCKETS,
-            ADMIN,
+            Some(ADMIN),
             Some(json!({"name": "full-bucket"})),
         )
         .await;
@@ -164,7 +175,7 @@ async fn a_bucket_with_objects_is_kept_unless_forced_then_emptied_in_batches() {
         .call(
             Method::DELETE,
             &format!("{BUCKETS}/full-bucket"),
-            ADMIN,
+            Some(ADMIN),
             None,
         )
         .await;
@@ -183,7 +194,7 @@ async fn a_bucket_with_objects_is_kept_unless_forced_then_emptied_in_batches() {
         .call(
             Method::DELETE,
             &format!("{BUCKETS}/full-bucket?force=true"),
-            ADMIN,
+            Some(ADMIN),
             None,
         )
         .await;
@@ -214,7 +225,7 @@ async fn a_bucket_with_objects_is_kept_unless_forced_then_emptied_in_batches() {
         .call(
             Method::DELETE,
             &format!("{BUCKETS}/x?colour=red"),
-            ADMIN,
+            Some(ADMIN),
             None,
         )
         .await;

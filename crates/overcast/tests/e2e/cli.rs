@@ -1,89 +1,16 @@
 //! The `overcast` binary end to end: the server started with no config at all, the CLI
 //! against it, and a graceful stop on SIGTERM.
 
-use std::io::{BufRead, BufReader};
+use crate::BIN;
+use overcast_test_utils::process::{isolated, run, start, Served};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_overcast");
-
-/// A command with a clean environment of its own: HOME and XDG dirs in `home`, no
-/// OVERCAST_* variables from the caller.
-fn overcast(home: &Path) -> Command {
-    let mut command = Command::new(BIN);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("OVERCAST_") {
-            command.env_remove(key);
-        }
-    }
-    command
-        .env("HOME", home)
-        .env("XDG_DATA_HOME", home.join("data"))
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .current_dir(home);
-    command
-}
-
-struct Running {
-    child: Child,
-    url: String,
-    log: mpsc::Receiver<String>,
-}
-
-/// A failed test still stops its server.
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `overcast serve` on a free port and waits for it to say where it listens.
-// The child is reaped by `Running`'s Drop, which the lint cannot see.
-#[allow(clippy::zombie_processes)]
-fn serve(home: &Path) -> Running {
-    let mut child = overcast(home)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, log) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    loop {
-        let line = log
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the server logs where it listens");
-        if let Some(at) = line.find("url=http://") {
-            let url = line[at + 4..]
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .to_string();
-            return Running { child, url, log };
-        }
-    }
-}
-
-fn run(command: &mut Command) -> (i32, String, String) {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = command.output().unwrap();
-    (
-        status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&stdout).into_owned(),
-        String::from_utf8_lossy(&stderr).into_owned(),
-    )
+/// Starts `overcast serve` on a free port in `home`, with no config.
+fn serve(home: &Path) -> Served {
+    start(isolated(BIN, home).args(["serve", "--listen", "127.0.0.1:0"]))
 }
 
 #[test]
@@ -101,12 +28,12 @@ fn a_server_with_no_config_serves_the_cli_and_stops_gracefully() {
         .to_string();
     assert!(admin.starts_with("oc_"));
 
-    let health = http::blocking_get(&format!("{}/healthz", server.url));
+    let health = http::blocking_get(&format!("{}/healthz", server.base));
     assert_eq!(health, r#"{"status":"ok"}"#);
 
-    let (code, out, _) = run(overcast(home.path()).args([
+    let (code, out, _) = run(isolated(BIN, home.path()).args([
         "--url",
-        &server.url,
+        &server.base,
         "--token",
         &admin,
         "-o",
@@ -118,9 +45,9 @@ fn a_server_with_no_config_serves_the_cli_and_stops_gracefully() {
     let envs: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(envs[0]["name"], "local");
 
-    let (code, out, err) = run(overcast(home.path()).args([
+    let (code, out, err) = run(isolated(BIN, home.path()).args([
         "--url",
-        &server.url,
+        &server.base,
         "--token",
         &admin,
         "token",
@@ -142,9 +69,9 @@ fn a_server_with_no_config_serves_the_cli_and_stops_gracefully() {
     assert!(secret.starts_with("oc_"));
 
     // The server's error message, with the field, and a non-zero exit.
-    let (code, _, err) = run(overcast(home.path()).args([
+    let (code, _, err) = run(isolated(BIN, home.path()).args([
         "--url",
-        &server.url,
+        &server.base,
         "--token",
         &admin,
         "token",
@@ -158,7 +85,8 @@ fn a_server_with_no_config_serves_the_cli_and_stops_gracefully() {
     assert!(err.contains("body.role: unknown variant `root`"), "{err}");
     assert!(err.contains("invalid_input, HTTP 400"), "{err}");
 
-    let (code, _, err) = run(overcast(home.path()).args(["--url", &server.url, "op", "list"]));
+    let (code, _, err) =
+        run(isolated(BIN, home.path()).args(["--url", &server.base, "op", "list"]));
     assert_eq!(code, 1);
     assert!(
         err.contains("HTTP 401") && err.contains("overcast login"),
@@ -167,7 +95,7 @@ fn a_server_with_no_config_serves_the_cli_and_stops_gracefully() {
 
     // login saves a profile the next commands use.
     let (code, out, err) =
-        run(overcast(home.path()).args(["login", "--url", &server.url, "--token", &secret]));
+        run(isolated(BIN, home.path()).args(["login", "--url", &server.base, "--token", &secret]));
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("as acme-viewer (viewer of org acme)"), "{out}");
     let profile = home.path().join("config/overcast/profile.json");
@@ -175,11 +103,11 @@ fn a_server_with_no_config_serves_the_cli_and_stops_gracefully() {
         std::fs::metadata(&profile).unwrap().permissions().mode() & 0o777,
         0o600
     );
-    let (code, out, _) = run(overcast(home.path()).args(["op", "list"]));
+    let (code, out, _) = run(isolated(BIN, home.path()).args(["op", "list"]));
     assert_eq!(code, 0);
     assert!(out.starts_with("ID "), "{out}");
     assert!(out.contains("token.create  succeeded  1/1"), "{out}");
-    let (code, _, err) = run(overcast(home.path()).args(["token", "list"]));
+    let (code, _, err) = run(isolated(BIN, home.path()).args(["token", "list"]));
     assert_eq!(code, 1);
     assert!(err.contains("needs the admin role"), "{err}");
 
@@ -189,19 +117,12 @@ fn a_server_with_no_config_serves_the_cli_and_stops_gracefully() {
         .status()
         .unwrap();
     assert!(status.success());
-    let mut exited = None;
-    for _ in 0..100 {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            exited = Some(status);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let exited = server.wait(Duration::from_secs(10));
     assert_eq!(
         exited.expect("the server stops within 10 s").code(),
         Some(0)
     );
-    let log: Vec<String> = server.log.try_iter().collect();
+    let log: Vec<String> = server.log().lines().map(str::to_string).collect();
     assert!(log.iter().any(|l| l.contains("shutting down")), "{log:?}");
     assert!(
         !log.iter()
@@ -220,7 +141,7 @@ fn config_check_lists_every_problem_and_passes_the_example() {
     )
     .unwrap();
     let (code, _, err) =
-        run(overcast(home.path()).args(["config", "check", bad.to_str().unwrap()]));
+        run(isolated(BIN, home.path()).args(["config", "check", bad.to_str().unwrap()]));
     assert_eq!(code, 1);
     assert!(err.contains("3 problems"), "{err}");
     assert!(err.contains("line 2: extra: unknown key"), "{err}");
@@ -236,7 +157,7 @@ fn config_check_lists_every_problem_and_passes_the_example() {
     );
 
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../overcast.example.toml");
-    let (code, out, err) = run(overcast(home.path()).args(["config", "check", example]));
+    let (code, out, err) = run(isolated(BIN, home.path()).args(["config", "check", example]));
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains("ok (2 environments, 1 machine types)"),
@@ -248,7 +169,7 @@ fn config_check_lists_every_problem_and_passes_the_example() {
 fn completions_are_generated_for_each_shell() {
     let home = tempfile::tempdir().unwrap();
     for shell in ["bash", "zsh", "fish"] {
-        let (code, out, _) = run(overcast(home.path()).args(["completions", shell]));
+        let (code, out, _) = run(isolated(BIN, home.path()).args(["completions", shell]));
         assert_eq!(code, 0);
         assert!(out.contains("token") && out.contains("serve"), "{shell}");
     }
@@ -289,41 +210,31 @@ mod http {
 #[test]
 fn json_logs_are_one_object_per_line_with_the_request_id() {
     let home = tempfile::tempdir().unwrap();
-    let mut child = overcast(home.path())
-        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
-        .env("OVERCAST_ADMIN_TOKEN", "oc_json_log_test_secret")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let mut url = None;
-    let mut seen = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        let entry: serde_json::Value =
-            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-        seen.push(entry.clone());
-        if entry["fields"]["message"] == "overcast is listening" {
-            url = entry["fields"]["url"].as_str().map(str::to_string);
-            break;
-        }
-    }
-    let url = url.expect("the server logs where it listens");
+    let mut server = start(
+        isolated(BIN, home.path())
+            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+            .env("OVERCAST_ADMIN_TOKEN", "oc_json_log_test_secret"),
+    );
     let answer = http::get(
-        &format!("{url}/healthz"),
+        &format!("{}/healthz", server.base),
         &[("x-request-id", "json-log-42")],
     );
     assert!(answer.contains("\"ok\""));
-    let _ = child.kill();
-    for line in lines {
-        let line = line.unwrap();
+    let _ = server.child.kill();
+    server.wait(Duration::from_secs(10));
+    let mut seen = Vec::new();
+    for line in server.log().lines() {
         let entry: serde_json::Value =
-            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
         seen.push(entry);
     }
-    let _ = child.wait();
+    let listening = seen
+        .iter()
+        .find(|e| e["fields"]["message"] == "overcast is listening");
+    assert_eq!(
+        listening.expect("the server logs where it listens")["fields"]["url"],
+        server.base.as_str()
+    );
     let request = seen
         .iter()
         .find(|e| e["fields"]["message"] == "request")

@@ -1,42 +1,32 @@
 //! The `overcast` binary against moto: the VM commands of the CLI, and a server killed
 //! with SIGKILL in the middle of a multi-instance create.
 
-mod support;
-
+use crate::BIN;
 use aws_sdk_ec2::types::{Filter, InstanceStateName};
+use overcast_test_utils::metrics::backend_calls;
+use overcast_test_utils::moto::{
+    ec2_client, heavy_use, in_moto, moto_url, new_account, some_image, REGIONS,
+};
+use overcast_test_utils::process::{cli, serve, serve_with, write_aws_config};
+use overcast_test_utils::{eventually_within, ADMIN};
+use reqwest::Method;
 use std::time::Duration;
-use support::process::{cli, operation_end, serve, serve_with, write_config};
-use support::{moto_url, new_account, some_image, ADMIN, REGIONS};
-
-async fn state_in_moto(ec2: &aws_sdk_ec2::Client, id: &str) -> InstanceStateName {
-    let out = ec2
-        .describe_instances()
-        .instance_ids(id)
-        .send()
-        .await
-        .unwrap();
-    out.reservations()[0].instances()[0]
-        .state()
-        .unwrap()
-        .name()
-        .unwrap()
-        .clone()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_vm_commands_drive_moto() {
     let dir = tempfile::tempdir().unwrap();
     let account = new_account();
-    let served = serve(&write_config(dir.path(), &account));
-    let ec2 = support::ec2_client(&account, REGIONS[0]).await;
+    let served = serve(BIN, &write_aws_config(dir.path(), &account));
+    let ec2 = ec2_client(&account, REGIONS[0]).await;
     let image = some_image(&ec2).await;
-    let url = served.url.clone();
+    let url = served.base.clone();
 
     let (code, out, err) = tokio::task::spawn_blocking({
         let url = url.clone();
         let image = image.clone();
         move || {
             cli(
+                BIN,
                 &url,
                 &[
                     "-o", "json", "vm", "create", "-e", "aws-test", "--image", &image, "--type",
@@ -58,7 +48,11 @@ async fn the_vm_commands_drive_moto() {
         .collect();
     assert_eq!(ids.len(), 2);
 
-    let (code, out, _) = cli(&url, &["vm", "list", "-e", "aws-test", "--tag", "team=cli"]);
+    let (code, out, _) = cli(
+        BIN,
+        &url,
+        &["vm", "list", "-e", "aws-test", "--tag", "team=cli"],
+    );
     assert_eq!(code, 0);
     assert_eq!(out.lines().count(), 3, "a header and two rows: {out}");
     assert!(
@@ -66,29 +60,34 @@ async fn the_vm_commands_drive_moto() {
         "{out}"
     );
 
-    let (code, _, err) = cli(&url, &["vm", "stop", "-e", "aws-test", &ids[0], "--wait"]);
+    let (code, _, err) = cli(
+        BIN,
+        &url,
+        &["vm", "stop", "-e", "aws-test", &ids[0], "--wait"],
+    );
     assert_eq!(code, 0, "{err}");
     assert_eq!(
-        state_in_moto(&ec2, &ids[0]).await,
+        in_moto(&ec2, &ids[0]).await.state,
         InstanceStateName::Stopped
     );
 
-    let (code, out, _) = cli(&url, &["vm", "start", "-e", "aws-test", &ids[0]]);
+    let (code, out, _) = cli(BIN, &url, &["vm", "start", "-e", "aws-test", &ids[0]]);
     assert_eq!(code, 0);
     assert!(
         out.contains("instance.start op_") && out.contains("overcast op wait"),
         "{out}"
     );
     let op_id = out.split_whitespace().nth(1).unwrap().to_string();
-    let (code, out, _) = cli(&url, &["op", "wait", &op_id]);
+    let (code, out, _) = cli(BIN, &url, &["op", "wait", &op_id]);
     assert_eq!(code, 0);
     assert!(out.contains("status: succeeded"), "{out}");
     assert_eq!(
-        state_in_moto(&ec2, &ids[0]).await,
+        in_moto(&ec2, &ids[0]).await.state,
         InstanceStateName::Running
     );
 
     let (code, _, err) = cli(
+        BIN,
         &url,
         &[
             "vm",
@@ -118,22 +117,31 @@ async fn the_vm_commands_drive_moto() {
     assert!(tags.contains(&("owner".into(), "ops".into())));
     assert!(!tags.iter().any(|(k, _)| k == "team"));
 
-    let (code, _, _) = cli(&url, &["vm", "console", "-e", "aws-test", &ids[1]]);
+    let (code, _, _) = cli(BIN, &url, &["vm", "console", "-e", "aws-test", &ids[1]]);
     assert_eq!(code, 0);
     let (code, _, err) = cli(
+        BIN,
         &url,
         &["vm", "terminate", "-e", "aws-test", &ids[1], "--wait"],
     );
     assert_eq!(code, 0, "{err}");
     assert_eq!(
-        state_in_moto(&ec2, &ids[1]).await,
+        in_moto(&ec2, &ids[1]).await.state,
         InstanceStateName::Terminated
     );
 
-    let (code, _, err) = cli(&url, &["vm", "start", "-e", "aws-test", &ids[1], "--wait"]);
+    let (code, _, err) = cli(
+        BIN,
+        &url,
+        &["vm", "start", "-e", "aws-test", &ids[1], "--wait"],
+    );
     assert_eq!(code, 1);
     assert!(err.contains("wrong_state, HTTP 409"), "{err}");
-    let (code, _, err) = cli(&url, &["vm", "create", "-e", "aws-test", "--image", &image]);
+    let (code, _, err) = cli(
+        BIN,
+        &url,
+        &["vm", "create", "-e", "aws-test", "--image", &image],
+    );
     assert_eq!(code, 1);
     assert!(
         err.contains("instance_type: give an instance_type"),
@@ -142,6 +150,7 @@ async fn the_vm_commands_drive_moto() {
 
     // Images.
     let (code, out, err) = cli(
+        BIN,
         &url,
         &[
             "-o",
@@ -170,10 +179,14 @@ async fn the_vm_commands_drive_moto() {
             .name(),
         Some("cli-image")
     );
-    let (code, out, _) = cli(&url, &["image", "list", "-e", "aws-test"]);
+    let (code, out, _) = cli(BIN, &url, &["image", "list", "-e", "aws-test"]);
     assert_eq!(code, 0);
     assert!(out.contains(&ami) && out.contains("available"), "{out}");
-    let (code, _, err) = cli(&url, &["image", "rm", "-e", "aws-test", &ami, "--wait"]);
+    let (code, _, err) = cli(
+        BIN,
+        &url,
+        &["image", "rm", "-e", "aws-test", &ami, "--wait"],
+    );
     assert_eq!(code, 0, "{err}");
     let gone = ec2.describe_images().image_ids(&ami).send().await;
     assert!(gone.map(|d| d.images().is_empty()).unwrap_or(true));
@@ -181,6 +194,7 @@ async fn the_vm_commands_drive_moto() {
     // Key pairs: the private key goes to a 0600 file.
     let key_file = dir.path().join("ops.pem");
     let (code, out, err) = cli(
+        BIN,
         &url,
         &[
             "keypair",
@@ -201,10 +215,14 @@ async fn the_vm_commands_drive_moto() {
     assert!(std::fs::read_to_string(&key_file)
         .unwrap()
         .starts_with("-----BEGIN"));
-    let (code, out, _) = cli(&url, &["keypair", "list", "-e", "aws-test"]);
+    let (code, out, _) = cli(BIN, &url, &["keypair", "list", "-e", "aws-test"]);
     assert_eq!(code, 0);
     assert!(out.contains("ops"), "{out}");
-    let (code, _, err) = cli(&url, &["keypair", "rm", "-e", "aws-test", "ops", "--wait"]);
+    let (code, _, err) = cli(
+        BIN,
+        &url,
+        &["keypair", "rm", "-e", "aws-test", "ops", "--wait"],
+    );
     assert_eq!(code, 0, "{err}");
     assert!(ec2
         .describe_key_pairs()
@@ -215,6 +233,7 @@ async fn the_vm_commands_drive_moto() {
 
     // Security groups.
     let (code, out, err) = cli(
+        BIN,
         &url,
         &[
             "-o",
@@ -233,6 +252,7 @@ async fn the_vm_commands_drive_moto() {
     let op: serde_json::Value = serde_json::from_str(&out).unwrap();
     let group = op["results"][0]["target"].as_str().unwrap().to_string();
     let (code, _, err) = cli(
+        BIN,
         &url,
         &[
             "sg",
@@ -262,13 +282,14 @@ async fn the_vm_commands_drive_moto() {
         (Some(22), Some(22))
     );
     assert_eq!(permission.ip_ranges()[0].cidr_ip(), Some("10.0.0.0/8"));
-    let (code, out, _) = cli(&url, &["sg", "get", "-e", "aws-test", &group]);
+    let (code, out, _) = cli(BIN, &url, &["sg", "get", "-e", "aws-test", &group]);
     assert_eq!(code, 0);
     assert!(
         out.contains("ingress") && out.contains("10.0.0.0/8"),
         "{out}"
     );
     let (code, _, err) = cli(
+        BIN,
         &url,
         &[
             "sg",
@@ -286,7 +307,7 @@ async fn the_vm_commands_drive_moto() {
     );
     assert_eq!(code, 1);
     assert!(err.contains("to_port: 22 is below from_port 80"), "{err}");
-    let (code, _, err) = cli(&url, &["sg", "rm", "-e", "aws-test", &group, "--wait"]);
+    let (code, _, err) = cli(BIN, &url, &["sg", "rm", "-e", "aws-test", &group, "--wait"]);
     assert_eq!(code, 0, "{err}");
     assert!(ec2
         .describe_security_groups()
@@ -297,6 +318,7 @@ async fn the_vm_commands_drive_moto() {
 
     // Bulk, by selector.
     let (code, _, err) = cli(
+        BIN,
         &url,
         &[
             "vm",
@@ -316,6 +338,7 @@ async fn the_vm_commands_drive_moto() {
     );
     assert_eq!(code, 0, "{err}");
     let (code, out, err) = cli(
+        BIN,
         &url,
         &[
             "vm",
@@ -333,6 +356,7 @@ async fn the_vm_commands_drive_moto() {
         "{out}"
     );
     let (code, _, err) = cli(
+        BIN,
         &url,
         &[
             "vm",
@@ -346,6 +370,7 @@ async fn the_vm_commands_drive_moto() {
     );
     assert_eq!(code, 0, "{err}");
     let (code, _, err) = cli(
+        BIN,
         &url,
         &[
             "vm",
@@ -383,6 +408,7 @@ async fn the_vm_commands_drive_moto() {
         assert_eq!(stage.value(), Some("test"));
     }
     let (code, _, err) = cli(
+        BIN,
         &url,
         &["vm", "terminate", "-e", "aws-test", "--tag", "fleet=bulk"],
     );
@@ -398,15 +424,16 @@ async fn a_create_resumes_after_sigkill_and_launches_exactly_the_count() {
     const COUNT: usize = 150;
     let dir = tempfile::tempdir().unwrap();
     let account = new_account();
-    let config = write_config(dir.path(), &account);
-    let ec2 = support::ec2_client(&account, REGIONS[0]).await;
+    let config = write_aws_config(dir.path(), &account);
+    let ec2 = ec2_client(&account, REGIONS[0]).await;
     let image = some_image(&ec2).await;
-    let http = reqwest::Client::new();
-
-    let first = serve(&config);
-    let op: serde_json::Value = http
-        .post(format!("{}/v1/environments/aws-test/instances", first.url))
-        .bearer_auth(ADMIN)
+    let first = serve(BIN, &config);
+    let op: serde_json::Value = first
+        .request(
+            Method::POST,
+            "/v1/environments/aws-test/instances",
+            Some(ADMIN),
+        )
         .header("prefer", "respond-async")
         .json(&serde_json::json!({"image": image, "instance_type": "t3.micro", "count": COUNT}))
         .send()
@@ -436,19 +463,17 @@ async fn a_create_resumes_after_sigkill_and_launches_exactly_the_count() {
             .map(|r| r.instances().len())
             .sum::<usize>()
     };
-    let mut seen = 0;
-    for _ in 0..400 {
-        seen = launched().await;
-        if seen > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(seen > 0, "moto launched the instances");
+    eventually_within(
+        "moto launched the instances",
+        Duration::from_millis(25),
+        Duration::from_secs(10),
+        || async { launched().await > 0 },
+    )
+    .await;
     drop(first);
 
-    let second = serve(&config);
-    let ended = operation_end(&http, &second.url, &op_id).await;
+    let second = serve(BIN, &config);
+    let ended = second.operation_end(&op_id).await;
     assert_eq!(ended["status"], "succeeded", "{ended}");
     assert_eq!(ended["progress"]["done"], COUNT);
     assert_eq!(
@@ -481,6 +506,7 @@ async fn credentials_come_from_a_named_profile() {
     .unwrap();
     // No credentials in the environment: only the profile can sign.
     let served = serve_with(
+        BIN,
         &config,
         &[
             ("AWS_CONFIG_FILE", aws_config.to_str().unwrap()),
@@ -493,19 +519,13 @@ async fn credentials_come_from_a_named_profile() {
             "AWS_PROFILE",
         ],
     );
-    let environment: serde_json::Value = reqwest::Client::new()
-        .get(format!("{}/v1/environments/dev", served.url))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, environment) = served
+        .call(Method::GET, "/v1/environments/dev", Some(ADMIN), None)
+        .await;
     assert_eq!(environment["reachable"], true, "{environment}");
     let (code, out, err) = tokio::task::spawn_blocking({
-        let url = served.url.clone();
-        move || cli(&url, &["-o", "json", "vm", "list", "-e", "dev"])
+        let url = served.base.clone();
+        move || cli(BIN, &url, &["-o", "json", "vm", "list", "-e", "dev"])
     })
     .await
     .unwrap();
@@ -516,10 +536,11 @@ async fn credentials_come_from_a_named_profile() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bulk_stop_resumes_after_sigkill_and_acts_on_each_target_once() {
     const COUNT: usize = 2500;
+    let _moto = heavy_use().await;
     let dir = tempfile::tempdir().unwrap();
     let account = new_account();
-    let config = write_config(dir.path(), &account);
-    let ec2 = support::ec2_client(&account, REGIONS[0]).await;
+    let config = write_aws_config(dir.path(), &account);
+    let ec2 = ec2_client(&account, REGIONS[0]).await;
     let image = some_image(&ec2).await;
     use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
     let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
@@ -557,15 +578,13 @@ async fn a_bulk_stop_resumes_after_sigkill_and_acts_on_each_target_once() {
             .map(|r| r.instances().len())
             .sum::<usize>()
     };
-    let http = reqwest::Client::new();
-
-    let first = serve(&config);
-    let op: serde_json::Value = http
-        .post(format!(
-            "{}/v1/environments/aws-test/instances/stop",
-            first.url
-        ))
-        .bearer_auth(ADMIN)
+    let first = serve(BIN, &config);
+    let op: serde_json::Value = first
+        .request(
+            Method::POST,
+            "/v1/environments/aws-test/instances/stop",
+            Some(ADMIN),
+        )
         .header("prefer", "respond-async")
         .json(&serde_json::json!({"stage": "dev"}))
         .send()
@@ -579,31 +598,19 @@ async fn a_bulk_stop_resumes_after_sigkill_and_acts_on_each_target_once() {
         .unwrap_or_else(|| panic!("{op}"))
         .to_string();
     // Kill the server once the first batch is recorded, before the second is.
-    let mut done = 0;
-    for _ in 0..1200 {
-        let now: serde_json::Value = http
-            .get(format!("{}/v1/operations/{op_id}", first.url))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        done = now["progress"]["done"].as_u64().unwrap_or(0);
-        if done >= 1000 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let done_of = |op: &serde_json::Value| op["progress"]["done"].as_u64().unwrap_or(0);
+    let now = first
+        .operation_until(&op_id, Duration::from_millis(20), |op| done_of(op) >= 1000)
+        .await;
+    let done = done_of(&now);
     drop(first);
     assert!(
         (1000..COUNT as u64).contains(&done),
         "killed after the first batch was recorded and before the end: {done} of {COUNT}"
     );
 
-    let second = serve(&config);
-    let ended = operation_end(&http, &second.url, &op_id).await;
+    let second = serve(BIN, &config);
+    let ended = second.operation_end(&op_id).await;
     assert_eq!(ended["status"], "succeeded", "{}", ended["error"]);
     assert_eq!(stopped().await, COUNT);
     let results = ended["results"].as_array().unwrap();
@@ -616,22 +623,7 @@ async fn a_bulk_stop_resumes_after_sigkill_and_acts_on_each_target_once() {
         (COUNT, COUNT),
         "each target recorded once"
     );
-    let metrics = http
-        .get(format!("{}/metrics", second.url))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let stops: u64 = metrics
-        .lines()
-        .filter(|l| {
-            l.starts_with("overcast_backend_calls_total{") && l.contains("action=\"StopInstances\"")
-        })
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
-        .sum();
+    let stops = backend_calls(&second.metrics().await, &[("action", "StopInstances")]);
     assert!(
         stops <= 2,
         "the resumed run stopped only what was not recorded: {stops} calls"

@@ -2,46 +2,38 @@
 //! read: a 200 MiB upload and download with identical bytes, sent in parts; and the
 //! `overcast bucket` / `overcast object` commands end to end.
 
-mod support;
-
+use crate::BIN;
 use bytes::Bytes;
 use futures::StreamExt;
+use overcast_test_utils::moto::{new_account, s3_client, REGIONS};
+use overcast_test_utils::process::{cli, peak_rss_mib, serve, write_aws_config};
+use overcast_test_utils::{noise_mib, ADMIN};
+use reqwest::{Method, StatusCode};
 use sha2::{Digest, Sha256};
-use support::process::{cli, peak_rss_mib, serve, write_config};
-use support::{new_account, s3_client, ADMIN, REGIONS};
 
 const MIB: usize = 1 << 20;
 
 /// `count` MiB of repeatable pseudo-random bytes, made one MiB at a time.
 fn generated(count: usize) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
-    futures::stream::iter(0..count).map(|i| {
-        let mut state = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let mut chunk = Vec::with_capacity(MIB);
-        while chunk.len() < MIB {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            chunk.extend_from_slice(&state.to_le_bytes());
-        }
-        Ok(Bytes::from(chunk))
-    })
+    futures::stream::iter(0..count as u64).map(|i| Ok(noise_mib(i)))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_200_mib_object_goes_up_in_parts_and_comes_back_identical_in_bounded_memory() {
     let dir = tempfile::tempdir().unwrap();
     let account = new_account();
-    let served = serve(&write_config(dir.path(), &account));
-    let http = reqwest::Client::new();
-    let buckets = format!("{}/v1/environments/aws-test/buckets", served.url);
-    let created = http
-        .post(&buckets)
-        .bearer_auth(ADMIN)
-        .json(&serde_json::json!({"name": "big", "region": REGIONS[0]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
+    let served = serve(BIN, &write_aws_config(dir.path(), &account));
+    let http = &served.http;
+    let buckets = format!("{}/v1/environments/aws-test/buckets", served.base);
+    let (created, _) = served
+        .call(
+            Method::POST,
+            "/v1/environments/aws-test/buckets",
+            Some(ADMIN),
+            Some(serde_json::json!({"name": "big", "region": REGIONS[0]})),
+        )
+        .await;
+    assert_eq!(created, StatusCode::CREATED);
 
     const SIZE_MIB: usize = 200;
     let mut sent = Sha256::new();
@@ -103,13 +95,13 @@ async fn a_200_mib_object_goes_up_in_parts_and_comes_back_identical_in_bounded_m
 async fn the_bucket_and_object_commands_work_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let account = new_account();
-    let served = serve(&write_config(dir.path(), &account));
-    let url = served.url.as_str();
+    let served = serve(BIN, &write_aws_config(dir.path(), &account));
+    let url = served.base.as_str();
     let env = ["-e", "aws-test"];
     let run = |args: &[&str]| {
         let mut all: Vec<&str> = args.to_vec();
         all.extend_from_slice(&env);
-        cli(url, &all)
+        cli(BIN, url, &all)
     };
 
     let (code, _, err) = run(&["bucket", "create", "cli-data", "--tag", "team=ops", "-w"]);
@@ -210,7 +202,7 @@ async fn the_bucket_and_object_commands_work_end_to_end() {
     assert!(fetched == content, "the presigned link serves other bytes");
 
     // Neither the link nor the object's bytes reach the server's log.
-    let log = served.log.lock().unwrap().clone();
+    let log = served.log();
     assert!(log.contains("request"), "the server logs its requests");
     assert!(
         !log.contains("X-Amz-Signature") && !log.contains(out.trim()),

@@ -1,12 +1,11 @@
 //! Stages, promotion and bulk actions against moto, across two regions, checked in moto.
 
-mod support;
-
 use aws_sdk_ec2::types::InstanceStateName;
+use overcast_test_utils::metrics::backend_calls;
+use overcast_test_utils::moto::{all_in_moto, heavy_use, some_image, REGIONS};
+use overcast_test_utils::{TestServer, ADMIN};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
-use support::{some_image, TestServer, ADMIN, REGIONS};
 
 const ENV: &str = "/v1/environments/aws-test/instances";
 
@@ -19,7 +18,9 @@ async fn launch(
     tags: Value,
 ) -> Vec<String> {
     let body = json!({"image": image, "instance_type": "t3.micro", "count": count, "stage": stage, "region": region, "tags": tags});
-    let (status, op) = server.call(Method::POST, ENV, ADMIN, Some(body)).await;
+    let (status, op) = server
+        .call(Method::POST, ENV, Some(ADMIN), Some(body))
+        .await;
     assert_eq!(
         (status, op["status"].as_str()),
         (StatusCode::CREATED, Some("succeeded")),
@@ -33,63 +34,20 @@ async fn launch(
         .collect()
 }
 
-/// (state, stage tag) of each instance in moto.
-async fn in_moto(
-    server: &TestServer,
-    region: &str,
-    ids: &[String],
-) -> Vec<(InstanceStateName, String)> {
-    let ec2 = server.ec2(region).await;
-    let out = ec2
-        .describe_instances()
-        .set_instance_ids(Some(ids.to_vec()))
-        .send()
-        .await
-        .unwrap();
-    let mut found: BTreeMap<String, (InstanceStateName, String)> = BTreeMap::new();
-    for instance in out.reservations().iter().flat_map(|r| r.instances()) {
-        let stage = instance
-            .tags()
-            .iter()
-            .find(|t| t.key() == Some("stage"))
-            .and_then(|t| t.value())
-            .unwrap_or("-");
-        found.insert(
-            instance.instance_id().unwrap().to_string(),
-            (
-                instance.state().unwrap().name().unwrap().clone(),
-                stage.to_string(),
-            ),
-        );
-    }
-    ids.iter().map(|id| found[id].clone()).collect()
-}
-
 async fn bulk(server: &TestServer, action: &str, body: Value) -> (StatusCode, Value) {
     server
-        .call(Method::POST, &format!("{ENV}/{action}"), ADMIN, Some(body))
+        .call(
+            Method::POST,
+            &format!("{ENV}/{action}"),
+            Some(ADMIN),
+            Some(body),
+        )
         .await
-}
-
-async fn backend_calls(server: &TestServer, action: &str, region: &str) -> u64 {
-    let (_, text) = server.call(Method::GET, "/metrics", ADMIN, None).await;
-    let (a, r) = (
-        format!("action=\"{action}\""),
-        format!("region=\"{region}\""),
-    );
-    text.as_str()
-        .unwrap()
-        .lines()
-        .filter(|l| {
-            l.starts_with("overcast_backend_calls_total{") && l.contains(&a) && l.contains(&r)
-        })
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
-        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promotion_moves_one_stage_and_stops_at_the_last() {
-    let server = TestServer::start().await;
+    let server = TestServer::aws().await;
     let (west, east) = (server.ec2(REGIONS[0]).await, server.ec2(REGIONS[1]).await);
     let dev = launch(
         &server,
@@ -115,7 +73,7 @@ async fn promotion_moves_one_stage_and_stops_at_the_last() {
         .call(
             Method::POST,
             &format!("{ENV}/{}/promote", dev[0]),
-            ADMIN,
+            Some(ADMIN),
             None,
         )
         .await;
@@ -125,7 +83,7 @@ async fn promotion_moves_one_stage_and_stops_at_the_last() {
         "{op}"
     );
     assert_eq!(op["kind"], "instance.promote");
-    assert_eq!(in_moto(&server, REGIONS[0], &dev).await[0].1, "test");
+    assert_eq!(all_in_moto(&west, &dev).await[0].tags["stage"], "test");
 
     // Every test instance, in both regions: test → prod.
     let (status, op) = bulk(&server, "promote", json!({"stage": "test"})).await;
@@ -135,10 +93,10 @@ async fn promotion_moves_one_stage_and_stops_at_the_last() {
         "{op}"
     );
     assert_eq!(op["progress"], json!({"done": 2, "total": 2}));
-    assert_eq!(in_moto(&server, REGIONS[0], &dev[..1]).await[0].1, "prod");
-    assert_eq!(in_moto(&server, REGIONS[1], &test).await[0].1, "prod");
+    assert_eq!(all_in_moto(&west, &dev[..1]).await[0].tags["stage"], "prod");
+    assert_eq!(all_in_moto(&east, &test).await[0].tags["stage"], "prod");
     assert_eq!(
-        in_moto(&server, REGIONS[0], &dev[1..]).await[0].1,
+        all_in_moto(&west, &dev[1..]).await[0].tags["stage"],
         "dev",
         "not selected, not moved"
     );
@@ -148,7 +106,7 @@ async fn promotion_moves_one_stage_and_stops_at_the_last() {
         .call(
             Method::POST,
             &format!("{ENV}/{}/promote", test[0]),
-            ADMIN,
+            Some(ADMIN),
             None,
         )
         .await;
@@ -173,12 +131,12 @@ async fn promotion_moves_one_stage_and_stops_at_the_last() {
     )
     .await;
     assert_eq!(op["status"], "succeeded");
-    assert_eq!(in_moto(&server, REGIONS[0], &dev[1..]).await[0].1, "prod");
+    assert_eq!(all_in_moto(&west, &dev[1..]).await[0].tags["stage"], "prod");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bulk_stop_and_start_by_stage_tag_and_ids_across_regions() {
-    let server = TestServer::start().await;
+    let server = TestServer::aws().await;
     let (west, east) = (server.ec2(REGIONS[0]).await, server.ec2(REGIONS[1]).await);
     let west_dev = launch(
         &server,
@@ -225,10 +183,10 @@ async fn bulk_stop_and_start_by_stage_tag_and_ids_across_regions() {
         })
         .collect();
     assert_eq!(calls, [(REGIONS[0], 3), (REGIONS[1], 2)]);
-    assert!(in_moto(&server, REGIONS[0], &west_dev)
+    assert!(all_in_moto(&west, &west_dev)
         .await
         .iter()
-        .all(|(s, _)| *s == InstanceStateName::Running));
+        .all(|i| i.state == InstanceStateName::Running));
 
     // By stage, across both regions.
     let (status, op) = bulk(&server, "stop", json!({"stage": "dev"})).await;
@@ -237,16 +195,16 @@ async fn bulk_stop_and_start_by_stage_tag_and_ids_across_regions() {
         (StatusCode::OK, Some("succeeded")),
         "{op}"
     );
-    assert!(in_moto(&server, REGIONS[0], &west_dev)
+    assert!(all_in_moto(&west, &west_dev)
         .await
         .iter()
-        .all(|(s, _)| *s == InstanceStateName::Stopped));
-    assert!(in_moto(&server, REGIONS[1], &east_dev)
+        .all(|i| i.state == InstanceStateName::Stopped));
+    assert!(all_in_moto(&east, &east_dev)
         .await
         .iter()
-        .all(|(s, _)| *s == InstanceStateName::Stopped));
+        .all(|i| i.state == InstanceStateName::Stopped));
     assert_eq!(
-        in_moto(&server, REGIONS[1], &east_test).await[0].0,
+        all_in_moto(&east, &east_test).await[0].state,
         InstanceStateName::Running
     );
 
@@ -278,14 +236,14 @@ async fn bulk_stop_and_start_by_stage_tag_and_ids_across_regions() {
         1,
         "the running one was skipped"
     );
-    assert!(in_moto(&server, REGIONS[0], &west_dev)
+    assert!(all_in_moto(&west, &west_dev)
         .await
         .iter()
-        .all(|(s, _)| *s == InstanceStateName::Running));
-    assert!(in_moto(&server, REGIONS[1], &east_dev)
+        .all(|i| i.state == InstanceStateName::Running));
+    assert!(all_in_moto(&east, &east_dev)
         .await
         .iter()
-        .all(|(s, _)| *s == InstanceStateName::Stopped));
+        .all(|i| i.state == InstanceStateName::Stopped));
 
     // By ids, with one that does not exist.
     let (_, op) = bulk(
@@ -296,11 +254,11 @@ async fn bulk_stop_and_start_by_stage_tag_and_ids_across_regions() {
     .await;
     assert_eq!(op["status"], "succeeded", "{op}");
     assert_eq!(
-        in_moto(&server, REGIONS[1], &east_dev).await[0].0,
+        all_in_moto(&east, &east_dev).await[0].state,
         InstanceStateName::Running
     );
     assert_eq!(
-        in_moto(&server, REGIONS[1], &east_dev).await[1].0,
+        all_in_moto(&east, &east_dev).await[1].state,
         InstanceStateName::Stopped
     );
     let missing = op["results"]
@@ -324,7 +282,12 @@ async fn bulk_stop_and_start_by_stage_tag_and_ids_across_regions() {
     assert_eq!(op["status"], "succeeded", "{op}");
     assert_eq!(op["kind"], "instance.tag_selected");
     let (_, page) = server
-        .call(Method::GET, &format!("{ENV}?tag.owner=qa"), ADMIN, None)
+        .call(
+            Method::GET,
+            &format!("{ENV}?tag.owner=qa"),
+            Some(ADMIN),
+            None,
+        )
         .await;
     assert_eq!(page["items"].as_array().unwrap().len(), 1);
     let (_, op) = bulk(
@@ -335,14 +298,19 @@ async fn bulk_stop_and_start_by_stage_tag_and_ids_across_regions() {
     .await;
     assert_eq!(op["status"], "succeeded", "{op}");
     let (_, page) = server
-        .call(Method::GET, &format!("{ENV}?tag.owner=qa"), ADMIN, None)
+        .call(
+            Method::GET,
+            &format!("{ENV}?tag.owner=qa"),
+            Some(ADMIN),
+            None,
+        )
         .await;
     assert!(page["items"].as_array().unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn destructive_actions_need_the_confirmation_and_bad_selectors_are_refused() {
-    let server = TestServer::start().await;
+    let server = TestServer::aws().await;
     let west = server.ec2(REGIONS[0]).await;
     let image = some_image(&west).await;
     let dev = launch(&server, REGIONS[0], &image, 2, "dev", json!({})).await;
@@ -367,10 +335,10 @@ async fn destructive_actions_need_the_confirmation_and_bad_selectors_are_refused
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(in_moto(&server, REGIONS[0], &dev)
+    assert!(all_in_moto(&west, &dev)
         .await
         .iter()
-        .all(|(s, _)| *s == InstanceStateName::Running));
+        .all(|i| i.state == InstanceStateName::Running));
 
     // Stopping the protected stage (the last one) needs confirming; by ids, the count.
     let (status, err) = bulk(&server, "stop", json!({"ids": prod})).await;
@@ -386,7 +354,7 @@ async fn destructive_actions_need_the_confirmation_and_bad_selectors_are_refused
     .await;
     assert_eq!(op["status"], "succeeded", "{op}");
     assert_eq!(
-        in_moto(&server, REGIONS[0], &prod).await[0].0,
+        all_in_moto(&west, &prod).await[0].state,
         InstanceStateName::Stopped
     );
 
@@ -397,10 +365,10 @@ async fn destructive_actions_need_the_confirmation_and_bad_selectors_are_refused
     )
     .await;
     assert_eq!(op["status"], "succeeded", "{op}");
-    assert!(in_moto(&server, REGIONS[0], &dev)
+    assert!(all_in_moto(&west, &dev)
         .await
         .iter()
-        .all(|(s, _)| *s == InstanceStateName::Terminated));
+        .all(|i| i.state == InstanceStateName::Terminated));
 
     for (action, body, field) in [
         ("stop", json!({}), "selector"),
@@ -450,7 +418,8 @@ async fn destructive_actions_need_the_confirmation_and_bad_selectors_are_refused
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_selection_of_2500_is_done_in_batches_of_at_most_1000() {
-    let server = TestServer::start().await;
+    let _moto = heavy_use().await;
+    let server = TestServer::aws().await;
     let west = server.ec2(REGIONS[0]).await;
     let image = some_image(&west).await;
     for _ in 0..5 {
@@ -464,7 +433,10 @@ async fn a_selection_of_2500_is_done_in_batches_of_at_most_1000() {
         )
         .await;
     }
-    let before = backend_calls(&server, "StopInstances", REGIONS[0]).await;
+    let before = backend_calls(
+        &server.metrics().await,
+        &[("action", "StopInstances"), ("region", REGIONS[0])],
+    );
     let (status, op) = bulk(&server, "stop", json!({"tags": {"fleet": "big"}})).await;
     assert_eq!(
         (status, op["status"].as_str()),
@@ -474,7 +446,10 @@ async fn a_selection_of_2500_is_done_in_batches_of_at_most_1000() {
     );
     assert_eq!(op["progress"], json!({"done": 2500, "total": 2500}));
     assert_eq!(
-        backend_calls(&server, "StopInstances", REGIONS[0]).await - before,
+        backend_calls(
+            &server.metrics().await,
+            &[("action", "StopInstances"), ("region", REGIONS[0])],
+        ) - before,
         3,
         "2500 ids in calls of at most 1000"
     );

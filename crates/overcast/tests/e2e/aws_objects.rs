@@ -2,21 +2,23 @@
 //! streamed upload and download with ranges, copy, deletes, presigned links, org scoping,
 //! and a broken upload that leaves no parts behind.
 
-mod support;
-
 use bytes::Bytes;
 use futures::StreamExt;
+use overcast_test_utils::metrics::backend_calls;
+use overcast_test_utils::moto::{new_account, REGIONS};
+use overcast_test_utils::{eventually, TestServer, ADMIN};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use support::{TestServer, ADMIN, REGIONS};
 
 const BUCKETS: &str = "/v1/environments/aws-test/buckets";
 
 /// Creates a bucket through overcast with `token` and answers its objects route.
 async fn bucket(server: &TestServer, token: &str, name: &str) -> String {
     let body = json!({"name": name, "region": REGIONS[0]});
-    let (status, op) = server.call(Method::POST, BUCKETS, token, Some(body)).await;
+    let (status, op) = server
+        .call(Method::POST, BUCKETS, Some(token), Some(body))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{op}");
     format!("{BUCKETS}/{name}/objects")
 }
@@ -56,7 +58,7 @@ async fn get(server: &TestServer, path: &str, range: Option<&str>) -> reqwest::R
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn objects_go_up_and_down_with_type_metadata_tags_and_ranges() {
-    let server = TestServer::start().await;
+    let server = TestServer::aws().await;
     let objects = bucket(&server, ADMIN, "reports").await;
     let direct = server.s3(REGIONS[0]).await;
 
@@ -210,14 +212,19 @@ async fn objects_go_up_and_down_with_type_metadata_tags_and_ranges() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listings_roll_up_prefixes_and_page() {
-    let server = TestServer::start().await;
+    let server = TestServer::aws().await;
     let objects = bucket(&server, ADMIN, "tree").await;
     for key in ["logs/a", "logs/b", "logs/c", "img/x.png", "top"] {
         let (status, _) = put(&server, &format!("{objects}/{key}"), key.to_string(), &[]).await;
         assert_eq!(status, StatusCode::CREATED);
     }
     let (_, root) = server
-        .call(Method::GET, &format!("{objects}?delimiter=/"), ADMIN, None)
+        .call(
+            Method::GET,
+            &format!("{objects}?delimiter=/"),
+            Some(ADMIN),
+            None,
+        )
         .await;
     assert_eq!(root["prefixes"], json!(["img/", "logs/"]), "{root}");
     assert_eq!(root["items"][0]["key"], "top");
@@ -227,7 +234,7 @@ async fn listings_roll_up_prefixes_and_page() {
         .call(
             Method::GET,
             &format!("{objects}?prefix=logs/&limit=2"),
-            ADMIN,
+            Some(ADMIN),
             None,
         )
         .await;
@@ -248,7 +255,7 @@ async fn listings_roll_up_prefixes_and_page() {
                 "{objects}?prefix=logs/&limit=2&page_token={}",
                 urlencode(token)
             ),
-            ADMIN,
+            Some(ADMIN),
             None,
         )
         .await;
@@ -256,21 +263,31 @@ async fn listings_roll_up_prefixes_and_page() {
     assert!(second.get("next_page_token").is_none());
 
     let (status, error) = server
-        .call(Method::GET, &format!("{objects}?limit=5000"), ADMIN, None)
+        .call(
+            Method::GET,
+            &format!("{objects}?limit=5000"),
+            Some(ADMIN),
+            None,
+        )
         .await;
     assert_eq!(
         (status, error["error"]["field"].as_str()),
         (StatusCode::BAD_REQUEST, Some("limit"))
     );
     let (status, error) = server
-        .call(Method::GET, &format!("{objects}?colour=red"), ADMIN, None)
+        .call(
+            Method::GET,
+            &format!("{objects}?colour=red"),
+            Some(ADMIN),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copies_and_deletes_are_operations_seen_in_moto() {
-    let server = TestServer::start().await;
+    let server = TestServer::aws().await;
     let objects = bucket(&server, ADMIN, "src").await;
     let archive = bucket(&server, ADMIN, "archive").await;
     let direct = server.s3(REGIONS[0]).await;
@@ -283,7 +300,9 @@ async fn copies_and_deletes_are_operations_seen_in_moto() {
     .await;
 
     let body = json!({"key": "2026/one.csv", "source_bucket": "src", "source_key": "data/one.csv"});
-    let (status, op) = server.call(Method::POST, &archive, ADMIN, Some(body)).await;
+    let (status, op) = server
+        .call(Method::POST, &archive, Some(ADMIN), Some(body))
+        .await;
     assert_eq!(
         (status, op["kind"].as_str()),
         (StatusCode::CREATED, Some("object.copy")),
@@ -302,7 +321,9 @@ async fn copies_and_deletes_are_operations_seen_in_moto() {
         "a,b\n1,2\n"
     );
     let body = json!({"key": "x", "source_bucket": "src", "source_key": "missing"});
-    let (status, error) = server.call(Method::POST, &archive, ADMIN, Some(body)).await;
+    let (status, error) = server
+        .call(Method::POST, &archive, Some(ADMIN), Some(body))
+        .await;
     assert_eq!(
         (status, error["error"]["field"].as_str()),
         (StatusCode::NOT_FOUND, Some("source_key"))
@@ -312,7 +333,7 @@ async fn copies_and_deletes_are_operations_seen_in_moto() {
         .call(
             Method::DELETE,
             &format!("{objects}/data/one.csv"),
-            ADMIN,
+            Some(ADMIN),
             None,
         )
         .await;
@@ -353,7 +374,7 @@ async fn copies_and_deletes_are_operations_seen_in_moto() {
         .call(
             Method::DELETE,
             &format!("{objects}?prefix=batch/&timeout=60"),
-            ADMIN,
+            Some(ADMIN),
             None,
         )
         .await;
@@ -369,13 +390,18 @@ async fn copies_and_deletes_are_operations_seen_in_moto() {
     assert_eq!(left, ["keep/0", "keep/1", "keep/2"]);
     let metrics = server.metrics().await;
     assert_eq!(
-        support::backend_calls(&metrics, "DeleteObjects"),
+        backend_calls(&metrics, &[("action", "DeleteObjects"), ("outcome", "ok")]),
         2,
         "{metrics}"
     );
 
     let (status, error) = server
-        .call(Method::DELETE, &format!("{objects}?prefix="), ADMIN, None)
+        .call(
+            Method::DELETE,
+            &format!("{objects}?prefix="),
+            Some(ADMIN),
+            None,
+        )
         .await;
     assert_eq!(
         (status, error["error"]["field"].as_str()),
@@ -385,7 +411,7 @@ async fn copies_and_deletes_are_operations_seen_in_moto() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presigned_links_work_without_a_token_for_a_bounded_time() {
-    let server = TestServer::start_with(support::new_account(), |c| c.presign_max_secs = 600).await;
+    let server = TestServer::aws_with(new_account(), |c| c.presign_max_secs = 600).await;
     let objects = bucket(&server, ADMIN, "shared").await;
     let direct = server.s3(REGIONS[0]).await;
     put(&server, &format!("{objects}/doc.txt"), "hello", &[]).await;
@@ -395,7 +421,7 @@ async fn presigned_links_work_without_a_token_for_a_bounded_time() {
         .call(
             Method::POST,
             &presign,
-            ADMIN,
+            Some(ADMIN),
             Some(json!({"key": "doc.txt", "expires_in": 300})),
         )
         .await;
@@ -413,7 +439,7 @@ async fn presigned_links_work_without_a_token_for_a_bounded_time() {
         .call(
             Method::POST,
             &presign,
-            ADMIN,
+            Some(ADMIN),
             Some(json!({"key": "up.txt", "method": "PUT"})),
         )
         .await;
@@ -455,7 +481,9 @@ async fn presigned_links_work_without_a_token_for_a_bounded_time() {
             "method",
         ),
     ] {
-        let (got, error) = server.call(Method::POST, &presign, ADMIN, Some(body)).await;
+        let (got, error) = server
+            .call(Method::POST, &presign, Some(ADMIN), Some(body))
+            .await;
         assert_eq!(
             (got, error["error"]["field"].as_str()),
             (status, Some(field)),
@@ -466,7 +494,7 @@ async fn presigned_links_work_without_a_token_for_a_bounded_time() {
         .call(
             Method::POST,
             &presign,
-            ADMIN,
+            Some(ADMIN),
             Some(json!({"key": "absent"})),
         )
         .await;
@@ -475,7 +503,7 @@ async fn presigned_links_work_without_a_token_for_a_bounded_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_orgs_bucket_and_objects_are_invisible() {
-    let server = TestServer::start().await;
+    let server = TestServer::aws().await;
     let acme = server.token("acme", "operator").await;
     let other = server.token("globex", "operator").await;
     let objects = bucket(&server, &acme, "acme-data").await;
@@ -507,7 +535,7 @@ async fn another_orgs_bucket_and_objects_are_invisible() {
             Some(json!({"key": "secret.txt"})),
         ),
     ] {
-        let (status, error) = server.call(method.clone(), &path, &other, body).await;
+        let (status, error) = server.call(method.clone(), &path, Some(&other), body).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {error}");
         assert_eq!(error["error"]["code"], "bucket_not_found");
     }
@@ -535,7 +563,7 @@ async fn another_orgs_bucket_and_objects_are_invisible() {
         .call(
             Method::DELETE,
             &format!("{objects}/secret.txt"),
-            &viewer,
+            Some(&viewer),
             None,
         )
         .await;
@@ -552,7 +580,7 @@ async fn another_orgs_bucket_and_objects_are_invisible() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_upload_leaves_no_object_and_no_parts() {
-    let server = TestServer::start().await;
+    let server = TestServer::aws().await;
     let objects = bucket(&server, ADMIN, "fragile").await;
     let direct = server.s3(REGIONS[0]).await;
     // 20 MiB arrive (two parts go up), then the client's body fails.
@@ -572,7 +600,7 @@ async fn a_broken_upload_leaves_no_object_and_no_parts() {
         .await;
     assert!(result.is_err() || !result.unwrap().status().is_success());
 
-    support::eventually("the multipart upload is aborted", || {
+    eventually("the multipart upload is aborted", || {
         let direct = direct.clone();
         async move {
             let uploads = direct
@@ -586,9 +614,18 @@ async fn a_broken_upload_leaves_no_object_and_no_parts() {
     })
     .await;
     let metrics = server.metrics().await;
-    assert_eq!(support::backend_calls(&metrics, "CreateMultipartUpload"), 1);
     assert_eq!(
-        support::backend_calls(&metrics, "AbortMultipartUpload"),
+        backend_calls(
+            &metrics,
+            &[("action", "CreateMultipartUpload"), ("outcome", "ok")]
+        ),
+        1
+    );
+    assert_eq!(
+        backend_calls(
+            &metrics,
+            &[("action", "AbortMultipartUpload"), ("outcome", "ok")]
+        ),
         1,
         "the multipart upload was aborted"
     );

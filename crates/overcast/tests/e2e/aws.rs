@@ -1,36 +1,19 @@
 //! The AWS backend end to end: requests through overcast's HTTP API, outcomes read from moto
 //! directly with the SDK.
 
-mod support;
-
 use aws_sdk_ec2::types::{InstanceAttributeName, InstanceStateName};
 use base64::Engine;
+use overcast_test_utils::metrics::backend_calls;
+use overcast_test_utils::moto::{
+    ec2_client, in_moto, moto_url, new_account, some_image, InMoto, REGIONS,
+};
+use overcast_test_utils::server::{config, environment};
+use overcast_test_utils::{TestServer, ADMIN};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashSet};
-use support::{some_image, TestServer, ADMIN, REGIONS};
 
 const ENV: &str = "/v1/environments/aws-test/instances";
-
-/// What moto holds for one instance: its state and tags.
-async fn in_moto(
-    ec2: &aws_sdk_ec2::Client,
-    id: &str,
-) -> (InstanceStateName, BTreeMap<String, String>) {
-    let out = ec2
-        .describe_instances()
-        .instance_ids(id)
-        .send()
-        .await
-        .unwrap();
-    let instance = &out.reservations()[0].instances()[0];
-    let tags = instance
-        .tags()
-        .iter()
-        .map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string()))
-        .collect();
-    (instance.state().unwrap().name().unwrap().clone(), tags)
-}
 
 /// Every instance id moto holds in a region, terminated ones left out.
 async fn ids_in_moto(ec2: &aws_sdk_ec2::Client) -> HashSet<String> {
@@ -43,20 +26,10 @@ async fn ids_in_moto(ec2: &aws_sdk_ec2::Client) -> HashSet<String> {
         .collect()
 }
 
-/// How many calls of `action` the server made to the backend, from `/metrics`.
-async fn backend_calls(server: &TestServer, action: &str) -> u64 {
-    let (_, text) = server.call(Method::GET, "/metrics", ADMIN, None).await;
-    let needle = format!("action=\"{action}\"");
-    text.as_str()
-        .unwrap()
-        .lines()
-        .filter(|l| l.starts_with("overcast_backend_calls_total{") && l.contains(&needle))
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
-        .sum()
-}
-
 async fn create(server: &TestServer, token: &str, body: Value) -> Value {
-    let (status, op) = server.call(Method::POST, ENV, token, Some(body)).await;
+    let (status, op) = server
+        .call(Method::POST, ENV, Some(token), Some(body))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{op}");
     assert_eq!(op["status"], "succeeded", "{op}");
     op
@@ -73,7 +46,7 @@ fn created_ids(op: &Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_tags_at_launch_and_passes_user_data() {
-    let server = TestServer::start().await;
+    let server = TestServer::aws().await;
     let ec2 = server.ec2(REGIONS[0]).await;
     let image = some_image(&ec2).await;
     let op = create(
@@ -92,7 +65,7 @@ async fn create_tags_at_launch_and_passes_user_data() {
         "no stage means the first"
     );
 
-    let (state, tags) = in_moto(&ec2, id).await;
+    let InMoto { state, tags, .. } = in_moto(&ec2, id).await;
     assert_eq!(state, InstanceStateName::Running);
     assert_eq!(tags["Name"], "web-1");
     assert_eq!(tags["team"], "web");
@@ -115,7 +88,7 @@ async fn create_tags_at_launch_and_passes_user_data() {
     assert_eq!(decoded, b"#!/bin/sh\necho hello\n");
 
     let (status, got) = server
-        .call(Method::GET, &format!("{ENV}/{id}"), ADMIN, None)
+        .call(Method::GET, &format!("{ENV}/{id}"), Some(ADMIN), None)
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
@@ -124,7 +97,12 @@ async fn create_tags_at_launch_and_passes_user_data() {
     );
     assert_eq!(got["name"], "web-1");
     let (status, console) = server
-        .call(Method::GET, &format!("{ENV}/{id}/console"), ADMIN, None)
+        .call(
+            Method::GET,
+            &format!("{ENV}/{id}/console"),
+            Some(ADMIN),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     assert!(console["output"].is_string());
@@ -132,14 +110,14 @@ async fn create_tags_at_launch_and_passes_user_data() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dry_run_launches_nothing() {
-    let server = TestServer::start().await;
+    let server = TestServer::aws().await;
     let ec2 = server.ec2(REGIONS[0]).await;
     let image = some_image(&ec2).await;
     let (status, answer) = server
         .call(
             Method::POST,
             ENV,
-            ADMIN,
+            Some(ADMIN),
             Some(json!({"image": image, "instance_type": "t3.micro", "count": 3, "dry_run": true})),
         )
         .await;
@@ -150,7 +128,7 @@ async fn a_dry_run_launches_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lists_span_both_regions_with_filters_and_paging() {
-    let server = TestServer::start().await;
+    let server = TestServer::aws().await;
     let (west, east) = (server.ec2(REGIONS[0]).await, server.ec2(REGIONS[1]).await);
     let (west_image, east_image) = (some_image(&west).await, some_image(&east).await);
     create(&server, ADMIN, json!({"image": west_image, "instance_type": "t3.micro", "count": 3, "tags": {"tier": "web"}})).await;
@@ -168,7 +146,7 @@ async fn lists_span_both_regions_with_filters_and_paging() {
         let server = &server;
         let path = format!("{ENV}{query}");
         async move {
-            let (status, page) = server.call(Method::GET, &path, ADMIN, None).await;
+            let (status, page) = server.call(Method::GET, &path, Some(ADMIN), None).await;
             assert_eq!(status, StatusCode::OK, "{path}: {page}");
             page
         }
@@ -200,7 +178,8 @@ async fn lists_span_both_regions_with_filters_and_paging() {
     assert_eq!(ids(&list("?name=db").await).len(), 2);
     assert_eq!(ids(&list("?state=stopped").await).len(), 0);
 
-    let describes_before = backend_calls(&server, "DescribeInstances").await;
+    let describes_before =
+        backend_calls(&server.metrics().await, &[("action", "DescribeInstances")]);
     let mut paged = vec![];
     let mut token: Option<String> = None;
     loop {
@@ -219,7 +198,8 @@ async fn lists_span_both_regions_with_filters_and_paging() {
     assert_eq!(paged.len(), 5);
     assert_eq!(paged.iter().cloned().collect::<HashSet<_>>(), expected);
     assert_eq!(
-        backend_calls(&server, "DescribeInstances").await - describes_before,
+        backend_calls(&server.metrics().await, &[("action", "DescribeInstances")])
+            - describes_before,
         REGIONS.len() as u64,
         "three pages cost one listing per region"
     );
@@ -228,7 +208,7 @@ async fn lists_span_both_regions_with_filters_and_paging() {
         .call(
             Method::GET,
             &format!("{ENV}?region=mars-east-9"),
-            ADMIN,
+            Some(ADMIN),
             None,
         )
         .await;
@@ -237,7 +217,7 @@ async fn lists_span_both_regions_with_filters_and_paging() {
         (StatusCode::BAD_REQUEST, Some("region"))
     );
     let (status, err) = server
-        .call(Method::GET, &format!("{ENV}?colour=red"), ADMIN, None)
+        .call(Method::GET, &format!("{ENV}?colour=red"), Some(ADMIN), None)
         .await;
     assert_eq!(
         (status, err["error"]["field"].as_str()),
@@ -247,7 +227,7 @@ async fn lists_span_both_regions_with_filters_and_paging() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_start_reboot_and_terminate_reach_their_states_in_moto() {
-    let server = TestServer::start().await;
+    let server = TestServer::aws().await;
     let ec2 = server.ec2(REGIONS[0]).await;
     let image = some_image(&ec2).await;
     let op = create(
@@ -262,7 +242,12 @@ async fn stop_start_reboot_and_terminate_reach_their_states_in_moto() {
         let id = id.clone();
         async move {
             server
-                .call(Method::POST, &format!("{ENV}/{id}/{action}"), ADMIN, body)
+                .call(
+                    Method::POST,
+                    &format!("{ENV}/{id}/{action}"),
+                    Some(ADMIN),
+                    body,
+                )
                 .await
         }
     };
@@ -274,7 +259,7 @@ async fn stop_start_reboot_and_terminate_reach_their_states_in_moto() {
         "{op}"
     );
     assert_eq!(op["results"][0]["detail"]["state"], "stopped");
-    assert_eq!(in_moto(&ec2, &id).await.0, InstanceStateName::Stopped);
+    assert_eq!(in_moto(&ec2, &id).await.state, InstanceStateName::Stopped);
 
     // Stopping a stopped instance is done without a backend call.
     let (_, op) = act("stop", None).await;
@@ -282,15 +267,15 @@ async fn stop_start_reboot_and_terminate_reach_their_states_in_moto() {
 
     let (_, op) = act("start", None).await;
     assert_eq!(op["status"], "succeeded");
-    assert_eq!(in_moto(&ec2, &id).await.0, InstanceStateName::Running);
+    assert_eq!(in_moto(&ec2, &id).await.state, InstanceStateName::Running);
 
     let (_, op) = act("reboot", None).await;
     assert_eq!(op["status"], "succeeded");
-    assert_eq!(in_moto(&ec2, &id).await.0, InstanceStateName::Running);
+    assert_eq!(in_moto(&ec2, &id).await.state, InstanceStateName::Running);
 
     let (_, op) = act("stop", Some(json!({"force": true}))).await;
     assert_eq!(op["status"], "succeeded");
-    assert_eq!(in_moto(&ec2, &id).await.0, InstanceStateName::Stopped);
+    assert_eq!(in_moto(&ec2, &id).await.state, InstanceStateName::Stopped);
 
     let (status, err) = act("start", Some(json!({"force": true}))).await;
     assert_eq!(
@@ -304,7 +289,7 @@ async fn stop_start_reboot_and_terminate_reach_their_states_in_moto() {
     );
 
     let (status, op) = server
-        .call(Method::DELETE, &format!("{ENV}/{id}"), ADMIN, None)
+        .call(Method::DELETE, &format!("{ENV}/{id}"), Some(ADMIN), None)
         .await;
     assert_eq!(
         (status, op["status"].as_str()),
@@ -312,7 +297,10 @@ async fn stop_start_reboot_and_terminate_reach_their_states_in_moto() {
         "{op}"
     );
     assert_eq!(op["kind"], "instance.terminate");
-    assert_eq!(in_moto(&ec2, &id).await.0, InstanceStateName::Terminated);
+    assert_eq!(
+        in_moto(&ec2, &id).await.state,
+        InstanceStateName::Terminated
+    );
 
     // moto would start a terminated instance; AWS does not, and neither does overcast.
     let (status, err) = act("start", None).await;
@@ -320,12 +308,15 @@ async fn stop_start_reboot_and_terminate_reach_their_states_in_moto() {
         (status, err["error"]["code"].as_str()),
         (StatusCode::CONFLICT, Some("wrong_state"))
     );
-    assert_eq!(in_moto(&ec2, &id).await.0, InstanceStateName::Terminated);
+    assert_eq!(
+        in_moto(&ec2, &id).await.state,
+        InstanceStateName::Terminated
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tags_are_set_and_removed_in_moto() {
-    let server = TestServer::start().await;
+    let server = TestServer::aws().await;
     let ec2 = server.ec2(REGIONS[0]).await;
     let image = some_image(&ec2).await;
     let op = create(
@@ -341,7 +332,7 @@ async fn tags_are_set_and_removed_in_moto() {
         .call(
             Method::PUT,
             &tags_path,
-            ADMIN,
+            Some(ADMIN),
             Some(json!({"tags": {"owner": "ops", "a": "2"}})),
         )
         .await;
@@ -350,26 +341,26 @@ async fn tags_are_set_and_removed_in_moto() {
         (StatusCode::OK, Some("succeeded")),
         "{op}"
     );
-    let (_, tags) = in_moto(&ec2, &id).await;
+    let InMoto { tags, .. } = in_moto(&ec2, &id).await;
     assert_eq!((tags["owner"].as_str(), tags["a"].as_str()), ("ops", "2"));
 
     let (_, op) = server
         .call(
             Method::DELETE,
             &tags_path,
-            ADMIN,
+            Some(ADMIN),
             Some(json!({"keys": ["a"]})),
         )
         .await;
     assert_eq!(op["status"], "succeeded");
-    let (_, tags) = in_moto(&ec2, &id).await;
+    let InMoto { tags, .. } = in_moto(&ec2, &id).await;
     assert!(!tags.contains_key("a") && tags.contains_key("owner"));
 
     let (status, err) = server
         .call(
             Method::PUT,
             &tags_path,
-            ADMIN,
+            Some(ADMIN),
             Some(json!({"tags": {"overcast:org": "evil"}})),
         )
         .await;
@@ -381,7 +372,7 @@ async fn tags_are_set_and_removed_in_moto() {
         .call(
             Method::DELETE,
             &tags_path,
-            ADMIN,
+            Some(ADMIN),
             Some(json!({"keys": ["overcast:org"]})),
         )
         .await;
@@ -389,12 +380,12 @@ async fn tags_are_set_and_removed_in_moto() {
         (status, err["error"]["field"].as_str()),
         (StatusCode::BAD_REQUEST, Some("keys[0]"))
     );
-    assert_eq!(in_moto(&ec2, &id).await.1["overcast:org"], "admin");
+    assert_eq!(in_moto(&ec2, &id).await.tags["overcast:org"], "admin");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_creates_are_refused_with_the_field_and_launch_nothing() {
-    let server = TestServer::start().await;
+    let server = TestServer::aws().await;
     let ec2 = server.ec2(REGIONS[0]).await;
     let image = some_image(&ec2).await;
     let cases = [
@@ -435,7 +426,7 @@ async fn bad_creates_are_refused_with_the_field_and_launch_nothing() {
     ];
     for (body, field) in cases {
         let (status, answer) = server
-            .call(Method::POST, ENV, ADMIN, Some(body.clone()))
+            .call(Method::POST, ENV, Some(ADMIN), Some(body.clone()))
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
         assert_eq!(answer["error"]["field"], field, "{body}: {answer}");
@@ -447,13 +438,18 @@ async fn bad_creates_are_refused_with_the_field_and_launch_nothing() {
         .call(
             Method::POST,
             ENV,
-            ADMIN,
+            Some(ADMIN),
             Some(json!({"image": "ami-00000000deadbeef0", "instance_type": "t3.micro"})),
         )
         .await;
     let op_id = answer["error"]["operation_id"].as_str().unwrap();
     let (_, op) = server
-        .call(Method::GET, &format!("/v1/operations/{op_id}"), ADMIN, None)
+        .call(
+            Method::GET,
+            &format!("/v1/operations/{op_id}"),
+            Some(ADMIN),
+            None,
+        )
         .await;
     assert_eq!(op["status"], "failed");
     assert_eq!(op["error"]["code"], "image_not_found");
@@ -468,7 +464,7 @@ async fn bad_creates_are_refused_with_the_field_and_launch_nothing() {
         .call(
             Method::GET,
             &format!("{ENV}/i-0123456789abcdef0"),
-            ADMIN,
+            Some(ADMIN),
             None,
         )
         .await;
@@ -477,7 +473,7 @@ async fn bad_creates_are_refused_with_the_field_and_launch_nothing() {
         .call(
             Method::GET,
             "/v1/environments/nowhere/instances",
-            ADMIN,
+            Some(ADMIN),
             None,
         )
         .await;
@@ -486,7 +482,7 @@ async fn bad_creates_are_refused_with_the_field_and_launch_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_org_neither_sees_nor_touches_an_instance() {
-    let server = TestServer::start().await;
+    let server = TestServer::aws().await;
     let ec2 = server.ec2(REGIONS[0]).await;
     let image = some_image(&ec2).await;
     let acme = server.token("acme", "operator").await;
@@ -498,10 +494,10 @@ async fn another_org_neither_sees_nor_touches_an_instance() {
     )
     .await;
     let id = created_ids(&op)[0].clone();
-    assert_eq!(in_moto(&ec2, &id).await.1["overcast:org"], "acme");
+    assert_eq!(in_moto(&ec2, &id).await.tags["overcast:org"], "acme");
 
     let (status, _) = server
-        .call(Method::GET, &format!("{ENV}/{id}"), &acme, None)
+        .call(Method::GET, &format!("{ENV}/{id}"), Some(&acme), None)
         .await;
     assert_eq!(status, StatusCode::OK);
     for (method, path, body) in [
@@ -516,22 +512,22 @@ async fn another_org_neither_sees_nor_touches_an_instance() {
         ),
         (Method::GET, format!("{ENV}/{id}/console"), None),
     ] {
-        let (status, answer) = server.call(method.clone(), &path, &other, body).await;
+        let (status, answer) = server.call(method.clone(), &path, Some(&other), body).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {answer}");
         assert_eq!(answer["error"]["code"], "instance_not_found");
     }
-    let (_, page) = server.call(Method::GET, ENV, &other, None).await;
+    let (_, page) = server.call(Method::GET, ENV, Some(&other), None).await;
     assert!(page["items"].as_array().unwrap().is_empty());
-    let (_, page) = server.call(Method::GET, ENV, &acme, None).await;
+    let (_, page) = server.call(Method::GET, ENV, Some(&acme), None).await;
     assert_eq!(page["items"].as_array().unwrap().len(), 1);
-    let (state, tags) = in_moto(&ec2, &id).await;
+    let InMoto { state, tags, .. } = in_moto(&ec2, &id).await;
     assert_eq!(state, InstanceStateName::Running);
     assert!(!tags.contains_key("x"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_concurrent_creates_with_one_key_launch_once() {
-    let server = TestServer::start().await;
+    let server = TestServer::aws().await;
     let ec2 = server.ec2(REGIONS[0]).await;
     let image = some_image(&ec2).await;
     let body = json!({"image": image, "instance_type": "t3.micro", "count": 2});
@@ -564,21 +560,17 @@ async fn two_concurrent_creates_with_one_key_launch_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_endpoint_is_reported_not_hidden() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = overcast_core::config::Config {
-        listen: "127.0.0.1:0".into(),
-        data_dir: Some(dir.path().to_path_buf()),
-        ..Default::default()
-    };
-    support::moto_url();
+    let mut config = config(dir.path());
+    moto_url();
     config.environments.insert(
         "dead".into(),
-        overcast_core::config::EnvironmentConfig {
-            regions: vec!["eu-west-1".into()],
-            endpoint_url: Some("http://127.0.0.1:9".into()),
-            ..support::aws_environment()
-        },
+        environment(json!({
+            "provider": "aws",
+            "regions": ["eu-west-1"],
+            "endpoint_url": "http://127.0.0.1:9",
+        })),
     );
-    let (core, _) = overcast_core::Core::open(config, overcast::providers(), Some(ADMIN.into()))
+    let (core, _) = overcast_core::Core::open(config, &overcast::providers(), Some(ADMIN.into()))
         .await
         .unwrap();
     let view = core.environment("dead").await.unwrap();
@@ -591,7 +583,7 @@ async fn an_unreachable_endpoint_is_reported_not_hidden() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn modify_enforces_ec2_preconditions_and_changes_moto() {
-    let server = TestServer::start().await;
+    let server = TestServer::aws().await;
     let ec2 = server.ec2(REGIONS[0]).await;
     let image = some_image(&ec2).await;
     let op = create(
@@ -602,26 +594,13 @@ async fn modify_enforces_ec2_preconditions_and_changes_moto() {
     .await;
     let id = created_ids(&op)[0].clone();
     let path = format!("{ENV}/{id}");
-    let instance_type = |ec2: aws_sdk_ec2::Client, id: String| async move {
-        let out = ec2
-            .describe_instances()
-            .instance_ids(id)
-            .send()
-            .await
-            .unwrap();
-        out.reservations()[0].instances()[0]
-            .instance_type()
-            .unwrap()
-            .as_str()
-            .to_string()
-    };
 
     // A running instance keeps its type: moto would change it, AWS refuses, so does overcast.
     let (status, err) = server
         .call(
             Method::PATCH,
             &path,
-            ADMIN,
+            Some(ADMIN),
             Some(json!({"instance_type": "t3.large"})),
         )
         .await;
@@ -629,16 +608,16 @@ async fn modify_enforces_ec2_preconditions_and_changes_moto() {
         (status, err["error"]["code"].as_str()),
         (StatusCode::CONFLICT, Some("instance_not_stopped"))
     );
-    assert_eq!(instance_type(ec2.clone(), id.clone()).await, "t3.micro");
+    assert_eq!(in_moto(&ec2, &id).await.instance_type(), "t3.micro");
 
     server
-        .call(Method::POST, &format!("{path}/stop"), ADMIN, None)
+        .call(Method::POST, &format!("{path}/stop"), Some(ADMIN), None)
         .await;
     let (status, op) = server
         .call(
             Method::PATCH,
             &path,
-            ADMIN,
+            Some(ADMIN),
             Some(json!({"instance_type": "t3.large"})),
         )
         .await;
@@ -648,29 +627,34 @@ async fn modify_enforces_ec2_preconditions_and_changes_moto() {
         "{op}"
     );
     assert_eq!(op["kind"], "instance.modify");
-    assert_eq!(instance_type(ec2.clone(), id.clone()).await, "t3.large");
+    assert_eq!(in_moto(&ec2, &id).await.instance_type(), "t3.large");
 
     // Termination protection: terminate is refused (by moto here, as by AWS) until it is off.
     let (_, op) = server
         .call(
             Method::PATCH,
             &path,
-            ADMIN,
+            Some(ADMIN),
             Some(json!({"termination_protection": true})),
         )
         .await;
     assert_eq!(op["status"], "succeeded");
     let (status, err) = server
-        .call(Method::POST, &format!("{path}/terminate"), ADMIN, None)
+        .call(
+            Method::POST,
+            &format!("{path}/terminate"),
+            Some(ADMIN),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{err}");
     assert!(err["error"]["operation_id"].is_string());
-    assert_eq!(in_moto(&ec2, &id).await.0, InstanceStateName::Stopped);
+    assert_eq!(in_moto(&ec2, &id).await.state, InstanceStateName::Stopped);
     let (_, op) = server
         .call(
             Method::PATCH,
             &path,
-            ADMIN,
+            Some(ADMIN),
             Some(json!({"termination_protection": false})),
         )
         .await;
@@ -696,7 +680,7 @@ async fn modify_enforces_ec2_preconditions_and_changes_moto() {
         .call(
             Method::PATCH,
             &path,
-            ADMIN,
+            Some(ADMIN),
             Some(json!({"security_groups": [group]})),
         )
         .await;
@@ -719,7 +703,9 @@ async fn modify_enforces_ec2_preconditions_and_changes_moto() {
         (json!({"security_groups": []}), "security_groups"),
         (json!({"size": 3}), "body.size"),
     ] {
-        let (status, err) = server.call(Method::PATCH, &path, ADMIN, Some(body)).await;
+        let (status, err) = server
+            .call(Method::PATCH, &path, Some(ADMIN), Some(body))
+            .await;
         assert_eq!(
             (status, err["error"]["field"].as_str()),
             (StatusCode::BAD_REQUEST, Some(field))
@@ -729,12 +715,12 @@ async fn modify_enforces_ec2_preconditions_and_changes_moto() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn regions_and_zones_come_from_the_backend() {
-    let server = TestServer::start().await;
+    let server = TestServer::aws().await;
     let (status, regions) = server
         .call(
             Method::GET,
             "/v1/environments/aws-test/regions",
-            ADMIN,
+            Some(ADMIN),
             None,
         )
         .await;
@@ -810,7 +796,7 @@ async fn rules_in_moto(
 
 async fn create_group(server: &TestServer, token: &str, name: &str) -> String {
     let (status, op) = server
-        .call(Method::POST, SGS, token, Some(json!({"name": name, "description": format!("{name} servers"), "tags": {"team": "web"}})))
+        .call(Method::POST, SGS, Some(token), Some(json!({"name": name, "description": format!("{name} servers"), "tags": {"team": "web"}})))
         .await;
     assert_eq!(
         (status, op["status"].as_str()),
@@ -822,7 +808,7 @@ async fn create_group(server: &TestServer, token: &str, name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn security_group_rules_land_in_moto() {
-    let server = TestServer::start().await;
+    let server = TestServer::aws().await;
     let ec2 = server.ec2(REGIONS[0]).await;
     let web = create_group(&server, ADMIN, "web").await;
     let app = create_group(&server, ADMIN, "app").await;
@@ -853,7 +839,7 @@ async fn security_group_rules_land_in_moto() {
             .call(
                 Method::POST,
                 &format!("{SGS}/{web}/rules"),
-                ADMIN,
+                Some(ADMIN),
                 Some(rule.clone()),
             )
             .await;
@@ -869,7 +855,7 @@ async fn security_group_rules_land_in_moto() {
         .call(
             Method::POST,
             &format!("{SGS}/{app}/rules"),
-            ADMIN,
+            Some(ADMIN),
             Some(from_web.clone()),
         )
         .await;
@@ -879,7 +865,7 @@ async fn security_group_rules_land_in_moto() {
         .call(
             Method::POST,
             &format!("{SGS}/{web}/rules"),
-            ADMIN,
+            Some(ADMIN),
             Some(rules[0].clone()),
         )
         .await;
@@ -914,7 +900,7 @@ async fn security_group_rules_land_in_moto() {
     )));
 
     let (status, group) = server
-        .call(Method::GET, &format!("{SGS}/{web}"), ADMIN, None)
+        .call(Method::GET, &format!("{SGS}/{web}"), Some(ADMIN), None)
         .await;
     assert_eq!(status, StatusCode::OK);
     assert!(
@@ -926,7 +912,7 @@ async fn security_group_rules_land_in_moto() {
         .call(
             Method::DELETE,
             &format!("{SGS}/{web}/rules"),
-            ADMIN,
+            Some(ADMIN),
             Some(rules[2].clone()),
         )
         .await;
@@ -964,7 +950,7 @@ async fn security_group_rules_land_in_moto() {
             .call(
                 Method::POST,
                 &format!("{SGS}/{web}/rules"),
-                ADMIN,
+                Some(ADMIN),
                 Some(rule.clone()),
             )
             .await;
@@ -978,7 +964,7 @@ async fn security_group_rules_land_in_moto() {
         .call(
             Method::POST,
             SGS,
-            ADMIN,
+            Some(ADMIN),
             Some(json!({"name": "web", "description": "again"})),
         )
         .await;
@@ -991,7 +977,7 @@ async fn security_group_rules_land_in_moto() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_security_group_in_use_is_not_deleted() {
-    let server = TestServer::start().await;
+    let server = TestServer::aws().await;
     let ec2 = server.ec2(REGIONS[0]).await;
     let image = some_image(&ec2).await;
     let web = create_group(&server, ADMIN, "web").await;
@@ -1008,14 +994,14 @@ async fn a_security_group_in_use_is_not_deleted() {
         .call(
             Method::POST,
             &format!("{SGS}/{app}/rules"),
-            ADMIN,
+            Some(ADMIN),
             Some(from_web.clone()),
         )
         .await;
 
     // moto would delete it; AWS answers DependencyViolation, and so does overcast.
     let (status, err) = server
-        .call(Method::DELETE, &format!("{SGS}/{web}"), ADMIN, None)
+        .call(Method::DELETE, &format!("{SGS}/{web}"), Some(ADMIN), None)
         .await;
     assert_eq!(
         (status, err["error"]["code"].as_str()),
@@ -1042,12 +1028,12 @@ async fn a_security_group_in_use_is_not_deleted() {
         .call(
             Method::POST,
             &format!("{ENV}/{instance}/terminate"),
-            ADMIN,
+            Some(ADMIN),
             None,
         )
         .await;
     let (status, _) = server
-        .call(Method::DELETE, &format!("{SGS}/{web}"), ADMIN, None)
+        .call(Method::DELETE, &format!("{SGS}/{web}"), Some(ADMIN), None)
         .await;
     assert_eq!(
         status,
@@ -1058,12 +1044,12 @@ async fn a_security_group_in_use_is_not_deleted() {
         .call(
             Method::DELETE,
             &format!("{SGS}/{app}/rules"),
-            ADMIN,
+            Some(ADMIN),
             Some(from_web),
         )
         .await;
     let (status, op) = server
-        .call(Method::DELETE, &format!("{SGS}/{web}"), ADMIN, None)
+        .call(Method::DELETE, &format!("{SGS}/{web}"), Some(ADMIN), None)
         .await;
     assert_eq!(
         (status, op["status"].as_str()),
@@ -1079,14 +1065,14 @@ async fn a_security_group_in_use_is_not_deleted() {
         "gone from moto"
     );
     let (status, _) = server
-        .call(Method::GET, &format!("{SGS}/{web}"), ADMIN, None)
+        .call(Method::GET, &format!("{SGS}/{web}"), Some(ADMIN), None)
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_org_cannot_see_or_change_a_security_group() {
-    let server = TestServer::start().await;
+    let server = TestServer::aws().await;
     let ec2 = server.ec2(REGIONS[0]).await;
     let acme = server.token("acme", "operator").await;
     let other = server.token("other", "operator").await;
@@ -1101,20 +1087,20 @@ async fn another_org_cannot_see_or_change_a_security_group() {
             Some(rule.clone()),
         ),
     ] {
-        let (status, err) = server.call(method.clone(), &path, &other, body).await;
+        let (status, err) = server.call(method.clone(), &path, Some(&other), body).await;
         assert_eq!(
             (status, err["error"]["code"].as_str()),
             (StatusCode::NOT_FOUND, Some("security_group_not_found")),
             "{method} {path}"
         );
     }
-    let (_, listed) = server.call(Method::GET, SGS, &other, None).await;
+    let (_, listed) = server.call(Method::GET, SGS, Some(&other), None).await;
     assert!(!listed
         .as_array()
         .unwrap()
         .iter()
         .any(|g| g["id"] == json!(group)));
-    let (_, listed) = server.call(Method::GET, SGS, &acme, None).await;
+    let (_, listed) = server.call(Method::GET, SGS, Some(&acme), None).await;
     assert!(listed
         .as_array()
         .unwrap()
@@ -1130,7 +1116,7 @@ const IMAGES: &str = "/v1/environments/aws-test/images";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn images_are_made_from_instances_and_deleted_with_their_snapshots() {
-    let server = TestServer::start().await;
+    let server = TestServer::aws().await;
     let ec2 = server.ec2(REGIONS[0]).await;
     let image = some_image(&ec2).await;
     let op = create(
@@ -1143,7 +1129,7 @@ async fn images_are_made_from_instances_and_deleted_with_their_snapshots() {
 
     let body = json!({"instance_id": instance, "name": "web (2026-11-22)", "description": "golden web", "no_reboot": true, "tags": {"v": "1"}});
     let (status, op) = server
-        .call(Method::POST, IMAGES, ADMIN, Some(body.clone()))
+        .call(Method::POST, IMAGES, Some(ADMIN), Some(body.clone()))
         .await;
     assert_eq!(
         (status, op["status"].as_str()),
@@ -1186,14 +1172,16 @@ async fn images_are_made_from_instances_and_deleted_with_their_snapshots() {
     );
 
     // AWS refuses a second image of the same name; moto would not.
-    let (status, err) = server.call(Method::POST, IMAGES, ADMIN, Some(body)).await;
+    let (status, err) = server
+        .call(Method::POST, IMAGES, Some(ADMIN), Some(body))
+        .await;
     assert_eq!(
         (status, err["error"]["code"].as_str()),
         (StatusCode::CONFLICT, Some("image_name_taken"))
     );
     assert_eq!(err["error"]["field"], "name");
 
-    let (_, listed) = server.call(Method::GET, IMAGES, ADMIN, None).await;
+    let (_, listed) = server.call(Method::GET, IMAGES, Some(ADMIN), None).await;
     assert!(
         listed
             .as_array()
@@ -1203,7 +1191,7 @@ async fn images_are_made_from_instances_and_deleted_with_their_snapshots() {
         "{listed}"
     );
     let (status, got) = server
-        .call(Method::GET, &format!("{IMAGES}/{ami}"), ADMIN, None)
+        .call(Method::GET, &format!("{IMAGES}/{ami}"), Some(ADMIN), None)
         .await;
     assert_eq!(
         (status, got["state"].as_str()),
@@ -1211,7 +1199,7 @@ async fn images_are_made_from_instances_and_deleted_with_their_snapshots() {
     );
     let other = server.token("other", "operator").await;
     let (status, _) = server
-        .call(Method::GET, &format!("{IMAGES}/{ami}"), &other, None)
+        .call(Method::GET, &format!("{IMAGES}/{ami}"), Some(&other), None)
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
@@ -1224,7 +1212,12 @@ async fn images_are_made_from_instances_and_deleted_with_their_snapshots() {
     .await;
 
     let (status, op) = server
-        .call(Method::DELETE, &format!("{IMAGES}/{ami}"), ADMIN, None)
+        .call(
+            Method::DELETE,
+            &format!("{IMAGES}/{ami}"),
+            Some(ADMIN),
+            None,
+        )
         .await;
     assert_eq!(
         (status, op["status"].as_str()),
@@ -1252,7 +1245,7 @@ async fn images_are_made_from_instances_and_deleted_with_their_snapshots() {
         .call(
             Method::POST,
             IMAGES,
-            ADMIN,
+            Some(ADMIN),
             Some(json!({"instance_id": instance, "name": "a#b"})),
         )
         .await;
@@ -1264,7 +1257,7 @@ async fn images_are_made_from_instances_and_deleted_with_their_snapshots() {
         .call(
             Method::POST,
             IMAGES,
-            ADMIN,
+            Some(ADMIN),
             Some(json!({"instance_id": "i-0000000000000dead", "name": "nope"})),
         )
         .await;
@@ -1280,14 +1273,14 @@ const PUBLIC_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UO
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_pairs_are_made_once_imported_and_deleted() {
-    let server = TestServer::start().await;
+    let server = TestServer::aws().await;
     let ec2 = server.ec2(REGIONS[0]).await;
 
     let (status, made) = server
         .call(
             Method::POST,
             KEYS,
-            ADMIN,
+            Some(ADMIN),
             Some(json!({"name": "ops", "tags": {"team": "ops"}})),
         )
         .await;
@@ -1311,7 +1304,12 @@ async fn key_pairs_are_made_once_imported_and_deleted() {
     // The private key is nowhere but in that one answer.
     let op_id = made["operation"]["id"].as_str().unwrap();
     let (_, op) = server
-        .call(Method::GET, &format!("/v1/operations/{op_id}"), ADMIN, None)
+        .call(
+            Method::GET,
+            &format!("/v1/operations/{op_id}"),
+            Some(ADMIN),
+            None,
+        )
         .await;
     assert!(!op.to_string().contains("BEGIN"), "{op}");
     let secret_line = private_key.lines().nth(1).unwrap().to_string();
@@ -1326,7 +1324,12 @@ async fn key_pairs_are_made_once_imported_and_deleted() {
     }
 
     let (status, err) = server
-        .call(Method::POST, KEYS, ADMIN, Some(json!({"name": "ops"})))
+        .call(
+            Method::POST,
+            KEYS,
+            Some(ADMIN),
+            Some(json!({"name": "ops"})),
+        )
         .await;
     assert_eq!(
         (status, err["error"]["field"].as_str()),
@@ -1337,7 +1340,7 @@ async fn key_pairs_are_made_once_imported_and_deleted() {
         .call(
             Method::POST,
             KEYS,
-            ADMIN,
+            Some(ADMIN),
             Some(json!({"name": "laptop", "public_key": PUBLIC_KEY})),
         )
         .await;
@@ -1376,14 +1379,16 @@ async fn key_pairs_are_made_once_imported_and_deleted() {
         (json!({"name": "bad", "key_type": "dsa"}), "key_type"),
         (json!({"name": ""}), "name"),
     ] {
-        let (status, err) = server.call(Method::POST, KEYS, ADMIN, Some(body)).await;
+        let (status, err) = server
+            .call(Method::POST, KEYS, Some(ADMIN), Some(body))
+            .await;
         assert_eq!(
             (status, err["error"]["field"].as_str()),
             (StatusCode::BAD_REQUEST, Some(field))
         );
     }
 
-    let (_, listed) = server.call(Method::GET, KEYS, ADMIN, None).await;
+    let (_, listed) = server.call(Method::GET, KEYS, Some(ADMIN), None).await;
     let names: HashSet<_> = listed
         .as_array()
         .unwrap()
@@ -1392,15 +1397,15 @@ async fn key_pairs_are_made_once_imported_and_deleted() {
         .collect();
     assert!(names.contains("ops") && names.contains("laptop"));
     let other = server.token("other", "operator").await;
-    let (_, listed) = server.call(Method::GET, KEYS, &other, None).await;
+    let (_, listed) = server.call(Method::GET, KEYS, Some(&other), None).await;
     assert!(listed.as_array().unwrap().is_empty());
     let (status, _) = server
-        .call(Method::DELETE, &format!("{KEYS}/ops"), &other, None)
+        .call(Method::DELETE, &format!("{KEYS}/ops"), Some(&other), None)
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     let (status, op) = server
-        .call(Method::DELETE, &format!("{KEYS}/ops"), ADMIN, None)
+        .call(Method::DELETE, &format!("{KEYS}/ops"), Some(ADMIN), None)
         .await;
     assert_eq!(
         (status, op["status"].as_str()),
@@ -1429,7 +1434,7 @@ async fn key_pairs_are_made_once_imported_and_deleted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn images_and_security_groups_take_tags() {
-    let server = TestServer::start().await;
+    let server = TestServer::aws().await;
     let ec2 = server.ec2(REGIONS[0]).await;
     let image = some_image(&ec2).await;
     let group = create_group(&server, ADMIN, "tagged").await;
@@ -1444,7 +1449,7 @@ async fn images_and_security_groups_take_tags() {
         .call(
             Method::POST,
             IMAGES,
-            ADMIN,
+            Some(ADMIN),
             Some(json!({"instance_id": instance, "name": "tagged-image"})),
         )
         .await;
@@ -1480,7 +1485,7 @@ async fn images_and_security_groups_take_tags() {
             .call(
                 Method::PUT,
                 &path,
-                ADMIN,
+                Some(ADMIN),
                 Some(json!({"tags": {"cost": "ops"}})),
             )
             .await;
@@ -1500,7 +1505,7 @@ async fn images_and_security_groups_take_tags() {
             .call(
                 Method::DELETE,
                 &path,
-                ADMIN,
+                Some(ADMIN),
                 Some(json!({"keys": ["cost"]})),
             )
             .await;
@@ -1522,7 +1527,7 @@ async fn images_and_security_groups_take_tags() {
         .call(
             Method::PUT,
             &format!("{IMAGES}/{ami}/tags"),
-            &other,
+            Some(&other),
             Some(json!({"tags": {"x": "y"}})),
         )
         .await;
@@ -1531,29 +1536,22 @@ async fn images_and_security_groups_take_tags() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn machine_types_environment_defaults_and_default_org_apply() {
-    let account = support::new_account();
-    let ec2 = support::ec2_client(&account, REGIONS[0]).await;
+    let account = new_account();
+    let ec2 = ec2_client(&account, REGIONS[0]).await;
     let image = some_image(&ec2).await;
     ec2.create_key_pair()
         .key_name("platform")
         .send()
         .await
         .unwrap();
-    let server = TestServer::start_with(account, |config| {
+    let server = TestServer::aws_with(account, |config| {
         let env = config.environments.get_mut("aws-test").unwrap();
-        env.key_pair = Some("platform".into());
+        env.settings.insert("key_pair".into(), "platform".into());
         env.default_org = Some("platform-team".into());
-        config.machine_types.insert(
-            "small".into(),
-            overcast_core::config::MachineType {
-                description: None,
-                aws: Some(overcast_core::config::AwsMachine {
-                    instance_type: "t3.small".into(),
-                    image: Some(image.clone()),
-                }),
-                qemu: None,
-            },
-        );
+        let small = json!({"aws": {"instance_type": "t3.small", "image": image.clone()}});
+        config
+            .machine_types
+            .insert("small".into(), serde_json::from_value(small).unwrap());
     })
     .await;
 
@@ -1561,7 +1559,7 @@ async fn machine_types_environment_defaults_and_default_org_apply() {
         .call(
             Method::POST,
             ENV,
-            ADMIN,
+            Some(ADMIN),
             Some(json!({"machine_type": "small", "min_count": 2, "max_count": 3})),
         )
         .await;
@@ -1617,14 +1615,19 @@ async fn machine_types_environment_defaults_and_default_org_apply() {
     let platform = server.token("platform-team", "viewer").await;
     let acme = server.token("acme", "viewer").await;
     let (status, got) = server
-        .call(Method::GET, &format!("{ENV}/{foreign}"), &platform, None)
+        .call(
+            Method::GET,
+            &format!("{ENV}/{foreign}"),
+            Some(&platform),
+            None,
+        )
         .await;
     assert_eq!(
         (status, got["org"].as_str()),
         (StatusCode::OK, Some("platform-team"))
     );
     let (status, _) = server
-        .call(Method::GET, &format!("{ENV}/{foreign}"), &acme, None)
+        .call(Method::GET, &format!("{ENV}/{foreign}"), Some(&acme), None)
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
@@ -1691,18 +1694,19 @@ async fn failing_endpoint(
 
 async fn server_on(endpoint: &str) -> TestServer {
     let endpoint = endpoint.to_string();
-    TestServer::start_with(support::new_account(), move |config| {
+    TestServer::aws_with(new_account(), move |config| {
         let env = config.environments.get_mut("aws-test").unwrap();
-        env.endpoint_url = Some(endpoint);
-        env.role_arn = None;
-        env.regions = vec![REGIONS[0].to_string()];
+        env.settings.insert("endpoint_url".into(), endpoint.into());
+        env.settings.remove("role_arn");
+        env.settings
+            .insert("regions".into(), vec![REGIONS[0].to_string()].into());
     })
     .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttling_is_retried_then_answered_503_with_retry_after() {
-    support::moto_url();
+    moto_url();
     let (endpoint, calls) = failing_endpoint(503, "RequestLimitExceeded").await;
     let server = server_on(&endpoint).await;
     let response = server
@@ -1730,10 +1734,10 @@ async fn throttling_is_retried_then_answered_503_with_retry_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_denied_call_is_a_403_with_the_backend_code_and_no_credentials() {
-    support::moto_url();
+    moto_url();
     let (endpoint, calls) = failing_endpoint(403, "UnauthorizedOperation").await;
     let server = server_on(&endpoint).await;
-    let (status, body) = server.call(Method::GET, ENV, ADMIN, None).await;
+    let (status, body) = server.call(Method::GET, ENV, Some(ADMIN), None).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (StatusCode::FORBIDDEN, Some("backend_denied"))

@@ -1,30 +1,24 @@
 //! The `local` environment in a server built with this binary's providers: QEMU found and
 //! its accelerator reported, or the environment unavailable with what to install.
 
+use crate::BIN;
+use overcast_test_utils::process::{serve_with, write_local_config, Served};
+use overcast_test_utils::ADMIN;
+use reqwest::Method;
 use std::process::{Command, Stdio};
 
-mod support;
-
-use support::process::{serve_with, write_local_config};
-use support::ADMIN;
-
-async fn local_environment(url: &str) -> serde_json::Value {
-    reqwest::Client::new()
-        .get(format!("{url}/v1/environments/local"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+async fn local_environment(served: &Served) -> serde_json::Value {
+    let (_, local) = served
+        .call(Method::GET, "/v1/environments/local", Some(ADMIN), None)
+        .await;
+    local
 }
 
 #[tokio::test]
 async fn local_reports_qemu_and_the_accelerator_it_can_really_use() {
     let dir = tempfile::tempdir().unwrap();
-    let served = serve_with(&write_local_config(dir.path()), &[], &[]);
-    let local = local_environment(&served.url).await;
+    let served = serve_with(BIN, &write_local_config(dir.path()), &[], &[]);
+    let local = local_environment(&served).await;
     assert_eq!(local["provider"], "qemu");
     assert_eq!(local["reachable"], true, "{local}");
     assert_eq!(local["regions"], serde_json::json!(["local"]), "{local}");
@@ -68,23 +62,24 @@ async fn without_qemu_local_is_unavailable_with_the_install_hint_and_the_rest_wo
     let dir = tempfile::tempdir().unwrap();
     let empty = tempfile::tempdir().unwrap();
     let path = empty.path().to_str().unwrap();
-    let served = serve_with(&write_local_config(dir.path()), &[("PATH", path)], &[]);
-    let local = local_environment(&served.url).await;
+    let served = serve_with(BIN, &write_local_config(dir.path()), &[("PATH", path)], &[]);
+    let local = local_environment(&served).await;
     assert_eq!(local["reachable"], false, "{local}");
     let reason = local["reason"].as_str().unwrap();
     assert!(
         reason.contains("qemu-system-x86_64") && reason.contains("apt-get install"),
         "{reason}"
     );
-    let listing = reqwest::Client::new()
-        .get(format!("{}/v1/environments/local/instances", served.url))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
+    let (listing, _) = served
+        .call(
+            Method::GET,
+            "/v1/environments/local/instances",
+            Some(ADMIN),
+            None,
+        )
+        .await;
     assert_eq!(
-        listing.status(),
-        503,
+        listing, 503,
         "an unavailable environment answers 503 with its reason"
     );
 }

@@ -1,0 +1,17 @@
+//! overcast end to end, as one test binary (one link of the AWS SDK and the server): the
+//! HTTP API against moto and QEMU, the `overcast serve` process, and the CLI. The harness
+//! is `overcast-test-utils`; each module was once a test binary of its own.
+
+mod aws;
+mod aws_buckets;
+mod aws_bulk;
+mod aws_objects;
+mod aws_process;
+mod aws_transfer;
+mod cli;
+mod config;
+mod local;
+mod local_vms;
+
+/// The binary under test, for the process helpers of `overcast_test_utils::process`.
+const BIN: &str = env!("CARGO_BIN_EXE_overcast");
