@@ -184,8 +184,7 @@ impl Core {
         self.store.close().await;
     }
 
-    /// Makes the first admin token when the store has none. Idempotent: servers started
-    /// together on one store with the same `OVERCAST_ADMIN_TOKEN` record it once.
+    /// Makes the first admin token when the store has none.
     async fn bootstrap_admin(&self, from_env: Option<String>) -> Result<Bootstrap, Error> {
         if self.store.token_count().await.map_err(store_error)? > 0 {
             return Ok(Bootstrap::Existing);
@@ -201,6 +200,17 @@ impl Core {
                 (secret, Bootstrap::WrittenTo(path))
             }
         };
+        self.record_admin(&secret, bootstrap).await
+    }
+
+    /// Records the first admin token. Servers started together on one store with the same
+    /// secret may both get here; the one that records it first stands, and the other
+    /// answers [`Bootstrap::Existing`] rather than failing to start.
+    pub(crate) async fn record_admin(
+        &self,
+        secret: &str,
+        bootstrap: Bootstrap,
+    ) -> Result<Bootstrap, Error> {
         let token = TokenInfo {
             id: new_id("tok"),
             name: "bootstrap-admin".into(),
@@ -211,7 +221,7 @@ impl Core {
             revoked_at: None,
             created_by: "bootstrap".into(),
         };
-        let hash = hash_secret(&secret);
+        let hash = hash_secret(secret);
         self.store
             .insert_token(&token, &hash)
             .await

@@ -60,7 +60,11 @@ impl Change for BucketChanges {
         }
     }
 
-    async fn run(&self, input: InEnvironment<BucketChange>, step: &mut OperationContext) -> Result<(), Error> {
+    async fn run(
+        &self,
+        input: InEnvironment<BucketChange>,
+        step: &mut OperationContext,
+    ) -> Result<(), Error> {
         let env = step.environment(&input.environment)?;
         let store = env.object_store()?;
         match input.change {
@@ -83,6 +87,12 @@ impl Change for BucketChanges {
                 name,
                 force,
             } => {
+                // A run that finds the bucket gone is a re-run after the delete was done.
+                if store.bucket(&name).await.map_err(provider_error)?.is_none() {
+                    return step
+                        .record(TargetResult::done(name).with_message("already deleted"))
+                        .await;
+                }
                 if !force && !is_empty(store, &region, &name).await? {
                     return Err(not_empty(&name));
                 }

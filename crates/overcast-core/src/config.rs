@@ -444,11 +444,14 @@ impl Config {
                     // A key of another provider is named as such; keys no provider knows
                     // are reported with the unknown keys.
                     for key in check.unknown {
-                        if let Some(owner) = owner_of(providers, &key) {
-                            at(
-                                format!("{base}.{key}"),
-                                format!("only for provider {owner}"),
-                            );
+                        let owners = owners_of(providers, &key);
+                        if let Some((last, rest)) = owners.split_last() {
+                            let whose = if rest.is_empty() {
+                                format!("provider {last}")
+                            } else {
+                                format!("providers {} and {last}", rest.join(", "))
+                            };
+                            at(format!("{base}.{key}"), format!("only for {whose}"));
                         }
                     }
                 }
@@ -498,7 +501,7 @@ impl Config {
                 let SettingsCheck { unknown: keys, .. } = factory.check_environment(&env.settings);
                 problems.extend(
                     keys.into_iter()
-                        .filter(|key| owner_of(providers, key).is_none())
+                        .filter(|key| owners_of(providers, key).is_empty())
                         .map(|key| unknown(format!("environments.{name}.{key}"))),
                 );
             }
@@ -560,12 +563,13 @@ fn join(base: &str, key: &str) -> String {
     }
 }
 
-/// The provider whose environments may set `key`, if any does.
-fn owner_of(providers: &ProviderFactories, key: &str) -> Option<&'static str> {
+/// The providers whose environments may set `key`.
+fn owners_of(providers: &ProviderFactories, key: &str) -> Vec<&'static str> {
     providers
         .values()
-        .find(|f| f.environment_keys().contains(&key))
+        .filter(|f| f.environment_keys().contains(&key))
         .map(|f| f.kind())
+        .collect()
 }
 
 fn not_a_provider(kind: &str, providers: &ProviderFactories) -> String {

@@ -209,7 +209,11 @@ impl Change for ImageChanges {
         }
     }
 
-    async fn run(&self, input: InEnvironment<ImageChange>, step: &mut OperationContext) -> Result<(), Error> {
+    async fn run(
+        &self,
+        input: InEnvironment<ImageChange>,
+        step: &mut OperationContext,
+    ) -> Result<(), Error> {
         let env = step.environment(&input.environment)?;
         let images = env.images()?;
         step.set_total(1).await?;
@@ -376,8 +380,13 @@ impl Core {
             },
         };
         let target = Target::new(env, format!("{env}/images/{}", request.name));
-        self.start::<ImageChanges>(principal, target, &InEnvironment::new(env, change), idempotency)
-            .await
+        self.start::<ImageChanges>(
+            principal,
+            target,
+            &InEnvironment::new(env, change),
+            idempotency,
+        )
+        .await
     }
 
     /// Brings in an image from a URL, as an operation with progress in bytes.
@@ -410,8 +419,13 @@ impl Core {
             },
         };
         let target = Target::new(env, format!("{env}/images/{}", request.name));
-        self.start::<ImageChanges>(principal, target, &InEnvironment::new(env, change), idempotency)
-            .await
+        self.start::<ImageChanges>(
+            principal,
+            target,
+            &InEnvironment::new(env, change),
+            idempotency,
+        )
+        .await
     }
 
     /// Deregisters an image and deletes its snapshots, as an operation.
@@ -430,8 +444,13 @@ impl Core {
             snapshots: image.snapshots.clone(),
         };
         let target = Target::new(env, format!("{env}/{id}")).owned_by(image.org.as_deref());
-        self.start::<ImageChanges>(principal, target, &InEnvironment::new(env, change), idempotency)
-            .await
+        self.start::<ImageChanges>(
+            principal,
+            target,
+            &InEnvironment::new(env, change),
+            idempotency,
+        )
+        .await
     }
 }
 

@@ -131,7 +131,11 @@ impl Change for KeyPairChanges {
         }
     }
 
-    async fn run(&self, input: InEnvironment<KeyPairChange>, step: &mut OperationContext) -> Result<(), Error> {
+    async fn run(
+        &self,
+        input: InEnvironment<KeyPairChange>,
+        step: &mut OperationContext,
+    ) -> Result<(), Error> {
         let env = step.environment(&input.environment)?;
         let key_pairs = env.key_pairs()?;
         let operation_id = step.operation_id().to_string();

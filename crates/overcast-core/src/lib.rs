@@ -18,6 +18,8 @@ pub mod metrics;
 pub mod objects;
 pub mod operations;
 pub mod security_groups;
+#[cfg(test)]
+mod sim_tests;
 pub mod tags;
 pub mod tokens;
 

@@ -144,7 +144,11 @@ impl Change for ObjectChanges {
         }
     }
 
-    async fn run(&self, input: InEnvironment<ObjectChange>, step: &mut OperationContext) -> Result<(), Error> {
+    async fn run(
+        &self,
+        input: InEnvironment<ObjectChange>,
+        step: &mut OperationContext,
+    ) -> Result<(), Error> {
         let env = step.environment(&input.environment)?;
         let store = env.object_store()?;
         let result = match input.change {
@@ -389,8 +393,13 @@ impl Core {
             key: key.to_string(),
         };
         let target = format!("{env}/buckets/{bucket}/objects/{key}");
-        self.start::<ObjectChanges>(principal, Target::new(env, target), &InEnvironment::new(env, change), idempotency)
-            .await
+        self.start::<ObjectChanges>(
+            principal,
+            Target::new(env, target),
+            &InEnvironment::new(env, change),
+            idempotency,
+        )
+        .await
     }
 
     /// Deletes every object under a prefix (an operation), 1,000 keys per call.
@@ -416,8 +425,13 @@ impl Core {
             prefix: prefix.to_string(),
         };
         let target = format!("{env}/buckets/{bucket}/objects/{prefix}*");
-        self.start::<ObjectChanges>(principal, Target::new(env, target), &InEnvironment::new(env, change), idempotency)
-            .await
+        self.start::<ObjectChanges>(
+            principal,
+            Target::new(env, target),
+            &InEnvironment::new(env, change),
+            idempotency,
+        )
+        .await
     }
 
     /// Copies an object into `bucket` inside the store (an operation). Both buckets must
@@ -461,8 +475,13 @@ impl Core {
             key: request.key.clone(),
         };
         let target = format!("{env}/buckets/{bucket}/objects/{}", request.key);
-        self.start::<ObjectChanges>(principal, Target::new(env, target), &InEnvironment::new(env, change), idempotency)
-            .await
+        self.start::<ObjectChanges>(
+            principal,
+            Target::new(env, target),
+            &InEnvironment::new(env, change),
+            idempotency,
+        )
+        .await
     }
 
     /// A presigned link to download or upload one object, valid for a bounded time.

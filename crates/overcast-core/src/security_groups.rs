@@ -166,7 +166,11 @@ impl Change for SecurityGroupChanges {
         }
     }
 
-    async fn run(&self, input: InEnvironment<FirewallChange>, step: &mut OperationContext) -> Result<(), Error> {
+    async fn run(
+        &self,
+        input: InEnvironment<FirewallChange>,
+        step: &mut OperationContext,
+    ) -> Result<(), Error> {
         let env = step.environment(&input.environment)?;
         let env = env.as_ref();
         let firewall = env.firewall()?;
@@ -287,8 +291,13 @@ impl Core {
         environment.firewall()?;
         let change = create_change(environment, request, principal)?;
         let target = Target::new(env, format!("{env}/security-groups/{}", request.name));
-        self.start::<SecurityGroupChanges>(principal, target, &InEnvironment::new(env, change), idempotency)
-            .await
+        self.start::<SecurityGroupChanges>(
+            principal,
+            target,
+            &InEnvironment::new(env, change),
+            idempotency,
+        )
+        .await
     }
 
     /// Deletes a group; 409 while an instance or another group's rule uses it.
@@ -308,8 +317,13 @@ impl Core {
             id: id.to_string(),
         };
         let target = Target::new(env, format!("{env}/{id}")).owned_by(group.org.as_deref());
-        self.start::<SecurityGroupChanges>(principal, target, &InEnvironment::new(env, change), idempotency)
-            .await
+        self.start::<SecurityGroupChanges>(
+            principal,
+            target,
+            &InEnvironment::new(env, change),
+            idempotency,
+        )
+        .await
     }
 
     /// Adds or removes one rule of a group.
@@ -332,7 +346,12 @@ impl Core {
             RuleChange::Remove(rule) => FirewallChange::RemoveRule { region, id, rule },
         };
         let target = Target::new(env, format!("{env}/{}", group.id)).owned_by(group.org.as_deref());
-        self.start::<SecurityGroupChanges>(principal, target, &InEnvironment::new(env, change), idempotency)
-            .await
+        self.start::<SecurityGroupChanges>(
+            principal,
+            target,
+            &InEnvironment::new(env, change),
+            idempotency,
+        )
+        .await
     }
 }

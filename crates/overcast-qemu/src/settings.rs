@@ -3,9 +3,8 @@
 //! optionally, an image. Also how a create is sized here, and the factory.
 
 use overcast_provider::{
-    check_settings, parse_settings, LaunchSize, MachineSize, Provider, ProviderContext,
-    ProviderError, ProviderErrorKind, ProviderFactory, SettingProblem, SettingsCheck, SizeRequest,
-    Table,
+    check_settings, LaunchSize, MachineSize, Provider, ProviderContext, ProviderError,
+    ProviderErrorKind, ProviderFactory, SettingProblem, SettingsCheck, SizeRequest, Table,
 };
 use serde::Deserialize;
 use std::sync::Arc;
@@ -18,7 +17,6 @@ const KERNEL_IMAGE_DISK_GB: u64 = 1;
 
 /// A local environment's settings: none besides the common ones.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct Settings {}
 
 /// A machine type's `qemu` entry.

@@ -154,7 +154,7 @@ async fn a_token_works_until_it_is_revoked_and_its_secret_is_shown_once() {
     let (_, tokens) = server
         .call(Method::GET, "/v1/tokens", Some(ADMIN), None)
         .await;
-    let listed = tokens
+    let listed = tokens["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -319,7 +319,7 @@ async fn one_idempotency_key_makes_one_operation() {
     let (_, tokens) = server
         .call(Method::GET, "/v1/tokens", Some(ADMIN), None)
         .await;
-    let named = tokens
+    let named = tokens["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -601,7 +601,7 @@ async fn environments_and_machine_types_are_listed() {
         .call(Method::GET, "/v1/environments", Some(ADMIN), None)
         .await;
     assert_eq!(status, StatusCode::OK);
-    let local = &envs[0];
+    let local = &envs["items"][0];
     assert_eq!(local["name"], "local");
     assert_eq!(local["provider"], "qemu");
     assert_eq!(local["reachable"], false);
@@ -610,7 +610,7 @@ async fn environments_and_machine_types_are_listed() {
     let (_, types) = server
         .call(Method::GET, "/v1/machine-types", Some(ADMIN), None)
         .await;
-    let names: Vec<_> = types
+    let names: Vec<_> = types["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -618,7 +618,7 @@ async fn environments_and_machine_types_are_listed() {
         .collect();
     assert_eq!(names, ["medium", "small", "tiny"]);
     assert_eq!(
-        types[2]["qemu"],
+        types["items"][2]["qemu"],
         json!({"cpus": 1, "memory_mb": 256, "disk_gb": 2})
     );
 }

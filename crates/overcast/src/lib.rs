@@ -3,11 +3,16 @@
 
 use overcast_aws::AwsFactory;
 use overcast_provider::{factories, ProviderFactories};
+use overcast_provider_sim::SimFactory;
 use overcast_qemu::QemuFactory;
 use std::sync::Arc;
 
 /// A factory for every provider built in. Environments of other providers are refused by
 /// `config check` and listed as unavailable by a server that is given them anyway.
 pub fn providers() -> ProviderFactories {
-    factories(vec![Arc::new(AwsFactory), Arc::new(QemuFactory)])
+    factories(vec![
+        Arc::new(AwsFactory),
+        Arc::new(QemuFactory),
+        Arc::new(SimFactory::new()),
+    ])
 }

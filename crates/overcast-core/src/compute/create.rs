@@ -22,7 +22,8 @@ use crate::tags::check_tags;
 
 /// The most instances one create may launch.
 pub const MAX_COUNT: u32 = 1000;
-/// EC2's limit on user data, after base64.
+/// The most user data a create takes, after base64: EC2's limit, held for every provider
+/// so a request that works on one works on all.
 const MAX_USER_DATA: usize = 16 * 1024;
 
 /// A request to launch instances.
@@ -41,13 +42,14 @@ pub struct CreateInstancesRequest {
     /// The provider's size, e.g. `t3.small`.
     #[serde(default)]
     pub instance_type: Option<String>,
-    /// qemu: virtual CPUs; with `memory_mb` and `disk_gb`, overrides the machine type's.
+    /// For providers sized in numbers (qemu, sim): virtual CPUs; with `memory_mb` and
+    /// `disk_gb`, overrides the machine type's.
     #[serde(default)]
     pub cpus: Option<u32>,
-    /// qemu: memory in MB.
+    /// For providers sized in numbers: memory in MB.
     #[serde(default)]
     pub memory_mb: Option<u64>,
-    /// qemu: disk size in GB.
+    /// For providers sized in numbers: disk size in GB (a kernel image needs none).
     #[serde(default)]
     pub disk_gb: Option<u64>,
     /// Exactly this many (default 1). Or give `min_count` and `max_count`.
@@ -229,7 +231,7 @@ pub(super) fn encode_user_data(text: &str) -> Result<String, Error> {
     if encoded.len() > MAX_USER_DATA {
         return Err(Error::invalid(
             "user_data",
-            "is larger than 16 KiB once base64-encoded (EC2's limit)",
+            "is larger than 16 KiB once base64-encoded (EC2's limit, held for every provider)",
         ));
     }
     Ok(encoded)

@@ -1,6 +1,6 @@
 //! Stages, promotion and actions on many instances: a selector is plan first (targets,
 //! what is skipped and why, the backend calls in batches per region), the plan is recorded
-//! in the operation, and one executor carries out any plan, recording each target.
+//! in the operation, and one change carries out any plan, recording each target.
 
 use async_trait::async_trait;
 use futures::future::join_all;

@@ -1,7 +1,8 @@
 //! Instances: list and read them, with stage and org derived from their tags; launch,
 //! modify and act on them as operations; read their consoles and regions. One module per
 //! concern: `listing` (queries, paging snapshots), `create`, `modify`, `lifecycle` (plans
-//! and the executor of every action, single or bulk) and `wait` (polling for a state).
+//! and the change that carries out every action, single or bulk) and `wait` (polling for a
+//! state).
 
 mod create;
 mod lifecycle;

@@ -129,7 +129,7 @@ impl Runner {
     }
 
     /// Asks an operation to stop. A pending one ends at once; a running one at its
-    /// executor's next step. An ended one is a conflict.
+    /// change's next step. An ended one is a conflict.
     pub async fn cancel(&self, id: &str) -> Result<Operation, Error> {
         let requested = self
             .inner
@@ -297,7 +297,15 @@ mod tests {
 
     fn pending(id: &str) -> Operation {
         let input = serde_json::Value::Null;
-        Operation::pending(id.into(), "test.three", "acme", "t".into(), "ci", now(), input)
+        Operation::pending(
+            id.into(),
+            "test.three",
+            "acme",
+            "t".into(),
+            "ci",
+            now(),
+            input,
+        )
     }
 
     fn runner(store: &Store, executor: ThreeSteps) -> Runner {

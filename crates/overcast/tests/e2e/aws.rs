@@ -725,7 +725,7 @@ async fn regions_and_zones_come_from_the_backend() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    let names: Vec<_> = regions
+    let names: Vec<_> = regions["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -743,7 +743,7 @@ async fn regions_and_zones_come_from_the_backend() {
         .map(|z| z.zone_name().unwrap().to_string())
         .collect();
     assert!(!zones.is_empty());
-    assert_eq!(regions[1]["zones"], json!(zones));
+    assert_eq!(regions["items"][1]["zones"], json!(zones));
 }
 
 const SGS: &str = "/v1/environments/aws-test/security-groups";
@@ -1095,13 +1095,13 @@ async fn another_org_cannot_see_or_change_a_security_group() {
         );
     }
     let (_, listed) = server.call(Method::GET, SGS, Some(&other), None).await;
-    assert!(!listed
+    assert!(!listed["items"]
         .as_array()
         .unwrap()
         .iter()
         .any(|g| g["id"] == json!(group)));
     let (_, listed) = server.call(Method::GET, SGS, Some(&acme), None).await;
-    assert!(listed
+    assert!(listed["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -1183,7 +1183,7 @@ async fn images_are_made_from_instances_and_deleted_with_their_snapshots() {
 
     let (_, listed) = server.call(Method::GET, IMAGES, Some(ADMIN), None).await;
     assert!(
-        listed
+        listed["items"]
             .as_array()
             .unwrap()
             .iter()
@@ -1389,7 +1389,7 @@ async fn key_pairs_are_made_once_imported_and_deleted() {
     }
 
     let (_, listed) = server.call(Method::GET, KEYS, Some(ADMIN), None).await;
-    let names: HashSet<_> = listed
+    let names: HashSet<_> = listed["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -1398,7 +1398,7 @@ async fn key_pairs_are_made_once_imported_and_deleted() {
     assert!(names.contains("ops") && names.contains("laptop"));
     let other = server.token("other", "operator").await;
     let (_, listed) = server.call(Method::GET, KEYS, Some(&other), None).await;
-    assert!(listed.as_array().unwrap().is_empty());
+    assert!(listed["items"].as_array().unwrap().is_empty());
     let (status, _) = server
         .call(Method::DELETE, &format!("{KEYS}/ops"), Some(&other), None)
         .await;

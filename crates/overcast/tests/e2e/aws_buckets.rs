@@ -64,7 +64,7 @@ async fn buckets_are_created_in_their_region_tagged_and_read_back() {
         (Some(REGIONS[1]), Some("admin"))
     );
     let (_, listed) = server.call(Method::GET, BUCKETS, Some(ADMIN), None).await;
-    assert!(listed
+    assert!(listed["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -89,7 +89,7 @@ async fn buckets_are_created_in_their_region_tagged_and_read_back() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (_, listed) = server.call(Method::GET, BUCKETS, Some(&other), None).await;
-    assert!(listed.as_array().unwrap().is_empty());
+    assert!(listed["items"].as_array().unwrap().is_empty());
     let (status, _) = server
         .call(
             Method::DELETE,

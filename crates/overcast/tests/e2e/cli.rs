@@ -43,7 +43,7 @@ fn a_server_with_no_config_serves_the_cli_and_stops_gracefully() {
     ]));
     assert_eq!(code, 0);
     let envs: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(envs[0]["name"], "local");
+    assert_eq!(envs["items"][0]["name"], "local");
 
     let (code, out, err) = run(isolated(BIN, home.path()).args([
         "--url",

@@ -155,6 +155,38 @@ async fn a_local_vm_boots_runs_its_user_data_and_goes_through_its_lifecycle() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vm_takes_its_image_by_name_and_a_kernel_image_needs_no_disk_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let _reaper = Reaper(data.to_path_buf());
+    let served = serve(BIN, &write_local_config(data));
+    let image = import_test_image(&served).await;
+
+    // `test-kernel` is the imported image's name; no disk_gb is given.
+    let body = json!({"name": "by-name", "image": "test-kernel", "cpus": 1, "memory_mb": 256});
+    let op = served
+        .change(Method::POST, &format!("{LOCAL}/instances"), Some(body))
+        .await;
+    let id = op["results"][0]["target"].as_str().unwrap().to_string();
+    let vm = state(&served, &id).await;
+    assert_eq!(
+        (vm["state"].as_str(), vm["image"].as_str()),
+        (Some("running"), Some(image.as_str())),
+        "{vm}"
+    );
+    let record: Value =
+        serde_json::from_str(&std::fs::read_to_string(vm_dir(data, &id).join("vm.json")).unwrap())
+            .unwrap();
+    assert_eq!(record["size"]["disk_gb"], 1, "{record}");
+    assert!(qemu_pid(data, &id).is_some(), "no QEMU process");
+
+    served
+        .change(Method::DELETE, &format!("{LOCAL}/instances/{id}"), None)
+        .await;
+    assert!(qemu_pid(data, &id).is_none(), "QEMU outlived terminate");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_are_clear_400s_404s_and_507s() {
     let dir = tempfile::tempdir().unwrap();
     let _reaper = Reaper(dir.path().to_path_buf());
@@ -426,7 +458,7 @@ async fn images_import_over_http_and_a_wrong_checksum_keeps_nothing() {
     let (_, images) = served
         .call(Method::GET, &format!("{LOCAL}/images"), Some(ADMIN), None)
         .await;
-    let names: Vec<&str> = images
+    let names: Vec<&str> = images["items"]
         .as_array()
         .unwrap()
         .iter()

@@ -1,0 +1,599 @@
+//! Core's use cases against the simulated provider: every change repeated after its work
+//! is done does it once, a resumed operation acts only on what it had not recorded, a
+//! cancel stops it between steps, a failure in one region fails only its targets, a fleet
+//! of 10,000 lists and pages, and servers bootstrapping one store together agree.
+
+use overcast_provider::{factories, ProviderFactories};
+use overcast_provider_sim::{Faults, SimFactory, SimProvider};
+use overcast_types::{
+    Error, InstanceState, Operation, OperationStatus, Progress, TargetOutcome, TargetResult,
+};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::app::{registry, Bootstrap, Core};
+use crate::auth::Principal;
+use crate::compute::{BulkAction, BulkOutcome, BulkRequest, InstanceQuery, Launch};
+use crate::config::{Config, EnvironmentConfig};
+use crate::operations::OperationContext;
+use crate::security_groups::RuleChange;
+use crate::tags::{ResourceKind, TagRequest};
+
+const ADMIN: &str = "oc_sim_admin_secret_0123456789";
+const ENV: &str = "sim";
+
+/// A core over one `sim` environment, on a store of its own.
+struct Sim {
+    core: Arc<Core>,
+    factory: Arc<SimFactory>,
+    config: Config,
+    admin: Principal,
+    _dir: tempfile::TempDir,
+}
+
+impl Sim {
+    /// A core whose `sim` environment has these settings (TOML), transitions instant
+    /// unless they say otherwise.
+    async fn start(settings: &str) -> Sim {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config {
+            listen: "127.0.0.1:0".into(),
+            data_dir: Some(dir.path().to_path_buf()),
+            ..Config::default()
+        };
+        let mut environment = EnvironmentConfig {
+            settings: toml::from_str(settings).unwrap(),
+            ..EnvironmentConfig::new("sim")
+        };
+        for key in ["pending_secs", "stopping_secs", "image_secs"] {
+            environment.settings.entry(key).or_insert(0.into());
+        }
+        config.environments.insert(ENV.into(), environment);
+        config.fill_defaults();
+        let factory = Arc::new(SimFactory::new());
+        let core = open(&config, &factory).await;
+        let admin = core.authenticate(ADMIN).await.unwrap();
+        Sim {
+            core,
+            factory,
+            config,
+            admin,
+            _dir: dir,
+        }
+    }
+
+    fn provider(&self) -> Arc<SimProvider> {
+        self.factory.provider(ENV).unwrap()
+    }
+
+    /// A server started again on the same store and cloud, as after a crash.
+    async fn restarted(&self) -> Arc<Core> {
+        open(&self.config, &self.factory).await
+    }
+
+    async fn finished(&self, operation: &Operation) -> Operation {
+        self.core
+            .wait(&self.admin, &operation.id, Duration::from_secs(30))
+            .await
+            .unwrap()
+    }
+
+    async fn launch(&self, count: u32, stage: &str) -> Vec<String> {
+        done_targets(&self.launch_operation(count, stage).await)
+    }
+
+    async fn launch_operation(&self, count: u32, stage: &str) -> Operation {
+        let request = serde_json::from_value(json!({"count": count, "stage": stage})).unwrap();
+        let Launch::Started(op) = self
+            .core
+            .create_instances(&self.admin, ENV, &request, None)
+            .await
+            .unwrap()
+        else {
+            panic!("not a dry run")
+        };
+        let op = self.finished(&op).await;
+        assert_eq!(op.status, OperationStatus::Succeeded, "{op:?}");
+        op
+    }
+
+    async fn instances(&self, query: InstanceQuery) -> Vec<overcast_types::Instance> {
+        let query = InstanceQuery {
+            limit: 1000,
+            ..query
+        };
+        self.core
+            .instances(&self.admin, ENV, query)
+            .await
+            .unwrap()
+            .items
+    }
+
+    async fn bulk(&self, action: BulkAction, request: serde_json::Value) -> Operation {
+        let request: BulkRequest = serde_json::from_value(request).unwrap();
+        match self
+            .core
+            .bulk(&self.admin, ENV, action, &request, None)
+            .await
+            .unwrap()
+        {
+            BulkOutcome::Started(op) => self.finished(&op).await,
+            BulkOutcome::Planned(plan) => panic!("nothing to do: {plan:?}"),
+        }
+    }
+}
+
+async fn open(config: &Config, factory: &Arc<SimFactory>) -> Arc<Core> {
+    let providers: ProviderFactories = factories(vec![factory.clone()]);
+    let (core, _) = Core::open(config.clone(), &providers, Some(ADMIN.into()))
+        .await
+        .unwrap();
+    core
+}
+
+/// Runs an ended operation's change once more from its start, as a server that crashed
+/// after the backend acted but before any result was recorded would, and answers the
+/// operation as that run leaves it.
+async fn run_again(core: &Core, id: &str) -> Result<Operation, Error> {
+    let mut operation = core.store.operation(id).await.unwrap().unwrap();
+    operation.results.clear();
+    operation.progress = Progress::default();
+    let executor = registry().executor(&operation.kind).unwrap();
+    let mut cx = OperationContext {
+        operation,
+        store: core.store.clone(),
+        environments: core.environments.clone(),
+        cancelled: Arc::new(AtomicBool::new(false)),
+        handovers: Default::default(),
+        calls: Arc::new(AtomicU64::new(0)),
+    };
+    executor.run(&mut cx).await?;
+    Ok(cx.operation)
+}
+
+fn done_targets(op: &Operation) -> Vec<String> {
+    let mut done: Vec<String> = op
+        .results
+        .iter()
+        .filter(|r| r.outcome == TargetOutcome::Done)
+        .map(|r| r.target.clone())
+        .collect();
+    done.sort();
+    done
+}
+
+#[tokio::test]
+async fn a_launch_repeated_after_it_landed_launches_nothing_even_without_client_tokens() {
+    // Like moto: a repeated client token launches again, so only the operation's tag
+    // can keep a re-run from doubling the fleet.
+    let sim = Sim::start("ignore_client_token = true").await;
+    let create = sim.launch_operation(3, "dev").await;
+    let again = run_again(&sim.core, &create.id).await.unwrap();
+    assert_eq!(done_targets(&again), done_targets(&create));
+    assert_eq!(sim.instances(InstanceQuery::default()).await.len(), 3);
+}
+
+#[tokio::test]
+async fn creates_repeated_after_their_work_is_done_make_nothing_twice() {
+    let sim = Sim::start("").await;
+    let principal = &sim.admin;
+    let core = &sim.core;
+    let instance = sim.launch(1, "dev").await.remove(0);
+
+    let group = serde_json::from_value(json!({"name": "web", "description": "web tier"})).unwrap();
+    let group = core
+        .create_security_group(principal, ENV, &group, None)
+        .await
+        .unwrap();
+    let key = serde_json::from_value(
+        json!({"name": "laptop", "public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA== me@host"}),
+    )
+    .unwrap();
+    let key = core
+        .create_key_pair(principal, ENV, &key, None)
+        .await
+        .unwrap();
+    let image =
+        serde_json::from_value(json!({"instance_id": instance, "name": "web-image"})).unwrap();
+    let image = core
+        .create_image(principal, ENV, &image, None)
+        .await
+        .unwrap();
+    let bucket = serde_json::from_value(json!({"name": "sim-logs"})).unwrap();
+    let bucket = core
+        .create_bucket(principal, ENV, &bucket, None)
+        .await
+        .unwrap();
+    let token = serde_json::from_value(json!({"org": "acme", "role": "viewer"})).unwrap();
+    let (token, _) = core.create_token(principal, &token, None).await.unwrap();
+
+    for op in [&group, &key, &image, &bucket, &token] {
+        let first = sim.finished(op).await;
+        assert_eq!(first.status, OperationStatus::Succeeded, "{first:?}");
+        let again = run_again(core, &op.id).await.unwrap();
+        assert_eq!(
+            again.results.iter().map(|r| &r.target).collect::<Vec<_>>(),
+            first.results.iter().map(|r| &r.target).collect::<Vec<_>>(),
+            "{}: the re-run found what the first run made",
+            op.kind
+        );
+    }
+    let groups = core.security_groups(principal, ENV, None).await.unwrap();
+    assert_eq!(groups.iter().filter(|g| g.name == "web").count(), 1);
+    let keys = core.key_pairs(principal, ENV, None).await.unwrap();
+    assert_eq!(keys.iter().filter(|k| k.name == "laptop").count(), 1);
+    let images = core.images(principal, ENV, None).await.unwrap();
+    assert_eq!(images.iter().filter(|i| i.name == "web-image").count(), 1);
+    let buckets = core.buckets(principal, ENV).await.unwrap();
+    assert_eq!(buckets.iter().filter(|b| b.name == "sim-logs").count(), 1);
+    let tokens = core.tokens(principal).await.unwrap();
+    assert_eq!(tokens.iter().filter(|t| t.org == "acme").count(), 1);
+}
+
+#[tokio::test]
+async fn changes_and_deletes_repeated_after_their_work_is_done_do_no_harm() {
+    let sim = Sim::start("").await;
+    let principal = &sim.admin;
+    let core = &sim.core;
+    let ids = sim.launch(2, "dev").await;
+
+    let tag = TagRequest {
+        target: ResourceKind::Instance,
+        id: ids[0].clone(),
+        set: BTreeMap::from([("team".to_string(), "web".to_string())]),
+        remove: vec![],
+    };
+    let tagged = core.tag_resource(principal, ENV, tag, None).await.unwrap();
+    let stopped = sim.bulk(BulkAction::Stop, json!({"stage": "dev"})).await;
+    let promoted = sim
+        .bulk(BulkAction::Promote, json!({"ids": [ids[1]]}))
+        .await;
+    let bucket = serde_json::from_value(json!({"name": "sim-gone"})).unwrap();
+    let made = core
+        .create_bucket(principal, ENV, &bucket, None)
+        .await
+        .unwrap();
+    sim.finished(&made).await;
+    let deleted = core
+        .delete_bucket(principal, ENV, "sim-gone", false, None)
+        .await
+        .unwrap();
+    let group = serde_json::from_value(json!({"name": "tmp", "description": "tmp"})).unwrap();
+    let group = sim
+        .finished(
+            &core
+                .create_security_group(principal, ENV, &group, None)
+                .await
+                .unwrap(),
+        )
+        .await;
+    let group_id = group.results[0].target.clone();
+    let dropped = core
+        .delete_security_group(principal, ENV, &group_id, None)
+        .await
+        .unwrap();
+
+    for op in [&tagged, &stopped, &promoted, &deleted, &dropped] {
+        let first = sim.finished(op).await;
+        assert_eq!(first.status, OperationStatus::Succeeded, "{first:?}");
+        let again = run_again(core, &op.id)
+            .await
+            .unwrap_or_else(|e| panic!("{} repeated: {e}", op.kind));
+        assert_eq!(done_targets(&again), done_targets(&first), "{}", op.kind);
+    }
+    let all = sim.instances(InstanceQuery::default()).await;
+    assert!(all.iter().all(|i| i.state == InstanceState::Stopped));
+    let first = all.iter().find(|i| i.id == ids[0]).unwrap();
+    assert_eq!(first.tags.get("team").map(String::as_str), Some("web"));
+    let second = all.iter().find(|i| i.id == ids[1]).unwrap();
+    assert_eq!(
+        second.stage.as_deref(),
+        Some("test"),
+        "promoted once, not twice"
+    );
+}
+
+#[tokio::test]
+async fn rule_modify_revoke_delete_tag_and_object_changes_repeat_harmlessly() {
+    let sim = Sim::start("").await;
+    let principal = &sim.admin;
+    let core = &sim.core;
+    let instance = sim.launch(1, "dev").await.remove(0);
+    let group = serde_json::from_value(json!({"name": "db", "description": "db tier"})).unwrap();
+    let group = core
+        .create_security_group(principal, ENV, &group, None)
+        .await
+        .unwrap();
+    let group = sim.finished(&group).await.results[0].target.clone();
+    let rule: overcast_types::Rule = serde_json::from_value(
+        json!({"direction": "ingress", "protocol": "tcp", "from_port": 5432, "to_port": 5432, "cidr": "10.0.0.0/8"}),
+    )
+    .unwrap();
+    let image =
+        serde_json::from_value(json!({"instance_id": instance, "name": "db-image"})).unwrap();
+    let image = core
+        .create_image(principal, ENV, &image, None)
+        .await
+        .unwrap();
+    let image = sim.finished(&image).await.results[0].target.clone();
+    let key = serde_json::from_value(
+        json!({"name": "ops", "public_key": "ssh-rsa AAAAB3NzaC1yc2E= ops"}),
+    )
+    .unwrap();
+    sim.finished(
+        &core
+            .create_key_pair(principal, ENV, &key, None)
+            .await
+            .unwrap(),
+    )
+    .await;
+    let token = serde_json::from_value(json!({"org": "acme", "role": "viewer"})).unwrap();
+    let (token, _) = core.create_token(principal, &token, None).await.unwrap();
+    let token = sim.finished(&token).await.results[0].target.clone();
+    let bucket = serde_json::from_value(json!({"name": "sim-data"})).unwrap();
+    sim.finished(
+        &core
+            .create_bucket(principal, ENV, &bucket, None)
+            .await
+            .unwrap(),
+    )
+    .await;
+    for key in ["a/1", "a/2", "b/1"] {
+        let body: overcast_provider::ByteStream = Box::pin(futures::stream::iter([Ok(
+            bytes::Bytes::from_static(b"data"),
+        )]));
+        core.upload(principal, ENV, "sim-data", key, &Default::default(), body)
+            .await
+            .unwrap();
+    }
+    let copy = serde_json::from_value(json!({"key": "c/1", "source_key": "b/1"})).unwrap();
+    let modify = serde_json::from_value(json!({"termination_protection": true})).unwrap();
+    let bucket_tag = TagRequest {
+        target: ResourceKind::Bucket,
+        id: "sim-data".into(),
+        set: BTreeMap::from([("team".to_string(), "data".to_string())]),
+        remove: vec![],
+    };
+
+    // One at a time: each change runs, then runs again, before the next one starts.
+    let twice = |op: Result<Operation, Error>| async {
+        let op = op.unwrap();
+        let first = sim.finished(&op).await;
+        assert_eq!(first.status, OperationStatus::Succeeded, "{first:?}");
+        let again = run_again(core, &op.id)
+            .await
+            .unwrap_or_else(|e| panic!("{} repeated: {e}", op.kind));
+        assert_eq!(done_targets(&again), done_targets(&first), "{}", op.kind);
+    };
+    let add = RuleChange::Add(rule.clone());
+    twice(core.change_rule(principal, ENV, &group, add, None).await).await;
+    let remove = RuleChange::Remove(rule);
+    twice(core.change_rule(principal, ENV, &group, remove, None).await).await;
+    twice(
+        core.modify_instance(principal, ENV, &instance, &modify, None)
+            .await,
+    )
+    .await;
+    twice(core.revoke_token(principal, &token, None).await).await;
+    twice(core.delete_image(principal, ENV, &image, None).await).await;
+    twice(
+        core.delete_key_pair(principal, ENV, "ops", None, None)
+            .await,
+    )
+    .await;
+    twice(core.tag_resource(principal, ENV, bucket_tag, None).await).await;
+    twice(
+        core.copy_object(principal, ENV, "sim-data", &copy, None)
+            .await,
+    )
+    .await;
+    twice(
+        core.delete_object(principal, ENV, "sim-data", "b/1", None)
+            .await,
+    )
+    .await;
+    twice(
+        core.delete_objects(principal, ENV, "sim-data", "a/", None)
+            .await,
+    )
+    .await;
+    let group = core.security_group(principal, ENV, &group).await.unwrap();
+    assert!(!group.rules.iter().any(|r| r.from_port == Some(5432)));
+    assert!(
+        core.image(principal, ENV, &image).await.is_err(),
+        "the image is gone"
+    );
+    let query = overcast_provider::ObjectQuery {
+        limit: 100,
+        ..Default::default()
+    };
+    let listing = core
+        .objects(principal, ENV, "sim-data", &query)
+        .await
+        .unwrap();
+    let keys: Vec<_> = listing.items.iter().map(|o| o.key.as_str()).collect();
+    assert_eq!(keys, ["c/1"]);
+    let bucket = core.bucket(principal, ENV, "sim-data").await.unwrap();
+    assert_eq!(bucket.tags.get("team").map(String::as_str), Some("data"));
+}
+
+#[tokio::test]
+async fn a_resumed_bulk_stop_acts_only_on_the_targets_it_had_not_recorded() {
+    let sim = Sim::start("").await;
+    let ids = sim.launch(6, "dev").await;
+    let request: BulkRequest =
+        serde_json::from_value(json!({"stage": "dev", "dry_run": true})).unwrap();
+    let BulkOutcome::Planned(plan) = sim
+        .core
+        .bulk(&sim.admin, ENV, BulkAction::Stop, &request, None)
+        .await
+        .unwrap()
+    else {
+        panic!("a dry run answers the plan")
+    };
+    // The state a crash leaves: the operation running, two targets recorded as done
+    // (here never acted on, so a second action on them would show).
+    let mut operation = Operation {
+        environment: Some(ENV.into()),
+        ..Operation::pending(
+            crate::ids::new_id("op"),
+            "instance.stop",
+            "admin",
+            format!("{ENV}/instances"),
+            "bootstrap-admin",
+            crate::ids::now(),
+            serde_json::to_value(&plan).unwrap(),
+        )
+    };
+    operation.progress = Progress { done: 2, total: 6 };
+    let store = &sim.core.store;
+    store.create_operation(&operation, None).await.unwrap();
+    store
+        .mark_running(&operation.id, crate::ids::now())
+        .await
+        .unwrap();
+    let recorded = vec![TargetResult::done(&ids[0]), TargetResult::done(&ids[1])];
+    store
+        .save_progress(&operation.id, operation.progress, &recorded, 0)
+        .await
+        .unwrap();
+
+    let restarted = sim.restarted().await;
+    let ended = restarted
+        .wait(&sim.admin, &operation.id, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(ended.status, OperationStatus::Succeeded, "{ended:?}");
+    assert_eq!(ended.results.len(), 6);
+    for instance in sim.instances(InstanceQuery::default()).await {
+        let recorded_before = instance.id == ids[0] || instance.id == ids[1];
+        let expected = if recorded_before {
+            InstanceState::Running
+        } else {
+            InstanceState::Stopped
+        };
+        assert_eq!(instance.state, expected, "{}", instance.id);
+    }
+}
+
+#[tokio::test]
+async fn a_cancel_stops_a_running_operation_between_its_steps() {
+    let sim = Sim::start("stopping_secs = 600").await;
+    sim.launch(3, "dev").await;
+    let request: BulkRequest = serde_json::from_value(json!({"stage": "dev"})).unwrap();
+    let BulkOutcome::Started(op) = sim
+        .core
+        .bulk(&sim.admin, ENV, BulkAction::Stop, &request, None)
+        .await
+        .unwrap()
+    else {
+        panic!("three to stop")
+    };
+    // The stop was asked for; the wait for `stopped` is where the cancel lands.
+    for _ in 0..100 {
+        let states = sim.instances(InstanceQuery::default()).await;
+        if states.iter().all(|i| i.state == InstanceState::Stopping) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sim.core.cancel(&sim.admin, &op.id).await.unwrap();
+    let ended = sim.finished(&op).await;
+    assert_eq!(ended.status, OperationStatus::Cancelled, "{ended:?}");
+    assert!(ended.finished_at.is_some());
+}
+
+#[tokio::test]
+async fn a_failure_in_one_region_fails_only_that_regions_targets() {
+    let sim = Sim::start("regions = [\"sim-1\", \"sim-2\"]").await;
+    let mut in_region = BTreeMap::new();
+    for region in ["sim-1", "sim-2"] {
+        let request = serde_json::from_value(json!({"count": 2, "region": region})).unwrap();
+        let Launch::Started(op) = sim
+            .core
+            .create_instances(&sim.admin, ENV, &request, None)
+            .await
+            .unwrap()
+        else {
+            panic!("not a dry run")
+        };
+        let op = sim.finished(&op).await;
+        in_region.insert(region, done_targets(&op));
+    }
+    sim.provider().set_faults(Faults {
+        error_rate: 1.0,
+        actions: vec!["StopInstances".into()],
+        regions: vec!["sim-2".into()],
+        ..Faults::default()
+    });
+    let op = sim.bulk(BulkAction::Stop, json!({"stage": "dev"})).await;
+    assert_eq!(op.status, OperationStatus::Failed);
+    let error = op.error.clone().unwrap();
+    assert_eq!(error.code, "partially_failed", "{error:?}");
+    for result in &op.results {
+        let expected = if in_region["sim-1"].contains(&result.target) {
+            TargetOutcome::Done
+        } else {
+            TargetOutcome::Failed
+        };
+        assert_eq!(result.outcome, expected, "{result:?}");
+    }
+    for instance in sim.instances(InstanceQuery::default()).await {
+        let expected = if instance.region == "sim-1" {
+            InstanceState::Stopped
+        } else {
+            InstanceState::Running
+        };
+        assert_eq!(instance.state, expected, "{}", instance.id);
+    }
+}
+
+#[tokio::test]
+async fn a_fleet_of_ten_thousand_is_listed_filtered_and_paged() {
+    let sim = Sim::start("instances = 10000").await;
+    let mut prod = 0;
+    let mut page_token = None;
+    loop {
+        let query = InstanceQuery {
+            stage: Some("prod".into()),
+            limit: 1000,
+            page_token,
+            ..InstanceQuery::default()
+        };
+        let page = sim.core.instances(&sim.admin, ENV, query).await.unwrap();
+        assert!(page
+            .items
+            .iter()
+            .all(|i| i.stage.as_deref() == Some("prod")));
+        prod += page.items.len();
+        page_token = page.next_page_token;
+        if page_token.is_none() {
+            break;
+        }
+    }
+    assert!((3333..=3334).contains(&prod), "{prod}");
+    let named = InstanceQuery {
+        name: Some("sim-00042".into()),
+        ..InstanceQuery::default()
+    };
+    assert_eq!(sim.instances(named).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_server_that_finds_its_admin_secret_already_recorded_starts_on_it() {
+    // What the second of two servers bootstrapping one store together meets: the store
+    // was empty when it looked, and the other server recorded the same secret since.
+    let sim = Sim::start("").await;
+    let bootstrap = sim
+        .core
+        .record_admin(ADMIN, Bootstrap::FromEnvironment)
+        .await
+        .unwrap();
+    assert_eq!(bootstrap, Bootstrap::Existing);
+    let tokens = sim.core.tokens(&sim.admin).await.unwrap();
+    assert_eq!(tokens.len(), 1, "the admin secret is recorded once");
+    assert_eq!(sim.core.authenticate(ADMIN).await.unwrap(), sim.admin);
+}
