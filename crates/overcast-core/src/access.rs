@@ -59,3 +59,23 @@ pub(crate) fn owner_tags(
 pub(crate) fn made_by<T: Owned>(operation_id: &str) -> impl Fn(&T) -> bool + '_ {
     move |resource| resource.tags().get(tags::OPERATION).map(String::as_str) == Some(operation_id)
 }
+
+/// Refuses a resource a request body names (an image to launch from, a key pair, a group
+/// to join) when it is another org's, with the 404 a path naming it would get and the
+/// field at fault. One the caller's account holds but overcast does not own (a public
+/// image, say) has no org tag and is left to the backend.
+pub(crate) fn check_referenced<T: Owned>(
+    principal: &Principal,
+    found: Option<T>,
+    what: &str,
+    id: &str,
+    field: String,
+) -> Result<(), Error> {
+    match found.as_ref().and_then(|r| r.tags().get(tags::ORG)) {
+        Some(org) if !principal.can_see(org) => Err(Error {
+            field: Some(field),
+            ..Error::not_found(what, id)
+        }),
+        _ => Ok(()),
+    }
+}

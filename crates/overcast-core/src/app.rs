@@ -131,7 +131,7 @@ impl Core {
         admin_secret: Option<String>,
     ) -> Result<(Arc<Core>, Bootstrap), Error> {
         let data_dir = config.data_dir();
-        std::fs::create_dir_all(&data_dir).map_err(|e| {
+        create_private_dir(&data_dir).map_err(|e| {
             Error::internal(format!(
                 "cannot create the data dir {}: {e}",
                 data_dir.display()
@@ -405,6 +405,17 @@ impl Core {
         self.operation(principal, id).await?;
         self.runner.cancel(id).await
     }
+}
+
+/// Creates a directory (and its missing parents) only its owner can enter, so the store,
+/// the bootstrap token and local VMs' disks are never open to other local users. An
+/// existing directory is left as its owner made it.
+fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
 }
 
 /// Writes a file only its owner can read, creating it with that mode so it is never

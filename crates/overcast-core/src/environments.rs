@@ -11,7 +11,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use utoipa::ToSchema;
 
+use crate::access::check_referenced;
+use crate::auth::Principal;
 use crate::config::{Config, EnvironmentConfig, MachineType};
+use crate::errors::provider_error;
 
 /// A configured environment and its provider.
 pub struct Environment {
@@ -197,6 +200,48 @@ impl Environment {
             .or_else(|| self.config.default_org.clone());
         resource.set_org(org);
         resource
+    }
+
+    /// Checks the image, key pair and security groups a request body names, where this
+    /// provider has them: another org's answers 404 naming the field.
+    pub(crate) async fn check_references(
+        &self,
+        principal: &Principal,
+        region: &str,
+        image: Option<&str>,
+        key_pair: Option<&str>,
+        security_groups: &[String],
+    ) -> Result<(), Error> {
+        if let (Some(id), Ok(images)) = (image, self.images()) {
+            let found = images
+                .list_images(Some(region), &[id.to_string()])
+                .await
+                .map_err(provider_error)?
+                .into_iter()
+                .next();
+            check_referenced(principal, found, "image", id, "image".into())?;
+        }
+        if let (Some(name), Ok(key_pairs)) = (key_pair, self.key_pairs()) {
+            let found = key_pairs
+                .list_key_pairs(Some(region))
+                .await
+                .map_err(provider_error)?
+                .into_iter()
+                .find(|k| k.name == name);
+            check_referenced(principal, found, "key_pair", name, "key_pair".into())?;
+        }
+        if let (false, Ok(firewall)) = (security_groups.is_empty(), self.firewall()) {
+            let groups = firewall
+                .list_groups(Some(region), &[])
+                .await
+                .map_err(provider_error)?;
+            for (i, id) in security_groups.iter().enumerate() {
+                let found = groups.iter().find(|g| &g.id == id).cloned();
+                let field = format!("security_groups[{i}]");
+                check_referenced(principal, found, "security_group", id, field)?;
+            }
+        }
+        Ok(())
     }
 
     /// The regions the environment spans.

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
-use crate::access::{made_by, owner_tags, visible_only, visible_or_404};
+use crate::access::{check_referenced, made_by, owner_tags, visible_only, visible_or_404};
 use crate::app::{Core, Idempotency, Target};
 use crate::auth::Principal;
 use crate::environments::Environment;
@@ -339,6 +339,16 @@ impl Core {
         let (RuleChange::Add(rule) | RuleChange::Remove(rule)) = &request;
         rule.validate()?;
         let group = self.security_group(principal, env, id).await?;
+        if let Some(source) = &rule.source_group {
+            let found = self.environments.require(env)?.find_group(source).await?;
+            check_referenced(
+                principal,
+                found,
+                "security_group",
+                source,
+                "source_group".into(),
+            )?;
+        }
         let region = group.region.clone();
         let id = id.to_string();
         let change = match request {

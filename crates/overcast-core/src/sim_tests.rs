@@ -6,7 +6,8 @@
 use overcast_provider::{factories, ProviderFactories};
 use overcast_provider_sim::{Faults, SimFactory, SimProvider};
 use overcast_types::{
-    Error, InstanceState, Operation, OperationStatus, Progress, TargetOutcome, TargetResult,
+    Error, ErrorKind, InstanceState, Operation, OperationStatus, Progress, TargetOutcome,
+    TargetResult,
 };
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -596,4 +597,116 @@ async fn a_server_that_finds_its_admin_secret_already_recorded_starts_on_it() {
     let tokens = sim.core.tokens(&sim.admin).await.unwrap();
     assert_eq!(tokens.len(), 1, "the admin secret is recorded once");
     assert_eq!(sim.core.authenticate(ADMIN).await.unwrap(), sim.admin);
+}
+
+#[tokio::test]
+async fn the_data_dir_and_the_store_are_private_to_the_server_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("fresh/data");
+    let mut config = Config {
+        data_dir: Some(data.clone()),
+        ..Config::default()
+    };
+    config.fill_defaults();
+    let (core, _) = Core::open(config, &ProviderFactories::new(), Some(ADMIN.into()))
+        .await
+        .unwrap();
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "the data dir");
+    assert_eq!(mode(&data.join("overcast.db")), 0o600, "the store");
+    // SQLite gives its write-ahead log the store file's mode.
+    let wal = data.join("overcast.db-wal");
+    if wal.exists() {
+        assert_eq!(mode(&wal), 0o600, "the store's log");
+    }
+    core.close().await;
+}
+
+#[tokio::test]
+async fn another_orgs_image_key_pair_and_groups_named_in_a_body_answer_404() {
+    let sim = Sim::start("").await;
+    let core = &sim.core;
+    let mut operators = Vec::new();
+    for org in ["acme", "other"] {
+        let request = serde_json::from_value(json!({"org": org, "role": "operator"})).unwrap();
+        let (op, secret) = core.create_token(&sim.admin, &request, None).await.unwrap();
+        sim.finished(&op).await;
+        operators.push(core.authenticate(&secret.unwrap()).await.unwrap());
+    }
+    let (acme, other) = (&operators[0], &operators[1]);
+    let launch = |principal: &Principal, body: serde_json::Value| {
+        let request = serde_json::from_value(body).unwrap();
+        let principal = principal.clone();
+        async move { core.create_instances(&principal, ENV, &request, None).await }
+    };
+    let Launch::Started(op) = launch(other, json!({"count": 1})).await.unwrap() else {
+        panic!("not a dry run")
+    };
+    let theirs = sim.finished(&op).await.results[0].target.clone();
+    let group =
+        serde_json::from_value(json!({"name": "private", "description": "theirs"})).unwrap();
+    let group = core
+        .create_security_group(other, ENV, &group, None)
+        .await
+        .unwrap();
+    let group = sim.finished(&group).await.results[0].target.clone();
+    let key = serde_json::from_value(
+        json!({"name": "theirs", "public_key": "ssh-rsa AAAAB3NzaC1yc2E= x"}),
+    )
+    .unwrap();
+    sim.finished(&core.create_key_pair(other, ENV, &key, None).await.unwrap())
+        .await;
+    let image =
+        serde_json::from_value(json!({"instance_id": theirs, "name": "their-image"})).unwrap();
+    let image = core.create_image(other, ENV, &image, None).await.unwrap();
+    let image = sim.finished(&image).await.results[0].target.clone();
+
+    for (body, field) in [
+        (json!({"image": image}), "image"),
+        (json!({"key_pair": "theirs"}), "key_pair"),
+        (json!({"security_groups": [group]}), "security_groups[0]"),
+    ] {
+        let Err(e) = launch(acme, body.clone()).await else {
+            panic!("{body} was let through")
+        };
+        assert_eq!(
+            (e.kind, e.field.as_deref()),
+            (ErrorKind::NotFound, Some(field)),
+            "{e}"
+        );
+        // Their own org may use them.
+        if let Err(e) = launch(other, body.clone()).await {
+            panic!("{body} refused to its own org: {e}");
+        }
+    }
+    let Launch::Started(op) = launch(acme, json!({"count": 1})).await.unwrap() else {
+        panic!("not a dry run")
+    };
+    let mine = sim.finished(&op).await.results[0].target.clone();
+    let modify = serde_json::from_value(json!({"security_groups": [group]})).unwrap();
+    let e = core
+        .modify_instance(acme, ENV, &mine, &modify, None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("security_groups[0]"));
+    let my_group = serde_json::from_value(json!({"name": "mine", "description": "mine"})).unwrap();
+    let my_group = core
+        .create_security_group(acme, ENV, &my_group, None)
+        .await
+        .unwrap();
+    let my_group = sim.finished(&my_group).await.results[0].target.clone();
+    let rule = serde_json::from_value(
+        json!({"direction": "ingress", "protocol": "tcp", "from_port": 22, "to_port": 22, "source_group": group}),
+    )
+    .unwrap();
+    let e = core
+        .change_rule(acme, ENV, &my_group, RuleChange::Add(rule), None)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.kind, e.field.as_deref()),
+        (ErrorKind::NotFound, Some("source_group"))
+    );
 }

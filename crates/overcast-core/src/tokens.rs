@@ -1,14 +1,18 @@
-//! API tokens: creating and revoking them as recorded operations. The secret is shown once,
-//! in the answer to its creation; the store and the operation record keep only its hash.
+//! API tokens: creating and revoking them as recorded operations (never the last usable
+//! admin token), and minting an admin token on the server's host when all are lost. The
+//! secret is shown once; the store and the operation record keep only its hash.
 
 use async_trait::async_trait;
-use overcast_types::{validate_name, Error, Operation, Role, TargetResult, TokenInfo};
+use overcast_store::Store;
+use overcast_types::{validate_name, AuditEntry, Error, Operation, Role, TargetResult, TokenInfo};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
+use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use crate::app::{Core, Idempotency, Target};
+use crate::app::{Core, Idempotency, Target, ADMIN_ORG};
 use crate::auth::{hash_secret, new_secret, Principal};
+use crate::config::Config;
 use crate::errors::store_error;
 use crate::ids::{new_id, now};
 use crate::operations::{Change, OperationContext};
@@ -116,6 +120,8 @@ impl Change for RevokeToken {
 
     async fn run(&self, input: RevokeInput, step: &mut OperationContext) -> Result<(), Error> {
         step.set_total(1).await?;
+        // Checked again here: another revoke may have ended since the request was taken.
+        check_not_last_admin(step.store(), &input.token_id).await?;
         let revoked = step
             .store()
             .revoke_token(&input.token_id, now())
@@ -127,6 +133,78 @@ impl Change for RevokeToken {
         step.record(TargetResult::done(input.token_id).with_message("revoked"))
             .await
     }
+}
+
+/// Whether a token can be used now: not revoked, not expired.
+fn is_active(token: &TokenInfo, at: OffsetDateTime) -> bool {
+    token.revoked_at.is_none() && token.expires_at.is_none_or(|expires| expires > at)
+}
+
+/// Refuses to revoke the last admin token that can still be used: nobody could then
+/// manage tokens again (the recovery is `overcast recover-admin` on the server's host).
+async fn check_not_last_admin(store: &Store, id: &str) -> Result<(), Error> {
+    let tokens = store.tokens(None).await.map_err(store_error)?;
+    let at = now();
+    let Some(token) = tokens.iter().find(|t| t.id == id) else {
+        return Ok(());
+    };
+    let other_admins = tokens
+        .iter()
+        .filter(|t| t.id != id && t.role == Role::Admin && is_active(t, at))
+        .count();
+    if token.role == Role::Admin && is_active(token, at) && other_admins == 0 {
+        return Err(Error::conflict(
+            "last_admin",
+            format!(
+                "token `{}` is the last admin token: create another admin token before revoking it",
+                token.name
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Mints an admin token straight into the store `config` names, for the operator of the
+/// server's host who has lost every admin token: no server or token is needed, and the
+/// audit log records it. Answers the token and its secret, shown once.
+pub async fn recover_admin(config: &Config, name: &str) -> Result<(TokenInfo, String), Error> {
+    validate_name("name", name)?;
+    let store = Store::connect(&config.database_url())
+        .await
+        .map_err(|e| Error::internal(format!("cannot open the database: {e}")))?;
+    let token = TokenInfo {
+        id: new_id("tok"),
+        name: name.to_string(),
+        org: ADMIN_ORG.into(),
+        role: Role::Admin,
+        created_at: now(),
+        expires_at: None,
+        revoked_at: None,
+        created_by: "recovery".into(),
+    };
+    let secret = new_secret();
+    store
+        .insert_token(&token, &hash_secret(&secret))
+        .await
+        .map_err(store_error)?;
+    let entry = AuditEntry {
+        id: new_id("au"),
+        at: now(),
+        token_id: token.id.clone(),
+        token_name: token.name.clone(),
+        org: token.org.clone(),
+        role: Role::Admin,
+        method: "RECOVER".into(),
+        route: "overcast recover-admin".into(),
+        target: token.id.clone(),
+        operation_id: None,
+        outcome: "succeeded".into(),
+        status_code: 201,
+        request_id: new_id("req"),
+    };
+    store.append_audit(&entry).await.map_err(store_error)?;
+    store.close().await;
+    Ok((token, secret))
 }
 
 impl Core {
@@ -165,6 +243,7 @@ impl Core {
             .await
             .map_err(store_error)?
             .ok_or_else(|| Error::not_found("token", id))?;
+        check_not_last_admin(&self.store, id).await?;
         let input = RevokeInput {
             token_id: id.into(),
         };

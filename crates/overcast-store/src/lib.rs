@@ -27,6 +27,11 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored {what} cannot be read: {detail}")]
     Corrupt { what: &'static str, detail: String },
+    #[error("cannot create the database file {path}: {source}")]
+    File {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// Which database the store runs on.
@@ -134,6 +139,8 @@ pub struct Store {
 impl Store {
     /// Connects to `url` (`sqlite://PATH` creates the file; `postgres://...`) and applies
     /// the embedded migrations.
+    /// Opens the database at `url`, creating a SQLite file readable by its owner only (its
+    /// WAL and shared-memory files take the same mode), and migrates it.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
         install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
@@ -143,6 +150,9 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl(redact_url(url)));
         };
+        if backend == Backend::Sqlite {
+            create_private_file(url)?;
+        }
         let url = match backend {
             Backend::Sqlite if !url.contains("mode=") => {
                 let sep = if url.contains('?') { '&' } else { '?' };
@@ -667,6 +677,32 @@ pub fn to_ms(t: OffsetDateTime) -> i64 {
 pub fn from_ms(ms: i64) -> Result<OffsetDateTime, StoreError> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .map_err(|e| corrupt("time", e))
+}
+
+/// Creates the SQLite file of `url` with mode 0600 if it does not exist yet, so the store
+/// (hashes, operations, the audit log) is never readable by other local users.
+fn create_private_file(url: &str) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or_default();
+    if path.is_empty() || path.starts_with(':') {
+        return Ok(());
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(StoreError::File {
+            path: path.to_string(),
+            source,
+        }),
+    }
 }
 
 /// The URL without its password, for messages.

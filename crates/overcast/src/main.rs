@@ -51,6 +51,16 @@ enum Command {
         #[arg(long, value_enum)]
         log_format: Option<LogFormatArg>,
     },
+    /// On the server's host: mint an admin token straight into the server's store, for when
+    /// every admin token is lost. Prints the secret once; the audit log records it.
+    RecoverAdmin {
+        /// Config file of the server (default: OVERCAST_CONFIG, else ./overcast.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The new token's name.
+        #[arg(long, default_value = "recovered-admin")]
+        name: String,
+    },
     /// Check a config file and list every problem in it.
     Config {
         #[command(subcommand)]
@@ -696,6 +706,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 log_format,
             })
             .await?;
+        }
+        Command::RecoverAdmin { config, name } => {
+            let path = Config::locate(config.as_deref());
+            let config = Config::load(path.as_deref(), &overcast::providers())
+                .map_err(|e| anyhow!("{e}"))?;
+            let (token, secret) = overcast_core::tokens::recover_admin(&config, &name)
+                .await
+                .map_err(|e| anyhow!("{e}"))?;
+            eprintln!(
+                "made admin token {} ({}); its secret, shown only now:",
+                token.name, token.id
+            );
+            println!("{secret}");
         }
         Command::Config {
             command: ConfigCommand::Check { file },

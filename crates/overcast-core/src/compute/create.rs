@@ -335,6 +335,17 @@ impl Core {
         principal.require(Role::Operator)?;
         let environment = self.environments.require(env)?;
         let spec = environment.launch_spec(request, &self.config.machine_types, principal)?;
+        // What the body names, not the environment's own defaults, must be the caller's.
+        environment
+            .check_references(
+                principal,
+                &spec.region,
+                // The image the provider resolved (a name becomes its id).
+                request.image.as_ref().map(|_| spec.image.as_str()),
+                request.key_pair.as_deref(),
+                &request.security_groups,
+            )
+            .await?;
         if request.dry_run {
             environment
                 .compute()?

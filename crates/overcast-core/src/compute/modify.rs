@@ -130,6 +130,11 @@ impl Core {
         principal.require(Role::Operator)?;
         let instance = self.instance(principal, env, id).await?;
         let change = request.change_for(&instance)?;
+        let groups = request.security_groups.as_deref().unwrap_or_default();
+        self.environments
+            .require(env)?
+            .check_references(principal, &instance.region, None, None, groups)
+            .await?;
         let input = ModifyInput {
             environment: env.to_string(),
             region: instance.region.clone(),

@@ -245,3 +245,62 @@ fn json_logs_are_one_object_per_line_with_the_request_id() {
         .iter()
         .any(|e| e.to_string().contains("oc_json_log_test_secret")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_admin_cannot_be_revoked_and_a_lost_admin_is_recovered_on_the_host() {
+    use reqwest::{Method, StatusCode};
+    let home = tempfile::tempdir().unwrap();
+    let server = serve(home.path());
+    let admin = std::fs::read_to_string(home.path().join("data/overcast/admin-token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let (_, me) = server
+        .call(Method::GET, "/v1/whoami", Some(&admin), None)
+        .await;
+    let id = me["token_id"].as_str().unwrap().to_string();
+    let (status, refused) = server
+        .call(
+            Method::DELETE,
+            &format!("/v1/tokens/{id}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("last_admin")),
+        "{refused}"
+    );
+    drop(server);
+
+    // With the server stopped, on its host: a new admin token from its own store.
+    let (code, out, err) = run(isolated(BIN, home.path()).args(["recover-admin"]));
+    assert_eq!(code, 0, "{err}");
+    let secret = out.trim().to_string();
+    assert!(secret.starts_with("oc_"), "{out}");
+    let server = serve(home.path());
+    let (status, me) = server
+        .call(Method::GET, "/v1/whoami", Some(&secret), None)
+        .await;
+    assert_eq!(
+        (status, me["role"].as_str()),
+        (StatusCode::OK, Some("admin"))
+    );
+    let (_, audit) = server
+        .call(Method::GET, "/v1/audit", Some(&secret), None)
+        .await;
+    assert!(
+        audit["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["route"] == "overcast recover-admin" && e["token_id"] == me["token_id"]),
+        "{audit}"
+    );
+    // The first admin still works: recovery adds a token, it revokes nothing.
+    let (status, _) = server
+        .call(Method::GET, "/v1/whoami", Some(&admin), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}
