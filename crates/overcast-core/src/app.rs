@@ -350,17 +350,37 @@ impl Core {
             .map_err(store_error)?
         {
             Created::New(operation) => {
-                self.metrics.operation(kind, OperationStatus::Pending.as_str());
+                self.metrics
+                    .operation(kind, OperationStatus::Pending.as_str());
                 self.runner.submit(operation.clone());
                 Ok((operation, true))
             }
             Created::Replayed(operation) => Ok((operation, false)),
-            Created::KeyReused { operation_id } => Err(Error::conflict(
-                "idempotency_key_reused",
-                format!(
-                    "this Idempotency-Key was used with a different request (operation {operation_id})"
-                ),
-            )),
+            Created::KeyReused { operation_id } => Err(key_reused(&operation_id)),
+        }
+    }
+
+    /// The operation an idempotency key already led to, for a use case to answer before it
+    /// looks anything up or plans: a retry after success would otherwise find the
+    /// resource gone or nothing left to do, and answer that instead of the original
+    /// operation. The same key with another request is a 409.
+    pub(crate) async fn replayed(
+        &self,
+        principal: &Principal,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Option<Operation>, Error> {
+        let Some(idempotency) = idempotency else {
+            return Ok(None);
+        };
+        let claim = IdempotencyClaim {
+            scope: principal.org.clone(),
+            key: idempotency.key.clone(),
+            request_hash: idempotency.request_hash.clone(),
+        };
+        match self.store.claimed(&claim).await.map_err(store_error)? {
+            None | Some(Created::New(_)) => Ok(None),
+            Some(Created::Replayed(operation)) => Ok(Some(operation)),
+            Some(Created::KeyReused { operation_id }) => Err(key_reused(&operation_id)),
         }
     }
 
@@ -405,6 +425,15 @@ impl Core {
         self.operation(principal, id).await?;
         self.runner.cancel(id).await
     }
+}
+
+fn key_reused(operation_id: &str) -> Error {
+    Error::conflict(
+        "idempotency_key_reused",
+        format!(
+            "this Idempotency-Key was used with a different request (operation {operation_id})"
+        ),
+    )
 }
 
 /// Creates a directory (and its missing parents) only its owner can enter, so the store,

@@ -207,6 +207,9 @@ impl Core {
         idempotency: Option<&Idempotency>,
     ) -> Result<Operation, Error> {
         principal.require(Role::Operator)?;
+        if let Some(operation) = self.replayed(principal, idempotency).await? {
+            return Ok(operation);
+        }
         let bucket = self.bucket(principal, env, name).await?;
         let environment = self.environments.require(env)?;
         if !force && !is_empty(environment.object_store()?, &bucket.region, name).await? {

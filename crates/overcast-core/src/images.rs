@@ -437,6 +437,9 @@ impl Core {
         idempotency: Option<&Idempotency>,
     ) -> Result<Operation, Error> {
         principal.require(Role::Operator)?;
+        if let Some(operation) = self.replayed(principal, idempotency).await? {
+            return Ok(operation);
+        }
         let image = self.image(principal, env, id).await?;
         let change = ImageChange::Delete {
             region: image.region.clone(),

@@ -296,6 +296,9 @@ impl Core {
         idempotency: Option<&Idempotency>,
     ) -> Result<Operation, Error> {
         principal.require(Role::Operator)?;
+        if let Some(operation) = self.replayed(principal, idempotency).await? {
+            return Ok(operation);
+        }
         let environment = self.environments.require(env)?;
         let region = environment.region_or_first(region)?;
         let found = environment.find_key_pair(&region, name).await?;

@@ -309,6 +309,9 @@ impl Core {
         idempotency: Option<&Idempotency>,
     ) -> Result<Operation, Error> {
         principal.require(Role::Operator)?;
+        if let Some(operation) = self.replayed(principal, idempotency).await? {
+            return Ok(operation);
+        }
         let group = self.security_group(principal, env, id).await?;
         let environment = self.environments.require(env)?;
         check_unused(environment, &group.region, id).await?;
@@ -336,6 +339,9 @@ impl Core {
         idempotency: Option<&Idempotency>,
     ) -> Result<Operation, Error> {
         principal.require(Role::Operator)?;
+        if let Some(operation) = self.replayed(principal, idempotency).await? {
+            return Ok(operation);
+        }
         let (RuleChange::Add(rule) | RuleChange::Remove(rule)) = &request;
         rule.validate()?;
         let group = self.security_group(principal, env, id).await?;

@@ -710,3 +710,66 @@ async fn another_orgs_image_key_pair_and_groups_named_in_a_body_answer_404() {
         (ErrorKind::NotFound, Some("source_group"))
     );
 }
+
+#[tokio::test]
+async fn a_failed_look_while_waiting_does_not_fail_work_that_succeeded() {
+    let sim = Sim::start("stopping_secs = 1").await;
+    sim.launch(3, "dev").await;
+    let request: BulkRequest = serde_json::from_value(json!({"stage": "dev"})).unwrap();
+    let BulkOutcome::Started(op) = sim
+        .core
+        .bulk(&sim.admin, ENV, BulkAction::Stop, &request, None)
+        .await
+        .unwrap()
+    else {
+        panic!("three to stop")
+    };
+    // Every look at the instances fails for a while, then the backend answers again.
+    sim.provider().set_faults(Faults {
+        error_rate: 1.0,
+        actions: vec!["DescribeInstances".into()],
+        ..Faults::default()
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    sim.provider().set_faults(Faults::default());
+    let ended = sim.finished(&op).await;
+    assert_eq!(ended.status, OperationStatus::Succeeded, "{ended:?}");
+    assert_eq!(done_targets(&ended).len(), 3);
+    let all = sim.instances(InstanceQuery::default()).await;
+    assert!(all.iter().all(|i| i.state == InstanceState::Stopped));
+}
+
+#[tokio::test]
+async fn a_bulk_action_retried_with_its_key_after_success_answers_the_same_operation() {
+    let sim = Sim::start("").await;
+    sim.launch(2, "dev").await;
+    let request: BulkRequest = serde_json::from_value(json!({"stage": "dev"})).unwrap();
+    let key = crate::app::Idempotency {
+        key: "stop-dev-once".into(),
+        request_hash: "hash-of-the-request".into(),
+    };
+    let run = || {
+        sim.core
+            .bulk(&sim.admin, ENV, BulkAction::Stop, &request, Some(&key))
+    };
+    let BulkOutcome::Started(first) = run().await.unwrap() else {
+        panic!("two to stop")
+    };
+    let first = sim.finished(&first).await;
+    assert_eq!(first.status, OperationStatus::Succeeded);
+    // Planned again now, there would be nothing to stop; the key answers the original.
+    let BulkOutcome::Started(again) = run().await.unwrap() else {
+        panic!("a retry with the key must answer the original operation")
+    };
+    assert_eq!(again.id, first.id);
+    let other = crate::app::Idempotency {
+        request_hash: "another-request".into(),
+        ..key.clone()
+    };
+    let e = sim
+        .core
+        .bulk(&sim.admin, ENV, BulkAction::Stop, &request, Some(&other))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "idempotency_key_reused");
+}

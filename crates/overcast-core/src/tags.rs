@@ -124,6 +124,9 @@ impl Core {
         idempotency: Option<&Idempotency>,
     ) -> Result<Operation, Error> {
         principal.require(Role::Operator)?;
+        if let Some(operation) = self.replayed(principal, idempotency).await? {
+            return Ok(operation);
+        }
         check_tags(&request.set)?;
         check_keys(&request.remove)?;
         if request.set.is_empty() && request.remove.is_empty() {

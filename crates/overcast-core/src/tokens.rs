@@ -237,6 +237,9 @@ impl Core {
         idempotency: Option<&Idempotency>,
     ) -> Result<Operation, Error> {
         principal.require(Role::Admin)?;
+        if let Some(operation) = self.replayed(principal, idempotency).await? {
+            return Ok(operation);
+        }
         let token = self
             .store
             .token(id)

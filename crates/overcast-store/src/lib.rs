@@ -336,6 +336,20 @@ impl Store {
         Ok(Created::New(operation.clone()))
     }
 
+    /// What an idempotency key already led to, if it was used: the operation (same
+    /// request) or the clash (another request). `None`: the key is new.
+    pub async fn claimed(&self, claim: &IdempotencyClaim) -> Result<Option<Created>, StoreError> {
+        let used = sqlx::query("SELECT 1 FROM idempotency_keys WHERE scope = $1 AND key = $2")
+            .bind(claim.scope.as_str())
+            .bind(claim.key.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        match used {
+            Some(_) => self.replay(claim).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
     async fn replay(&self, claim: &IdempotencyClaim) -> Result<Created, StoreError> {
         let row = sqlx::query(
             "SELECT request_hash, operation_id FROM idempotency_keys WHERE scope = $1 AND key = $2",

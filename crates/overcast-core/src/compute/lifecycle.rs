@@ -623,6 +623,9 @@ impl Core {
             to_stage,
         } = request;
         principal.require(Role::Operator)?;
+        if let Some(operation) = self.replayed(principal, idempotency).await? {
+            return Ok(operation);
+        }
         let instance = self.instance(principal, env, id).await?;
         if instance.state.is_gone() && action != BulkAction::Terminate {
             // EC2 refuses this; emulators may not, so overcast enforces it.
@@ -676,6 +679,9 @@ impl Core {
         idempotency: Option<&Idempotency>,
     ) -> Result<BulkOutcome, Error> {
         principal.require(Role::Operator)?;
+        if let Some(operation) = self.replayed(principal, idempotency).await? {
+            return Ok(BulkOutcome::Started(Box::new(operation)));
+        }
         if request.selects_nothing() {
             return Err(Error::invalid(
                 "selector",

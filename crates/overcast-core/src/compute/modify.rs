@@ -128,6 +128,9 @@ impl Core {
         idempotency: Option<&Idempotency>,
     ) -> Result<Operation, Error> {
         principal.require(Role::Operator)?;
+        if let Some(operation) = self.replayed(principal, idempotency).await? {
+            return Ok(operation);
+        }
         let instance = self.instance(principal, env, id).await?;
         let change = request.change_for(&instance)?;
         let groups = request.security_groups.as_deref().unwrap_or_default();

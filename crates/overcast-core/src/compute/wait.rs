@@ -1,7 +1,7 @@
 //! Waiting for instances to reach a state: polling with a backoff until all are there,
 //! one of them is lost, the deadline passes or the operation is cancelled.
 
-use overcast_provider::{Compute, InstanceFilter};
+use overcast_provider::{Compute, InstanceFilter, ProviderError, ProviderErrorKind};
 use overcast_types::{Error, ErrorKind, Instance, InstanceState};
 use std::time::{Duration, Instant};
 
@@ -12,7 +12,9 @@ use crate::operations::Cancellation;
 const STATE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
 /// Waits until every instance is in `target` (or gone, for a terminate), polling with a
-/// backoff, or fails at the deadline saying where each stood.
+/// backoff, or fails at the deadline saying where each stood. A look that fails for a
+/// passing reason (throttled, unreachable, slow) says nothing about the instances, so the
+/// wait goes on through it until the deadline.
 pub(crate) async fn wait_for(
     compute: &dyn Compute,
     region: &str,
@@ -28,10 +30,17 @@ pub(crate) async fn wait_for(
             ids: ids.to_vec(),
             ..InstanceFilter::default()
         };
-        let instances = compute
-            .list_instances(&filter)
-            .await
-            .map_err(provider_error)?;
+        let instances = match compute.list_instances(&filter).await {
+            Ok(instances) => instances,
+            Err(e) if is_passing(&e) && Instant::now() < deadline => {
+                tracing::warn!(region, error = %e, "a look at the instances failed; looking again");
+                cancellation.check()?;
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+                continue;
+            }
+            Err(e) => return Err(provider_error(e)),
+        };
         let reached = |i: &Instance| {
             i.state == target || (target == InstanceState::Terminated && i.state.is_gone())
         };
@@ -71,4 +80,12 @@ pub(crate) async fn wait_for(
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(5));
     }
+}
+
+/// Whether a backend error passes with time: throttling, an unreachable or slow backend.
+fn is_passing(error: &ProviderError) -> bool {
+    matches!(
+        error.kind,
+        ProviderErrorKind::Throttled | ProviderErrorKind::Unavailable | ProviderErrorKind::Timeout
+    )
 }
