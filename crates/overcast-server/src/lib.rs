@@ -36,6 +36,7 @@ fn parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .into_iter()
         .map(|(path, item)| (path.replace("{*", "{"), item))
         .collect();
+    native::document_auth_answers(&mut document);
     (router, document)
 }
 

@@ -123,6 +123,50 @@ impl Modify for BearerAuth {
     }
 }
 
+/// States in the document what the family's middleware answers before any handler: 401 on
+/// every route that needs a token, and 403 where a route needs more than a viewer.
+pub(crate) fn document_auth_answers(document: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    let error = |description: &str| {
+        let content = ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("ErrorBody")))
+            .build();
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content("application/json", content)
+                .build(),
+        )
+    };
+    for (path, item) in document.paths.paths.iter_mut() {
+        if PUBLIC_ROUTES.contains(&path.as_str()) {
+            continue;
+        }
+        let operations = [
+            (Method::GET, &mut item.get),
+            (Method::HEAD, &mut item.head),
+            (Method::PUT, &mut item.put),
+            (Method::POST, &mut item.post),
+            (Method::PATCH, &mut item.patch),
+            (Method::DELETE, &mut item.delete),
+        ];
+        for (method, operation) in operations {
+            let Some(operation) = operation.as_mut() else {
+                continue;
+            };
+            let responses = &mut operation.responses.responses;
+            responses
+                .entry("401".into())
+                .or_insert_with(|| error("no token, or one that is unknown, revoked or expired"));
+            if required_role(method.as_str(), path) > Role::Viewer {
+                responses
+                    .entry("403".into())
+                    .or_insert_with(|| error("the token's role is too weak for this route"));
+            }
+        }
+    }
+}
+
 /// The native routes with their OpenAPI document.
 pub(crate) fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -300,5 +344,25 @@ mod tests {
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), count, "an operation id is used twice");
+    }
+
+    #[test]
+    fn the_document_states_the_answers_of_authentication_and_roles() {
+        let document = crate::openapi();
+        for (path, item) in &document.paths.paths {
+            let public = PUBLIC_ROUTES.contains(&path.as_str());
+            for (method, operation) in [
+                ("GET", &item.get),
+                ("POST", &item.post),
+                ("DELETE", &item.delete),
+            ] {
+                let Some(operation) = operation else { continue };
+                let answers = &operation.responses.responses;
+                assert_eq!(answers.contains_key("401"), !public, "{method} {path}");
+                if required_role(method, path) > Role::Viewer {
+                    assert!(answers.contains_key("403"), "{method} {path}");
+                }
+            }
+        }
     }
 }
