@@ -305,7 +305,14 @@ impl Store {
             .rows_affected();
             if inserted == 0 {
                 tx.rollback().await?;
-                return self.replay(claim).await;
+                // The key's row was there before this transaction's insert: read it back.
+                return self
+                    .claimed(claim)
+                    .await?
+                    .ok_or_else(|| StoreError::Corrupt {
+                        what: "idempotency key",
+                        detail: format!("key {} vanished", claim.key),
+                    });
             }
         }
         sqlx::query(
@@ -339,29 +346,20 @@ impl Store {
     /// What an idempotency key already led to, if it was used: the operation (same
     /// request) or the clash (another request). `None`: the key is new.
     pub async fn claimed(&self, claim: &IdempotencyClaim) -> Result<Option<Created>, StoreError> {
-        let used = sqlx::query("SELECT 1 FROM idempotency_keys WHERE scope = $1 AND key = $2")
-            .bind(claim.scope.as_str())
-            .bind(claim.key.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        match used {
-            Some(_) => self.replay(claim).await.map(Some),
-            None => Ok(None),
-        }
-    }
-
-    async fn replay(&self, claim: &IdempotencyClaim) -> Result<Created, StoreError> {
         let row = sqlx::query(
             "SELECT request_hash, operation_id FROM idempotency_keys WHERE scope = $1 AND key = $2",
         )
         .bind(claim.scope.as_str())
         .bind(claim.key.as_str())
-        .fetch_one(&self.pool)
+        .fetch_optional(&self.pool)
         .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
         let request_hash: String = row.try_get("request_hash")?;
         let operation_id: String = row.try_get("operation_id")?;
         if request_hash != claim.request_hash {
-            return Ok(Created::KeyReused { operation_id });
+            return Ok(Some(Created::KeyReused { operation_id }));
         }
         let operation =
             self.operation(&operation_id)
@@ -370,7 +368,7 @@ impl Store {
                     what: "idempotency key",
                     detail: format!("operation {operation_id} is missing"),
                 })?;
-        Ok(Created::Replayed(operation))
+        Ok(Some(Created::Replayed(operation)))
     }
 
     pub async fn operation(&self, id: &str) -> Result<Option<Operation>, StoreError> {
