@@ -10,6 +10,7 @@
 //! - [`Api`]: calls to either kind of server (both dereference to it), the one operation
 //!   poller ([`Api::operation_end`]) and tokens.
 //! - [`metrics`]: backend calls counted in `/metrics`.
+//! - [`faults`]: a proxy that throttles, resets and delays requests to moto, from a seed.
 //! - [`moto`]: the moto server of the test process and its accounts; with `aws`, SDK clients
 //!   into it and what it holds for an instance.
 //! - [`qemu`] (feature `qemu`): the test image, VM processes and QMP, and a reaper for VMs.
@@ -31,6 +32,7 @@
 //! once, with both, and each test binary links only what it calls.
 
 pub mod api;
+pub mod faults;
 pub mod metrics;
 pub mod moto;
 pub mod process;
