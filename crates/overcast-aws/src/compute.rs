@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use time::OffsetDateTime;
 
 use crate::errors::{from_sdk, is_dry_run_ok};
-use crate::AwsProvider;
+use crate::{one_attempt_ec2, AwsProvider};
 
 /// EC2 takes at most this many ids per start/stop/terminate or tag call.
 pub(crate) const IDS_PER_CALL: usize = 1000;
@@ -297,7 +297,16 @@ impl AwsProvider {
                 );
             }
         }
-        let result = request.send().await;
+        // A dry run may be retried, since it launches nothing.
+        let result = if dry_run {
+            request.send().await
+        } else {
+            request
+                .customize()
+                .config_override(one_attempt_ec2())
+                .send()
+                .await
+        };
         let reservation = self.observe("RunInstances", &spec.region, result.map_err(from_sdk))?;
         Ok(reservation
             .instances()

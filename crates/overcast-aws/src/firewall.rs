@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use crate::compute::to_tags;
 use crate::errors::from_sdk;
-use crate::AwsProvider;
+use crate::{one_attempt_ec2, AwsProvider};
 
 /// Sends one authorize or revoke call for a group's rule, reported to the observer.
 macro_rules! rule_call {
@@ -65,6 +65,8 @@ impl Firewall for AwsProvider {
                     .set_tags(Some(to_tags(tags)))
                     .build(),
             )
+            .customize()
+            .config_override(one_attempt_ec2())
             .send()
             .await;
         let created = self.observe("CreateSecurityGroup", region, result.map_err(from_sdk))?;

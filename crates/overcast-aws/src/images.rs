@@ -8,7 +8,7 @@ use overcast_types::Image;
 
 use crate::compute::to_tags;
 use crate::errors::from_sdk;
-use crate::AwsProvider;
+use crate::{one_attempt_ec2, AwsProvider};
 
 #[async_trait]
 impl Images for AwsProvider {
@@ -42,7 +42,11 @@ impl Images for AwsProvider {
                     .build(),
             );
         }
-        let result = request.send().await;
+        let result = request
+            .customize()
+            .config_override(one_attempt_ec2())
+            .send()
+            .await;
         let created = self.observe("CreateImage", &spec.region, result.map_err(from_sdk))?;
         let id = created.image_id().unwrap_or_default().to_string();
         let image = self

@@ -3,6 +3,7 @@
 //! chain, a named profile, or an assumed role (cached and refreshed by the SDK); any
 //! AWS-compatible endpoint through `endpoint_url`.
 
+mod attempts;
 mod compute;
 mod errors;
 mod firewall;
@@ -15,6 +16,7 @@ mod tags;
 pub use settings::{AwsFactory, AwsMachine, Settings};
 
 use async_trait::async_trait;
+use attempts::AttemptObserver;
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
@@ -75,10 +77,15 @@ impl AwsProvider {
                 let mut clients = HashMap::new();
                 for region in &self.settings.regions {
                     let config = sdk_config(&self.settings, region).await;
+                    let attempts = AttemptObserver {
+                        region: region.clone(),
+                        observer: self.observer.clone(),
+                    };
                     // Path-style addressing, so S3-compatible stores work behind any endpoint;
                     // checksums only where S3 requires them, since not every such store
                     // takes the SDK's default ones.
                     let s3 = aws_sdk_s3::config::Builder::from(&config)
+                        .interceptor(attempts.clone())
                         .force_path_style(true)
                         .request_checksum_calculation(
                             aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
@@ -90,7 +97,11 @@ impl AwsProvider {
                     clients.insert(
                         region.clone(),
                         RegionClients {
-                            ec2: aws_sdk_ec2::Client::new(&config),
+                            ec2: aws_sdk_ec2::Client::from_conf(
+                                aws_sdk_ec2::config::Builder::from(&config)
+                                    .interceptor(attempts)
+                                    .build(),
+                            ),
                             s3: aws_sdk_s3::Client::from_conf(s3),
                         },
                     );
@@ -137,6 +148,18 @@ impl AwsProvider {
         self.observer.backend_call("aws", action, region, outcome);
         result
     }
+}
+
+/// The config of a create that must not be repeated blind: one attempt, no retries by the
+/// SDK. The answer of an attempt can be lost after EC2 acted, and not every EC2-compatible
+/// endpoint honours client tokens, so the caller looks for what the attempt made first.
+fn one_attempt_ec2() -> aws_sdk_ec2::config::Builder {
+    aws_sdk_ec2::config::Builder::default().retry_config(RetryConfig::disabled())
+}
+
+/// [`one_attempt_ec2`] for S3.
+fn one_attempt_s3() -> aws_sdk_s3::config::Builder {
+    aws_sdk_s3::config::Builder::default().retry_config(RetryConfig::disabled())
 }
 
 /// The SDK config of one region: credentials, endpoint, retries.

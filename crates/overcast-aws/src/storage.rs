@@ -24,7 +24,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 
 use crate::errors::from_sdk;
-use crate::AwsProvider;
+use crate::{one_attempt_s3, AwsProvider};
 
 #[async_trait]
 impl ObjectStore for AwsProvider {
@@ -82,8 +82,19 @@ impl ObjectStore for AwsProvider {
                     .build(),
             );
         }
-        let result = request.send().await;
-        self.observe("CreateBucket", region, result.map_err(from_sdk))?;
+        let result = request
+            .customize()
+            .config_override(one_attempt_s3())
+            .send()
+            .await;
+        match self.observe("CreateBucket", region, result.map_err(from_sdk)) {
+            // Asked again after an answer was lost, S3 says the bucket is ours already: the
+            // caller checked it did not exist before, so the earlier try made it.
+            Err(e) if e.backend_code.as_deref() == Some("BucketAlreadyOwnedByYou") => {}
+            other => {
+                other?;
+            }
+        }
         if !tags.is_empty() {
             self.put_bucket_tags(region, name, tags).await?;
         }

@@ -4,16 +4,17 @@
 
 use async_trait::async_trait;
 use overcast_provider::{ObjectQuery, ObjectStore};
-use overcast_types::{validate_bucket_name, Bucket, Error, Operation, Role, TargetResult};
+use overcast_types::{tags, validate_bucket_name, Bucket, Error, Operation, Role, TargetResult};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
-use crate::access::{owner_tags, visible_only, visible_or_404};
+use crate::access::{made_by, owner_tags, visible_only, visible_or_404};
 use crate::app::{Core, Idempotency, Target};
 use crate::auth::Principal;
 use crate::errors::provider_error;
 use crate::objects::delete_under;
+use crate::operations::attempts::find_or_create;
 use crate::operations::{Change, InEnvironment, OperationContext};
 use crate::tags::check_tags;
 
@@ -68,16 +69,28 @@ impl Change for BucketChanges {
         let env = step.environment(&input.environment)?;
         let store = env.object_store()?;
         match input.change {
-            BucketChange::Create { region, name, tags } => {
+            BucketChange::Create {
+                region,
+                name,
+                mut tags,
+            } => {
                 step.set_total(1).await?;
-                // A re-run finds the bucket an earlier run made.
-                let bucket = match store.bucket(&name).await.map_err(provider_error)? {
-                    Some(bucket) => bucket,
-                    None => store
-                        .create_bucket(&region, &name, &tags)
-                        .await
-                        .map_err(provider_error)?,
-                };
+                // Bucket names are unique, so a create cannot double; but one whose answer
+                // was lost may have made the bucket without its tags. Every try finds a
+                // bucket an earlier one finished by its operation tag, and a create again
+                // over the bucket it made finishes the tagging.
+                let operation_id = step.operation_id().to_string();
+                tags.insert(tags::OPERATION.into(), operation_id.clone());
+                let bucket = find_or_create(
+                    "bucket",
+                    &step.cancellation(),
+                    || async {
+                        let found = store.bucket(&name).await?;
+                        Ok(found.filter(made_by(&operation_id)))
+                    },
+                    || store.create_bucket(&region, &name, &tags),
+                )
+                .await?;
                 let bucket = env.with_owner(bucket);
                 step.record(TargetResult::done(name).with_detail(&bucket)?)
                     .await

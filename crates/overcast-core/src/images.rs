@@ -16,6 +16,7 @@ use crate::app::{Core, Idempotency, Target};
 use crate::auth::Principal;
 use crate::environments::Environment;
 use crate::errors::provider_error;
+use crate::operations::attempts::find_or_create;
 use crate::operations::{Change, InEnvironment, OperationContext};
 use crate::tags::check_tags;
 
@@ -222,17 +223,17 @@ impl Change for ImageChanges {
             ImageChange::Create { mut spec } => {
                 spec.tags
                     .insert(tags::OPERATION.into(), operation_id.clone());
-                // A re-run finds the image an earlier run made by its operation tag.
-                let existing = images
-                    .list_images(Some(&spec.region), &[])
-                    .await
-                    .map_err(provider_error)?
-                    .into_iter()
-                    .find(made_by(&operation_id));
-                let mut image = match existing {
-                    Some(image) => image,
-                    None => images.create_image(&spec).await.map_err(provider_error)?,
-                };
+                // Every try finds the image an earlier one made by its operation tag.
+                let mut image = find_or_create(
+                    "image",
+                    &step.cancellation(),
+                    || async {
+                        let mine = images.list_images(Some(&spec.region), &[]).await?;
+                        Ok(mine.into_iter().find(made_by(&operation_id)))
+                    },
+                    || images.create_image(&spec),
+                )
+                .await?;
                 let deadline = Instant::now() + AVAILABLE_TIMEOUT;
                 let mut delay = Duration::from_millis(500);
                 while image.state != "available" {

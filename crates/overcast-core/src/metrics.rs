@@ -1,6 +1,7 @@
-//! Prometheus metrics: HTTP requests, operations and backend calls, in one registry per
-//! server so that tests can run several servers in one process.
+//! Prometheus metrics: HTTP requests, operations, backend calls and their attempts on the
+//! wire, in one registry per server so that tests can run several servers in one process.
 
+use overcast_provider::{Attempt, AttemptOutcome};
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
@@ -11,6 +12,9 @@ pub struct Metrics {
     http_seconds: HistogramVec,
     operations: IntCounterVec,
     backend_calls: IntCounterVec,
+    backend_attempts: IntCounterVec,
+    backend_retries: IntCounterVec,
+    backend_throttles: IntCounterVec,
 }
 
 impl Metrics {
@@ -39,6 +43,22 @@ impl Metrics {
             "Calls to backends by provider, action, region and outcome.",
             &["provider", "action", "region", "outcome"],
         );
+        let backend_attempts = counter(
+            "overcast_backend_attempts_total",
+            "Attempts on the wire of backend calls (a retried call makes several), by \
+             provider, action, region and outcome (ok, throttled, failed, no_answer).",
+            &["provider", "action", "region", "outcome"],
+        );
+        let backend_retries = counter(
+            "overcast_backend_retries_total",
+            "Attempts of backend calls after their first, by provider, action and region.",
+            &["provider", "action", "region"],
+        );
+        let backend_throttles = counter(
+            "overcast_backend_throttles_total",
+            "Attempts of backend calls the backend throttled, by provider, action and region.",
+            &["provider", "action", "region"],
+        );
         let http_seconds = HistogramVec::new(
             HistogramOpts::new(
                 "overcast_http_request_duration_seconds",
@@ -56,6 +76,9 @@ impl Metrics {
             http_seconds,
             operations,
             backend_calls,
+            backend_attempts,
+            backend_retries,
+            backend_throttles,
         }
     }
 
@@ -77,6 +100,25 @@ impl Metrics {
         self.backend_calls
             .with_label_values(&[provider, action, region, outcome])
             .inc();
+    }
+
+    /// Counts one attempt on the wire of a backend call.
+    pub fn backend_attempt(&self, attempt: &Attempt<'_>) {
+        let labels = [attempt.provider, attempt.action, attempt.region];
+        self.backend_attempts
+            .with_label_values(&[
+                attempt.provider,
+                attempt.action,
+                attempt.region,
+                attempt.outcome.as_str(),
+            ])
+            .inc();
+        if attempt.number > 1 {
+            self.backend_retries.with_label_values(&labels).inc();
+        }
+        if attempt.outcome == AttemptOutcome::Throttled {
+            self.backend_throttles.with_label_values(&labels).inc();
+        }
     }
 
     /// The text exposition format.
@@ -104,6 +146,15 @@ mod tests {
         m.http_request("/v1/operations", "GET", 200, 0.01);
         m.operation("token.create", "succeeded");
         m.backend_call("aws", "StopInstances", "eu-west-1", "ok");
+        for (number, outcome) in [(1, AttemptOutcome::Throttled), (2, AttemptOutcome::Ok)] {
+            m.backend_attempt(&Attempt {
+                provider: "aws",
+                action: "StopInstances",
+                region: "eu-west-1",
+                number,
+                outcome,
+            });
+        }
         let text = m.render();
         assert!(text.contains(
             r#"overcast_http_requests_total{method="GET",route="/v1/operations",status="200"} 1"#
@@ -114,5 +165,13 @@ mod tests {
         assert!(text.contains(
             r#"overcast_backend_calls_total{action="StopInstances",outcome="ok",provider="aws",region="eu-west-1"} 1"#
         ));
+        for line in [
+            r#"overcast_backend_attempts_total{action="StopInstances",outcome="throttled",provider="aws",region="eu-west-1"} 1"#,
+            r#"overcast_backend_attempts_total{action="StopInstances",outcome="ok",provider="aws",region="eu-west-1"} 1"#,
+            r#"overcast_backend_retries_total{action="StopInstances",provider="aws",region="eu-west-1"} 1"#,
+            r#"overcast_backend_throttles_total{action="StopInstances",provider="aws",region="eu-west-1"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
     }
 }

@@ -14,6 +14,7 @@ use crate::app::{Core, Idempotency, Target};
 use crate::auth::Principal;
 use crate::environments::Environment;
 use crate::errors::provider_error;
+use crate::operations::attempts::find_or_create;
 use crate::operations::{Change, InEnvironment, OperationContext};
 use crate::tags::check_tags;
 
@@ -183,22 +184,27 @@ impl Change for SecurityGroupChanges {
                 vpc_id,
                 mut tags,
             } => {
-                // A re-run finds the group an earlier run made by its operation tag.
+                // Every try finds the group an earlier one made by its operation tag.
                 let operation_id = step.operation_id().to_string();
                 tags.insert(tags::OPERATION.into(), operation_id.clone());
-                let existing = firewall
-                    .list_groups(Some(&region), &[])
-                    .await
-                    .map_err(provider_error)?
-                    .into_iter()
-                    .find(made_by(&operation_id));
-                let group = match existing {
-                    Some(group) => group,
-                    None => firewall
-                        .create_group(&region, &name, &description, vpc_id.as_deref(), &tags)
-                        .await
-                        .map_err(provider_error)?,
-                };
+                let group = find_or_create(
+                    "security group",
+                    &step.cancellation(),
+                    || async {
+                        let groups = firewall.list_groups(Some(&region), &[]).await?;
+                        Ok(groups.into_iter().find(made_by(&operation_id)))
+                    },
+                    || {
+                        firewall.create_group(
+                            &region,
+                            &name,
+                            &description,
+                            vpc_id.as_deref(),
+                            &tags,
+                        )
+                    },
+                )
+                .await?;
                 let group = env.with_owner(group);
                 TargetResult::done(&group.id).with_detail(&group)?
             }

@@ -178,6 +178,103 @@ async fn a_launch_repeated_after_it_landed_launches_nothing_even_without_client_
 }
 
 #[tokio::test]
+async fn creates_whose_answers_are_lost_neither_double_nor_vanish() {
+    // Every create acts and then loses its answer, on a backend that ignores client
+    // tokens: a blind retry would make each thing twice, giving up would orphan it.
+    let sim = Sim::start("ignore_client_token = true").await;
+    let principal = &sim.admin;
+    let core = &sim.core;
+    let instance = sim.launch(1, "dev").await.remove(0);
+    sim.provider().set_faults(Faults {
+        act_then_fail_rate: 1.0,
+        actions: [
+            "RunInstances",
+            "CreateImage",
+            "CreateSecurityGroup",
+            "CreateBucket",
+        ]
+        .map(String::from)
+        .to_vec(),
+        ..Faults::default()
+    });
+    let launch = sim.launch_operation(5, "test").await;
+    assert_eq!(done_targets(&launch).len(), 5);
+    let group = serde_json::from_value(json!({"name": "web", "description": "web"})).unwrap();
+    let group = core
+        .create_security_group(principal, ENV, &group, None)
+        .await
+        .unwrap();
+    let image = serde_json::from_value(json!({"instance_id": instance, "name": "web"})).unwrap();
+    let image = core
+        .create_image(principal, ENV, &image, None)
+        .await
+        .unwrap();
+    let bucket = serde_json::from_value(json!({"name": "sim-lost"})).unwrap();
+    let bucket = core
+        .create_bucket(principal, ENV, &bucket, None)
+        .await
+        .unwrap();
+    for op in [&group, &image, &bucket] {
+        let op = sim.finished(op).await;
+        assert_eq!(op.status, OperationStatus::Succeeded, "{op:?}");
+        assert_eq!(done_targets(&op).len(), 1, "{op:?}");
+    }
+    sim.provider().set_faults(Faults::default());
+    let test = InstanceQuery {
+        stage: Some("test".into()),
+        ..InstanceQuery::default()
+    };
+    let launched: Vec<String> = sim
+        .instances(test)
+        .await
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(launched.len(), 5, "exactly the instances asked for");
+    let mut recorded = done_targets(&launch);
+    recorded.sort();
+    let mut launched = launched;
+    launched.sort();
+    assert_eq!(recorded, launched, "the record names what runs");
+    let groups = core.security_groups(principal, ENV, None).await.unwrap();
+    assert_eq!(groups.iter().filter(|g| g.name == "web").count(), 1);
+    let images = core.images(principal, ENV, None).await.unwrap();
+    assert_eq!(images.iter().filter(|i| i.name == "web").count(), 1);
+    let bucket = core.bucket(principal, ENV, "sim-lost").await.unwrap();
+    assert_eq!(
+        bucket.org.as_deref(),
+        Some(principal.org.as_str()),
+        "the bucket kept its owner"
+    );
+}
+
+#[tokio::test]
+async fn launches_under_throttling_and_lost_answers_land_exactly_once() {
+    let sim = Sim::start("ignore_client_token = true\nseed = 7").await;
+    sim.provider().set_faults(Faults {
+        throttle_rate: 0.2,
+        error_rate: 0.1,
+        act_then_fail_rate: 0.3,
+        ..Faults::default()
+    });
+    let mut recorded = Vec::new();
+    for _ in 0..4 {
+        recorded.extend(done_targets(&sim.launch_operation(10, "dev").await));
+    }
+    sim.provider().set_faults(Faults::default());
+    recorded.sort();
+    let mut launched: Vec<String> = sim
+        .instances(InstanceQuery::default())
+        .await
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    launched.sort();
+    assert_eq!(launched.len(), 40);
+    assert_eq!(recorded, launched);
+}
+
+#[tokio::test]
 async fn creates_repeated_after_their_work_is_done_make_nothing_twice() {
     let sim = Sim::start("").await;
     let principal = &sim.admin;
@@ -508,6 +605,33 @@ async fn a_cancel_stops_a_running_operation_between_its_steps() {
 }
 
 #[tokio::test]
+async fn a_bulk_stop_refused_for_now_is_done_once_the_backend_answers() {
+    let sim = Sim::start("").await;
+    let ids = sim.launch(3, "dev").await;
+    sim.provider().set_faults(Faults {
+        error_rate: 1.0,
+        actions: vec!["StopInstances".into()],
+        ..Faults::default()
+    });
+    let request: BulkRequest = serde_json::from_value(json!({"stage": "dev"})).unwrap();
+    let BulkOutcome::Started(op) = sim
+        .core
+        .bulk(&sim.admin, ENV, BulkAction::Stop, &request, None)
+        .await
+        .unwrap()
+    else {
+        panic!("nothing to do")
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    sim.provider().set_faults(Faults::default());
+    let ended = sim.finished(&op).await;
+    assert_eq!(ended.status, OperationStatus::Succeeded, "{ended:?}");
+    assert_eq!(done_targets(&ended), ids);
+    let all = sim.instances(InstanceQuery::default()).await;
+    assert!(all.iter().all(|i| i.state == InstanceState::Stopped));
+}
+
+#[tokio::test]
 async fn a_failure_in_one_region_fails_only_that_regions_targets() {
     let sim = Sim::start("regions = [\"sim-1\", \"sim-2\"]").await;
     let mut in_region = BTreeMap::new();
@@ -524,8 +648,9 @@ async fn a_failure_in_one_region_fails_only_that_regions_targets() {
         let op = sim.finished(&op).await;
         in_region.insert(region, done_targets(&op));
     }
+    // Refused for good: a passing error would be tried again until it passed.
     sim.provider().set_faults(Faults {
-        error_rate: 1.0,
+        deny_rate: 1.0,
         actions: vec!["StopInstances".into()],
         regions: vec!["sim-2".into()],
         ..Faults::default()

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use crate::app::{Core, Idempotency, Target};
 use crate::auth::Principal;
-use crate::errors::provider_error;
+use crate::operations::attempts::repeatable;
 use crate::operations::{Change, OperationContext};
 
 const RESERVED: &str = "keys starting with overcast: or aws: are reserved";
@@ -99,15 +99,18 @@ impl Change for Tag {
         let tags = env.tags()?;
         let (region, kind, ids) = (&input.region, input.target, &input.ids);
         cx.set_total(ids.len() as u64).await?;
+        let cancellation = cx.cancellation();
         if !input.set.is_empty() {
-            tags.set_tags(region, kind, ids, &input.set)
-                .await
-                .map_err(provider_error)?;
+            repeatable("tag", &cancellation, || {
+                tags.set_tags(region, kind, ids, &input.set)
+            })
+            .await?;
         }
         if !input.remove.is_empty() {
-            tags.remove_tags(region, kind, ids, &input.remove)
-                .await
-                .map_err(provider_error)?;
+            repeatable("untag", &cancellation, || {
+                tags.remove_tags(region, kind, ids, &input.remove)
+            })
+            .await?;
         }
         cx.record_many(input.ids.iter().map(TargetResult::done).collect())
             .await

@@ -69,6 +69,9 @@ pub struct Faults {
     pub throttle_rate: f64,
     /// Calls answered with a transient error, as a 503 (`ServiceUnavailable`).
     pub error_rate: f64,
+    /// Calls refused for good, as when the credentials may not make them
+    /// (`UnauthorizedOperation`): an error no retry outlasts.
+    pub deny_rate: f64,
     /// Calls that take effect and then answer an error, as when the answer is lost on the
     /// way back.
     pub act_then_fail_rate: f64,
@@ -85,6 +88,7 @@ impl Faults {
     pub fn is_none(&self) -> bool {
         self.throttle_rate <= 0.0
             && self.error_rate <= 0.0
+            && self.deny_rate <= 0.0
             && self.act_then_fail_rate <= 0.0
             && self.latency.is_zero()
     }
@@ -141,10 +145,13 @@ impl Dice {
         let refused: f64 = self.rng.random();
         let lost: f64 = self.rng.random();
         let throttle = self.faults.throttle_rate.clamp(0.0, 1.0);
+        let error = throttle + self.faults.error_rate.clamp(0.0, 1.0);
         let refusal = if refused < throttle {
             Some(throttled(action))
-        } else if refused < throttle + self.faults.error_rate.clamp(0.0, 1.0) {
+        } else if refused < error {
             Some(unavailable(action))
+        } else if refused < error + self.faults.deny_rate.clamp(0.0, 1.0) {
+            Some(denied())
         } else {
             None
         };
@@ -185,6 +192,17 @@ fn unavailable(action: &str) -> ProviderError {
         "the service is unavailable; try again",
     );
     error.backend_code = Some(backend.into());
+    error
+}
+
+/// A refusal for good: the credentials may not make this call.
+fn denied() -> ProviderError {
+    let mut error = ProviderError::new(
+        ProviderErrorKind::Denied,
+        "backend_denied",
+        "You are not authorized to perform this operation.",
+    );
+    error.backend_code = Some("UnauthorizedOperation".into());
     error
 }
 

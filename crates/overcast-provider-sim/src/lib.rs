@@ -25,8 +25,8 @@ pub use settings::{Settings, SimFactory, SimMachine};
 
 use async_trait::async_trait;
 use overcast_provider::{
-    CallObserver, Compute, Firewall, Images, KeyPairs, ObjectStore, Provider, ProviderError,
-    ProviderStatus, Tags,
+    Attempt, AttemptOutcome, CallObserver, Compute, Firewall, Images, KeyPairs, ObjectStore,
+    Provider, ProviderError, ProviderStatus, Tags,
 };
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -180,10 +180,18 @@ impl SimProvider {
             error.request_id = Some(format!("sim-{number:08}"));
             error
         });
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(e) => e.code,
+        let (outcome, attempt) = match &result {
+            Ok(_) => ("ok", AttemptOutcome::Ok),
+            Err(e) => (e.code, AttemptOutcome::of_error(e)),
         };
+        // The simulated backend is never retried inside the provider: one attempt a call.
+        self.observer.backend_attempt(&Attempt {
+            provider: "sim",
+            action,
+            region,
+            number: 1,
+            outcome: attempt,
+        });
         self.observer.backend_call("sim", action, region, outcome);
         result
     }
@@ -296,6 +304,7 @@ fn describe(faults: &Faults) -> String {
     for (name, rate) in [
         ("throttle_rate", faults.throttle_rate),
         ("error_rate", faults.error_rate),
+        ("deny_rate", faults.deny_rate),
         ("act_then_fail_rate", faults.act_then_fail_rate),
     ] {
         if rate > 0.0 {
@@ -330,6 +339,10 @@ mod testing {
             *lock(&self.0)
                 .entry((action.to_string(), outcome.to_string()))
                 .or_default() += 1;
+        }
+
+        fn backend_attempt(&self, attempt: &Attempt<'_>) {
+            assert_eq!((attempt.provider, attempt.number), ("sim", 1));
         }
     }
 

@@ -55,6 +55,8 @@ pub struct Settings {
     pub throttle_rate: f64,
     /// Share of calls answered with a transient error (503), 0 to 1.
     pub error_rate: f64,
+    /// Share of calls refused for good (EC2's `UnauthorizedOperation`), 0 to 1.
+    pub deny_rate: f64,
     /// Share of calls that take effect, then answer an error (a lost answer), 0 to 1.
     pub act_then_fail_rate: f64,
     /// Milliseconds every call waits.
@@ -82,6 +84,7 @@ impl Default for Settings {
             security_groups: Vec::new(),
             throttle_rate: 0.0,
             error_rate: 0.0,
+            deny_rate: 0.0,
             act_then_fail_rate: 0.0,
             latency_ms: 0,
             fault_actions: Vec::new(),
@@ -105,6 +108,7 @@ const KEYS: &[&str] = &[
     "security_groups",
     "throttle_rate",
     "error_rate",
+    "deny_rate",
     "act_then_fail_rate",
     "latency_ms",
     "fault_actions",
@@ -149,16 +153,17 @@ impl Settings {
         for (key, rate) in [
             ("throttle_rate", self.throttle_rate),
             ("error_rate", self.error_rate),
+            ("deny_rate", self.deny_rate),
             ("act_then_fail_rate", self.act_then_fail_rate),
         ] {
             if !(0.0..=1.0).contains(&rate) {
                 problems.push(SettingProblem::new(key, "must be from 0 to 1"));
             }
         }
-        if self.throttle_rate + self.error_rate > 1.0 {
+        if self.throttle_rate + self.error_rate + self.deny_rate > 1.0 {
             problems.push(SettingProblem::new(
                 "error_rate",
-                "throttle_rate and error_rate share the calls: together at most 1",
+                "throttle_rate, error_rate and deny_rate share the calls: together at most 1",
             ));
         }
         if self.latency_ms > MAX_LATENCY_MS {
@@ -221,6 +226,7 @@ impl Settings {
         Faults {
             throttle_rate: self.throttle_rate,
             error_rate: self.error_rate,
+            deny_rate: self.deny_rate,
             act_then_fail_rate: self.act_then_fail_rate,
             latency: Duration::from_millis(self.latency_ms),
             actions: self.fault_actions.clone(),
@@ -488,6 +494,7 @@ mod tests {
             security_groups = ["sg-1"]
             throttle_rate = 0.1
             error_rate = 0.1
+            deny_rate = 0.1
             act_then_fail_rate = 0.1
             latency_ms = 5
             fault_actions = ["StopInstances"]

@@ -182,7 +182,10 @@ pub trait Compute: Send + Sync {
     /// Whether a launch would be allowed (the backend's dry run); launches nothing.
     async fn check_launch(&self, spec: &LaunchSpec) -> Result<(), ProviderError>;
 
-    /// Launches instances, tagged at launch.
+    /// Launches instances, tagged at launch, in one attempt: a provider must not repeat a
+    /// launch whose answer it lost, since the launch may have landed and not every backend
+    /// honours the client token. The caller looks for what an attempt made (by the
+    /// `overcast:operation` tag) before it tries again.
     async fn run_instances(&self, spec: &LaunchSpec) -> Result<Vec<Instance>, ProviderError>;
 
     /// The most instance ids one [`Compute::act`] or tag call takes (EC2: 1,000); plans batch

@@ -16,7 +16,8 @@ pub trait Firewall: Send + Sync {
         ids: &[String],
     ) -> Result<Vec<SecurityGroup>, ProviderError>;
 
-    /// Creates a group, tagged at creation.
+    /// Creates a group, tagged at creation, in one attempt (see [`crate::Compute::run_instances`]:
+    /// the caller looks for the group by its operation tag before trying again).
     async fn create_group(
         &self,
         region: &str,

@@ -57,6 +57,9 @@ pub trait Images: Send + Sync {
         ids: &[String],
     ) -> Result<Vec<Image>, ProviderError>;
 
+    /// Makes an image of an instance, tagged, in one attempt (see
+    /// [`crate::Compute::run_instances`]: the caller looks for the image by its operation
+    /// tag before trying again).
     async fn create_image(&self, spec: &ImageSpec) -> Result<Image, ProviderError>;
 
     /// Deregisters an image; a missing one is no error.

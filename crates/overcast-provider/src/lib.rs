@@ -138,8 +138,57 @@ pub trait Provider: Send + Sync {
 
 /// Told of every backend call a provider makes, for metrics.
 pub trait CallObserver: Send + Sync {
-    /// `outcome` is `ok` or overcast's error code.
+    /// One call as its caller saw it, after any retries; `outcome` is `ok` or overcast's
+    /// error code.
     fn backend_call(&self, provider: &str, action: &str, region: &str, outcome: &str);
+
+    /// One attempt on the wire: a call the provider retried after throttling or a lost
+    /// answer makes several, and only attempts show how hard a backend pushes back.
+    fn backend_attempt(&self, attempt: &Attempt<'_>);
+}
+
+/// One attempt of a backend call.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt<'a> {
+    pub provider: &'a str,
+    pub action: &'a str,
+    pub region: &'a str,
+    /// 1 for a call's first attempt, 2 for its first retry, and so on.
+    pub number: u32,
+    pub outcome: AttemptOutcome,
+}
+
+/// How one attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// The backend answered with success.
+    Ok,
+    /// The backend said to slow down; it did not act.
+    Throttled,
+    /// The backend answered with an error of another kind.
+    Failed,
+    /// No answer came (connection refused or reset, timeout): the backend may have acted.
+    NoAnswer,
+}
+
+impl AttemptOutcome {
+    /// How an attempt that ended in this error ended.
+    pub fn of_error(error: &ProviderError) -> AttemptOutcome {
+        match error.kind {
+            ProviderErrorKind::Throttled => AttemptOutcome::Throttled,
+            ProviderErrorKind::Timeout | ProviderErrorKind::Unavailable => AttemptOutcome::NoAnswer,
+            _ => AttemptOutcome::Failed,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Ok => "ok",
+            AttemptOutcome::Throttled => "throttled",
+            AttemptOutcome::Failed => "failed",
+            AttemptOutcome::NoAnswer => "no_answer",
+        }
+    }
 }
 
 /// An environment whose provider cannot run in this server (not built in, or missing a

@@ -68,7 +68,8 @@ pub trait ObjectStore: Send + Sync {
     /// One bucket, if it exists and the credentials own it.
     async fn bucket(&self, name: &str) -> Result<Option<Bucket>, ProviderError>;
 
-    /// Creates a bucket in a region, tagged.
+    /// Creates a bucket in a region, tagged, in one attempt (see
+    /// [`crate::Compute::run_instances`]: the caller looks for the bucket before trying again).
     async fn create_bucket(
         &self,
         region: &str,

@@ -1,12 +1,20 @@
-//! The one reader of `/metrics` for tests: backend calls, by any of their labels.
+//! The one reader of `/metrics` for tests: counters such as backend calls, by any of their
+//! labels.
 
 /// The backend calls `metrics` (a `/metrics` text) counts in the series whose labels
 /// include every one of `labels`: `&[("action", "StopInstances"), ("outcome", "ok")]`, or
 /// `&[]` for every call. The series' labels are provider, action, region and outcome.
 pub fn backend_calls(metrics: &str, labels: &[(&str, &str)]) -> u64 {
+    counter(metrics, "overcast_backend_calls_total", labels)
+}
+
+/// The sum of the counter `name` over its series whose labels include every one of
+/// `labels`, e.g. `counter(text, "overcast_backend_attempts_total", &[("outcome", "ok")])`.
+pub fn counter(metrics: &str, name: &str, labels: &[(&str, &str)]) -> u64 {
+    let prefix = format!("{name}{{");
     metrics
         .lines()
-        .filter_map(|line| line.strip_prefix("overcast_backend_calls_total{"))
+        .filter_map(|line| line.strip_prefix(prefix.as_str()))
         .filter_map(|line| line.split_once('}'))
         .filter(|(series, _)| {
             let present = series_labels(series);

@@ -3,7 +3,9 @@
 
 use async_trait::async_trait;
 use base64::Engine;
-use overcast_provider::{Compute, InstanceFilter, LaunchSpec, SizeRequest};
+use overcast_provider::{
+    Compute, InstanceFilter, LaunchSpec, ProviderError, ProviderErrorKind, SizeRequest,
+};
 use overcast_types::{tags, Error, Instance, InstanceState, Operation, Role, TargetResult};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -17,6 +19,7 @@ use crate::auth::Principal;
 use crate::config::MachineType;
 use crate::environments::Environment;
 use crate::errors::provider_error;
+use crate::operations::attempts::find_or_create;
 use crate::operations::{Change, OperationContext};
 use crate::tags::check_tags;
 
@@ -238,11 +241,11 @@ pub(super) fn encode_user_data(text: &str) -> Result<String, Error> {
 }
 
 /// Runs `instance.create`. The launch is one call with the operation id as client token,
-/// repeated identically if a run finds nothing launched yet, so a backend that honours the
-/// token (EC2) never launches twice. For backends that do not (emulators), a run first looks
-/// for instances carrying its `overcast:operation` tag: finding enough, it launches nothing;
-/// finding some but fewer than `min_count`, an earlier launch is still landing, and it waits
-/// for them instead of launching again.
+/// so a backend that honours the token (EC2) never launches twice. For backends that do not
+/// (emulators), every try, of this run or an earlier one, first looks for instances
+/// carrying the operation's `overcast:operation` tag: finding enough, it launches nothing;
+/// finding some but fewer than `min_count`, an earlier launch is still landing, and it
+/// waits for them instead of launching again.
 pub(crate) struct CreateInstances;
 
 /// How long a resumed create waits for an earlier launch to finish appearing.
@@ -262,27 +265,13 @@ impl Change for CreateInstances {
             .insert(tags::OPERATION.into(), operation_id.clone());
         spec.client_token = operation_id.clone();
         step.set_total(u64::from(spec.max_count)).await?;
-        let mut instances = launched_by(compute, &spec.region, &operation_id).await?;
-        if instances.is_empty() {
-            step.check_cancelled()?;
-            instances = compute.run_instances(&spec).await.map_err(provider_error)?;
-        } else if (instances.len() as u32) < spec.min_count {
-            let deadline = Instant::now() + SETTLE_TIMEOUT;
-            while (instances.len() as u32) < spec.min_count {
-                if Instant::now() >= deadline {
-                    return Err(Error::conflict(
-                        "launch_incomplete",
-                        format!(
-                            "only {} of at least {} instances of this operation appeared",
-                            instances.len(),
-                            spec.min_count
-                        ),
-                    ));
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                instances = launched_by(compute, &spec.region, &operation_id).await?;
-            }
-        }
+        let instances = find_or_create(
+            "instances",
+            &step.cancellation(),
+            || launched_by(compute, &spec, &operation_id),
+            || compute.run_instances(&spec),
+        )
+        .await?;
         step.set_total(instances.len() as u64).await?;
         let ids: Vec<String> = instances.iter().map(|i| i.id.clone()).collect();
         for instance in wait_for(
@@ -302,24 +291,46 @@ impl Change for CreateInstances {
     }
 }
 
-/// The live instances an operation launched, found by its tag.
+/// The live instances an operation launched, found by its tag, or `None` if it launched
+/// none. Finding fewer than the launch's `min_count`, an earlier launch is still landing:
+/// it waits for the rest to appear rather than launch again.
 async fn launched_by(
     compute: &dyn Compute,
-    region: &str,
+    spec: &LaunchSpec,
     operation_id: &str,
-) -> Result<Vec<Instance>, Error> {
+) -> Result<Option<Vec<Instance>>, ProviderError> {
     let mine = InstanceFilter {
-        region: Some(region.to_string()),
+        region: Some(spec.region.clone()),
         tags: BTreeMap::from([(tags::OPERATION.to_string(), operation_id.to_string())]),
         ..InstanceFilter::default()
     };
-    Ok(compute
-        .list_instances(&mine)
-        .await
-        .map_err(provider_error)?
-        .into_iter()
-        .filter(|i| !i.state.is_gone())
-        .collect())
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    loop {
+        let instances: Vec<Instance> = compute
+            .list_instances(&mine)
+            .await?
+            .into_iter()
+            .filter(|i| !i.state.is_gone())
+            .collect();
+        if instances.is_empty() {
+            return Ok(None);
+        }
+        if instances.len() as u32 >= spec.min_count {
+            return Ok(Some(instances));
+        }
+        if Instant::now() >= deadline {
+            return Err(ProviderError::new(
+                ProviderErrorKind::Conflict,
+                "launch_incomplete",
+                format!(
+                    "only {} of at least {} instances of this operation appeared",
+                    instances.len(),
+                    spec.min_count
+                ),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 impl Core {

@@ -17,7 +17,7 @@ use crate::access::visible_org;
 use crate::app::{Core, Idempotency, Target};
 use crate::auth::Principal;
 use crate::environments::Environment;
-use crate::errors::provider_error;
+use crate::operations::attempts::repeatable;
 use crate::operations::{Cancellation, Change, OperationContext};
 use crate::tags::{check_keys, check_tags};
 
@@ -507,10 +507,7 @@ async fn act_on_batch(
         BulkAction::Promote | BulkAction::Tag | BulkAction::Untag => None,
     };
     if let Some(action) = action {
-        if let Err(e) = compute
-            .act(region, &ids, action)
-            .await
-            .map_err(provider_error)
+        if let Err(e) = repeatable("act", cancellation, || compute.act(region, &ids, action)).await
         {
             return failed(&e);
         }
@@ -552,11 +549,8 @@ async fn act_on_batch(
             for (stage, targets) in by_stage {
                 let ids: Vec<String> = targets.iter().map(|t| t.id.clone()).collect();
                 let tags = BTreeMap::from([(env.stages.tag_key.clone(), stage.to_string())]);
-                match tagging
-                    .set_tags(region, ResourceKind::Instance, &ids, &tags)
-                    .await
-                    .map_err(provider_error)
-                {
+                let set = || tagging.set_tags(region, ResourceKind::Instance, &ids, &tags);
+                match repeatable("promote", cancellation, set).await {
                     Ok(()) => results.extend(targets.iter().map(|t| {
                         done(
                             t,
@@ -568,18 +562,18 @@ async fn act_on_batch(
             }
             results
         }
-        BulkAction::Tag => match tagging
-            .set_tags(region, ResourceKind::Instance, &ids, &plan.set)
-            .await
-            .map_err(provider_error)
+        BulkAction::Tag => match repeatable("tag", cancellation, || {
+            tagging.set_tags(region, ResourceKind::Instance, &ids, &plan.set)
+        })
+        .await
         {
             Ok(()) => batch.iter().map(|t| done(t, None)).collect(),
             Err(e) => failed(&e),
         },
-        _ => match tagging
-            .remove_tags(region, ResourceKind::Instance, &ids, &plan.keys)
-            .await
-            .map_err(provider_error)
+        _ => match repeatable("untag", cancellation, || {
+            tagging.remove_tags(region, ResourceKind::Instance, &ids, &plan.keys)
+        })
+        .await
         {
             Ok(()) => batch.iter().map(|t| done(t, None)).collect(),
             Err(e) => failed(&e),

@@ -1,11 +1,12 @@
 //! Waiting for instances to reach a state: polling with a backoff until all are there,
 //! one of them is lost, the deadline passes or the operation is cancelled.
 
-use overcast_provider::{Compute, InstanceFilter, ProviderError, ProviderErrorKind};
+use overcast_provider::{Compute, InstanceFilter};
 use overcast_types::{Error, ErrorKind, Instance, InstanceState};
 use std::time::{Duration, Instant};
 
 use crate::errors::provider_error;
+use crate::operations::attempts::{is_passing, Backoff};
 use crate::operations::Cancellation;
 
 /// How long an action may take to reach its state before the operation fails.
@@ -23,7 +24,7 @@ pub(crate) async fn wait_for(
     cancellation: &Cancellation,
 ) -> Result<Vec<Instance>, Error> {
     let deadline = Instant::now() + STATE_TIMEOUT;
-    let mut delay = Duration::from_millis(250);
+    let mut backoff = Backoff::new();
     loop {
         let filter = InstanceFilter {
             region: Some(region.to_string()),
@@ -34,9 +35,7 @@ pub(crate) async fn wait_for(
             Ok(instances) => instances,
             Err(e) if is_passing(&e) && Instant::now() < deadline => {
                 tracing::warn!(region, error = %e, "a look at the instances failed; looking again");
-                cancellation.check()?;
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
+                backoff.wait(cancellation).await?;
                 continue;
             }
             Err(e) => return Err(provider_error(e)),
@@ -76,16 +75,6 @@ pub(crate) async fn wait_for(
                 ),
             ));
         }
-        cancellation.check()?;
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(5));
+        backoff.wait(cancellation).await?;
     }
-}
-
-/// Whether a backend error passes with time: throttling, an unreachable or slow backend.
-fn is_passing(error: &ProviderError) -> bool {
-    matches!(
-        error.kind,
-        ProviderErrorKind::Throttled | ProviderErrorKind::Unavailable | ProviderErrorKind::Timeout
-    )
 }

@@ -1,7 +1,8 @@
 //! Backend-call accounting: every call a provider reports goes to the metrics (by provider,
-//! action, region and outcome) and to the counter of the operation whose change made it.
+//! action, region and outcome) and to the counter of the operation whose change made it;
+//! every attempt on the wire goes to the metrics.
 
-use overcast_provider::CallObserver;
+use overcast_provider::{Attempt, CallObserver};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -34,5 +35,9 @@ impl CallObserver for CallCounter {
         self.metrics.backend_call(provider, action, region, outcome);
         // Calls made outside an operation (a listing, a plan) count only in the metrics.
         let _ = CALLS.try_with(|calls| calls.fetch_add(1, Ordering::SeqCst));
+    }
+
+    fn backend_attempt(&self, attempt: &Attempt<'_>) {
+        self.metrics.backend_attempt(attempt);
     }
 }

@@ -146,7 +146,7 @@ impl OperationContext {
 
 /// Whether an operation was asked to stop.
 #[derive(Clone)]
-pub struct Cancellation(Arc<AtomicBool>);
+pub struct Cancellation(pub(super) Arc<AtomicBool>);
 
 impl Cancellation {
     /// An error to return when the operation was asked to stop.

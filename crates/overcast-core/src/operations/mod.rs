@@ -3,6 +3,7 @@
 //! in backend calls.
 
 mod accounting;
+pub(crate) mod attempts;
 mod change;
 mod context;
 mod runner;
