@@ -3,7 +3,7 @@
 //! secret is shown once; the store and the operation record keep only its hash.
 
 use async_trait::async_trait;
-use overcast_store::Store;
+use overcast_store::{Revoked, Store};
 use overcast_types::{validate_name, AuditEntry, Error, Operation, Role, TargetResult, TokenInfo};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -120,15 +120,17 @@ impl Change for RevokeToken {
 
     async fn run(&self, input: RevokeInput, step: &mut OperationContext) -> Result<(), Error> {
         step.set_total(1).await?;
-        // Checked again here: another revoke may have ended since the request was taken.
-        check_not_last_admin(step.store(), &input.token_id).await?;
+        // The store decides again, atomically: another revoke may have run since the
+        // request was taken, or run right beside this one.
         let revoked = step
             .store()
             .revoke_token(&input.token_id, now())
             .await
             .map_err(store_error)?;
-        if !revoked {
-            return Err(Error::not_found("token", &input.token_id));
+        match revoked {
+            Revoked::Revoked => {}
+            Revoked::NotFound => return Err(Error::not_found("token", &input.token_id)),
+            Revoked::LastAdmin => return Err(last_admin(&input.token_id)),
         }
         step.record(TargetResult::done(input.token_id).with_message("revoked"))
             .await
@@ -142,6 +144,8 @@ fn is_active(token: &TokenInfo, at: OffsetDateTime) -> bool {
 
 /// Refuses to revoke the last admin token that can still be used: nobody could then
 /// manage tokens again (the recovery is `overcast recover-admin` on the server's host).
+/// Asked when the request comes, for a 409 before any operation; the store's revoke
+/// decides for good.
 async fn check_not_last_admin(store: &Store, id: &str) -> Result<(), Error> {
     let tokens = store.tokens(None).await.map_err(store_error)?;
     let at = now();
@@ -153,15 +157,16 @@ async fn check_not_last_admin(store: &Store, id: &str) -> Result<(), Error> {
         .filter(|t| t.id != id && t.role == Role::Admin && is_active(t, at))
         .count();
     if token.role == Role::Admin && is_active(token, at) && other_admins == 0 {
-        return Err(Error::conflict(
-            "last_admin",
-            format!(
-                "token `{}` is the last admin token: create another admin token before revoking it",
-                token.name
-            ),
-        ));
+        return Err(last_admin(&token.name));
     }
     Ok(())
+}
+
+fn last_admin(token: &str) -> Error {
+    Error::conflict(
+        "last_admin",
+        format!("token `{token}` is the last admin token: create another admin token before revoking it"),
+    )
 }
 
 /// Mints an admin token straight into the store `config` names, for the operator of the

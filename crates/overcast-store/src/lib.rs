@@ -41,6 +41,16 @@ pub enum Backend {
     Postgres,
 }
 
+/// What asking to revoke a token led to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revoked {
+    /// The token is revoked (now, or since earlier).
+    Revoked,
+    NotFound,
+    /// The token is the last admin token that can still be used, and stays so.
+    LastAdmin,
+}
+
 /// What creating an operation under an idempotency key led to.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Created {
@@ -268,15 +278,42 @@ impl Store {
         Ok(n as u64)
     }
 
-    /// Marks a token revoked at `at`. Revoking a revoked token keeps the first time; the
-    /// answer says whether the token exists.
-    pub async fn revoke_token(&self, id: &str, at: OffsetDateTime) -> Result<bool, StoreError> {
-        sqlx::query("UPDATE tokens SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1")
-            .bind(id)
-            .bind(to_ms(at))
-            .execute(&self.pool)
+    /// Marks a token revoked at `at`, unless it is the last admin token usable at `at`:
+    /// nobody could manage tokens after that. Revoking a revoked token keeps the first
+    /// time. Safe against concurrent revokes of the last two admins, on either database.
+    pub async fn revoke_token(&self, id: &str, at: OffsetDateTime) -> Result<Revoked, StoreError> {
+        let at = to_ms(at);
+        let mut tx = self.pool.begin().await?;
+        // Lock every usable admin token first (a row lock each on PostgreSQL, the write
+        // lock on SQLite), so that of two concurrent revokes the second sees the first's.
+        sqlx::query("UPDATE tokens SET role = role WHERE role = 'admin' AND revoked_at IS NULL")
+            .execute(&mut *tx)
             .await?;
-        Ok(self.token(id).await?.is_some())
+        let revoked = sqlx::query(
+            "UPDATE tokens SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1
+             AND (role <> 'admin' OR revoked_at IS NOT NULL
+                  OR (expires_at IS NOT NULL AND expires_at <= $2)
+                  OR EXISTS (SELECT 1 FROM tokens other WHERE other.id <> $1
+                             AND other.role = 'admin' AND other.revoked_at IS NULL
+                             AND (other.expires_at IS NULL OR other.expires_at > $2)))",
+        )
+        .bind(id)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let exists = revoked > 0
+            || sqlx::query("SELECT id FROM tokens WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+        tx.commit().await?;
+        Ok(match (revoked > 0, exists) {
+            (true, _) => Revoked::Revoked,
+            (false, true) => Revoked::LastAdmin,
+            (false, false) => Revoked::NotFound,
+        })
     }
 
     // ---- operations ---------------------------------------------------------------------

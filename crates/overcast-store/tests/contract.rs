@@ -2,7 +2,9 @@
 //! database in the cluster named by `OVERCAST_TEST_POSTGRES_URL`, which `scripts/test`
 //! starts on loopback).
 
-use overcast_store::{AuditFilter, Created, IdempotencyClaim, OperationFilter, PageRequest, Store};
+use overcast_store::{
+    AuditFilter, Created, IdempotencyClaim, OperationFilter, PageRequest, Revoked, Store,
+};
 use overcast_types::{
     AuditEntry, ErrorKind, Operation, OperationError, OperationStatus, Progress, Role,
     TargetOutcome, TargetResult, TokenInfo,
@@ -103,13 +105,22 @@ async fn tokens_are_found_by_hash_and_revoked_once(store: &Store) {
     assert_eq!(acme, ["tok_1"]);
     assert_eq!(store.tokens(None).await.unwrap().len(), 2);
 
-    assert!(store.revoke_token("tok_1", t(10)).await.unwrap());
-    assert!(store.revoke_token("tok_1", t(20)).await.unwrap());
+    assert_eq!(
+        store.revoke_token("tok_1", t(10)).await.unwrap(),
+        Revoked::Revoked
+    );
+    assert_eq!(
+        store.revoke_token("tok_1", t(20)).await.unwrap(),
+        Revoked::Revoked
+    );
     assert_eq!(
         store.token("tok_1").await.unwrap().unwrap().revoked_at,
         Some(t(10))
     );
-    assert!(!store.revoke_token("tok_404", t(10)).await.unwrap());
+    assert_eq!(
+        store.revoke_token("tok_404", t(10)).await.unwrap(),
+        Revoked::NotFound
+    );
 }
 
 /// Two servers bootstrapping one store with the same admin secret: the second recording
@@ -435,6 +446,55 @@ async fn the_audit_log_is_appended_and_listed(store: &Store) {
     assert_eq!(recent.len(), 2);
 }
 
+async fn the_last_usable_admin_is_never_revoked_even_by_concurrent_revokes(store: &Store) {
+    let admin = |id: &str, expires_at: Option<OffsetDateTime>| TokenInfo {
+        role: Role::Admin,
+        expires_at,
+        ..token(id, "admin")
+    };
+    // An expired admin does not count as usable; other roles revoke freely.
+    store
+        .insert_token(&admin("tok_expired", Some(t(5))), "h-expired")
+        .await
+        .unwrap();
+    store
+        .insert_token(&token("tok_op", "acme"), "h-op")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.revoke_token("tok_op", t(10)).await.unwrap(),
+        Revoked::Revoked
+    );
+    let pair = |round: u32| (format!("tok_a{round}"), format!("tok_b{round}"));
+    for id in <[String; 2]>::from(pair(0)) {
+        store.insert_token(&admin(&id, None), &id).await.unwrap();
+    }
+    // Rounds of the two usable admins revoked at once: exactly one revoke wins each time.
+    // (Without the store's lock, PostgreSQL let both win within some dozens of rounds.)
+    for round in 0..200 {
+        let (a, b) = pair(round);
+        let (first, second) =
+            tokio::join!(store.revoke_token(&a, t(10)), store.revoke_token(&b, t(10)));
+        let mut outcomes = [first.unwrap(), second.unwrap()];
+        outcomes.sort_by_key(|o| *o == Revoked::LastAdmin);
+        assert_eq!(
+            outcomes,
+            [Revoked::Revoked, Revoked::LastAdmin],
+            "round {round}"
+        );
+        // The next pair joins the one kept, which then goes, leaving two usable again.
+        let a_kept = store.token(&a).await.unwrap().unwrap().revoked_at.is_none();
+        let kept = if a_kept { a } else { b };
+        for id in <[String; 2]>::from(pair(round + 1)) {
+            store.insert_token(&admin(&id, None), &id).await.unwrap();
+        }
+        assert_eq!(
+            store.revoke_token(&kept, t(10)).await.unwrap(),
+            Revoked::Revoked
+        );
+    }
+}
+
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -467,6 +527,7 @@ contract!(
     concurrent_requests_with_one_key_create_one_operation,
     operations_are_paged_and_filtered,
     the_audit_log_is_appended_and_listed,
+    the_last_usable_admin_is_never_revoked_even_by_concurrent_revokes,
 );
 
 #[tokio::test]
