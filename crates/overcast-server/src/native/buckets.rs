@@ -1,6 +1,6 @@
 //! Buckets of an environment's object store.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
@@ -10,8 +10,8 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::native::error::{ApiResult, ErrorBody};
-use crate::native::extract::Caller;
-use crate::native::extract::{ApiQuery, Mutation, NoBody};
+use crate::native::extract::{parse_param, ApiQuery, Mutation, NoBody};
+use crate::native::extract::{ApiPath, Caller};
 use crate::AppState;
 
 /// Buckets the caller may see, with region, tags and versioning.
@@ -21,7 +21,7 @@ use crate::AppState;
 pub async fn bucket_list(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path(env): Path<String>,
+    ApiPath(env): ApiPath<String>,
 ) -> ApiResult<Json<Page<Bucket>>> {
     Ok(Json(Page::whole(
         state.core.buckets(&principal, &env).await?,
@@ -36,7 +36,7 @@ pub async fn bucket_list(
 pub async fn bucket_create(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path(env): Path<String>,
+    ApiPath(env): ApiPath<String>,
     request: Mutation<CreateBucketRequest>,
 ) -> ApiResult<Response> {
     let operation = state
@@ -59,7 +59,7 @@ pub async fn bucket_create(
 pub async fn bucket_view(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path((env, bucket)): Path<(String, String)>,
+    ApiPath((env, bucket)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<Bucket>> {
     Ok(Json(state.core.bucket(&principal, &env, &bucket).await?))
 }
@@ -69,8 +69,8 @@ pub async fn bucket_view(
 #[into_params(parameter_in = Query)]
 pub struct DeleteQuery {
     /// Empty the bucket first, in batches of 1,000 keys.
-    #[serde(default)]
-    force: bool,
+    #[param(value_type = Option<bool>)]
+    force: Option<String>,
 }
 
 /// Deletes a bucket (an operation): 409 while it holds objects, unless `force=true`.
@@ -81,17 +81,18 @@ pub struct DeleteQuery {
 pub async fn bucket_delete(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path((env, bucket)): Path<(String, String)>,
+    ApiPath((env, bucket)): ApiPath<(String, String)>,
     ApiQuery(query): ApiQuery<DeleteQuery>,
     request: Mutation<NoBody>,
 ) -> ApiResult<Response> {
+    let force = parse_param("force", query.force.as_deref(), "true or false")?;
     let operation = state
         .core
         .delete_bucket(
             &principal,
             &env,
             &bucket,
-            query.force,
+            force.unwrap_or(false),
             request.idempotency.as_ref(),
         )
         .await?;

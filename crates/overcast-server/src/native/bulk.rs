@@ -1,7 +1,7 @@
 //! Actions on the instances a selector matches: start, stop, reboot, terminate, promote,
 //! tag and untag, planned first, with a dry run and a confirmation guard.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -12,8 +12,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::native::error::{ApiResult, ErrorBody};
-use crate::native::extract::Caller;
 use crate::native::extract::Mutation;
+use crate::native::extract::{ApiPath, Caller};
 use crate::AppState;
 
 /// The answer to a dry run, or to a selector with nothing to act on.
@@ -83,7 +83,7 @@ macro_rules! bulk_route {
         pub async fn $name(
             State(state): State<AppState>,
             Caller(principal): Caller,
-            Path(env): Path<String>,
+            ApiPath(env): ApiPath<String>,
             request: Mutation<BulkRequest>,
         ) -> ApiResult<Response> {
             bulk(&state, &principal, &env, $action, &request).await

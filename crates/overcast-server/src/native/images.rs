@@ -1,6 +1,6 @@
 //! Machine images of an environment.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
@@ -10,7 +10,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::native::error::{ApiResult, ErrorBody};
-use crate::native::extract::Caller;
+use crate::native::extract::{ApiPath, Caller};
 use crate::native::extract::{ApiQuery, Mutation, NoBody};
 use crate::AppState;
 
@@ -29,7 +29,7 @@ pub struct ImagesQuery {
 pub async fn image_list(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path(env): Path<String>,
+    ApiPath(env): ApiPath<String>,
     ApiQuery(query): ApiQuery<ImagesQuery>,
 ) -> ApiResult<Json<Page<Image>>> {
     let items = state
@@ -48,7 +48,7 @@ pub async fn image_list(
 pub async fn image_create(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path(env): Path<String>,
+    ApiPath(env): ApiPath<String>,
     request: Mutation<CreateImageRequest>,
 ) -> ApiResult<Response> {
     let operation = state
@@ -75,7 +75,7 @@ pub async fn image_create(
 pub async fn image_import(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path(env): Path<String>,
+    ApiPath(env): ApiPath<String>,
     request: Mutation<ImportImageRequest>,
 ) -> ApiResult<Response> {
     let operation = state
@@ -98,7 +98,7 @@ pub async fn image_import(
 pub async fn image_view(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path((env, id)): Path<(String, String)>,
+    ApiPath((env, id)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<Image>> {
     Ok(Json(state.core.image(&principal, &env, &id).await?))
 }
@@ -111,7 +111,7 @@ pub async fn image_view(
 pub async fn image_delete(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path((env, id)): Path<(String, String)>,
+    ApiPath((env, id)): ApiPath<(String, String)>,
     request: Mutation<NoBody>,
 ) -> ApiResult<Response> {
     let operation = state

@@ -1,6 +1,6 @@
 //! Instances of an environment: list, create, get, act on, tag, console.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 
 use super::page_limit;
 use crate::native::error::{ApiResult, ErrorBody};
-use crate::native::extract::Caller;
+use crate::native::extract::{ApiPath, Caller};
 use crate::native::extract::{ApiQuery, Mutation, NoBody};
 use crate::AppState;
 
@@ -35,7 +35,7 @@ use crate::AppState;
 pub async fn instance_list(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path(env): Path<String>,
+    ApiPath(env): ApiPath<String>,
     ApiQuery(params): ApiQuery<Vec<(String, String)>>,
 ) -> ApiResult<Json<Page<Instance>>> {
     let mut query = InstanceQuery::default();
@@ -84,7 +84,7 @@ pub struct DryRunAnswer {
 pub async fn instance_create(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path(env): Path<String>,
+    ApiPath(env): ApiPath<String>,
     request: Mutation<CreateInstancesRequest>,
 ) -> ApiResult<Response> {
     match state
@@ -116,7 +116,7 @@ pub async fn instance_create(
 pub async fn instance_view(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path((env, id)): Path<(String, String)>,
+    ApiPath((env, id)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<Instance>> {
     Ok(Json(state.core.instance(&principal, &env, &id).await?))
 }
@@ -131,7 +131,7 @@ pub async fn instance_view(
 pub async fn instance_modify(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path((env, id)): Path<(String, String)>,
+    ApiPath((env, id)): ApiPath<(String, String)>,
     request: Mutation<ModifyInstanceRequest>,
 ) -> ApiResult<Response> {
     let operation = state
@@ -156,7 +156,7 @@ pub async fn instance_modify(
 pub async fn region_list(
     State(state): State<AppState>,
     _: Caller,
-    Path(env): Path<String>,
+    ApiPath(env): ApiPath<String>,
 ) -> ApiResult<Json<Page<RegionView>>> {
     Ok(Json(Page::whole(state.core.regions(&env).await?)))
 }
@@ -169,7 +169,7 @@ pub async fn region_list(
 pub async fn instance_delete(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path((env, id)): Path<(String, String)>,
+    ApiPath((env, id)): ApiPath<(String, String)>,
     request: Mutation<NoBody>,
 ) -> ApiResult<Response> {
     let operation = state
@@ -215,7 +215,7 @@ pub struct ActionBody {
 pub async fn instance_action(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path((env, id, action)): Path<(String, String, String)>,
+    ApiPath((env, id, action)): ApiPath<(String, String, String)>,
     request: Mutation<ActionBody>,
 ) -> ApiResult<Response> {
     let action = match BulkAction::parse(&action)? {
@@ -266,7 +266,7 @@ pub struct ConsoleOutput {
 pub async fn instance_console(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path((env, id)): Path<(String, String)>,
+    ApiPath((env, id)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<ConsoleOutput>> {
     let output = state.core.console(&principal, &env, &id).await?;
     Ok(Json(ConsoleOutput { id, output }))

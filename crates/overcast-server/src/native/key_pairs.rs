@@ -1,6 +1,6 @@
 //! SSH key pairs of an environment.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::native::error::{ApiResult, ErrorBody};
-use crate::native::extract::Caller;
+use crate::native::extract::{ApiPath, Caller};
 use crate::native::extract::{ApiQuery, Mutation, NoBody};
 use crate::AppState;
 
@@ -40,7 +40,7 @@ pub struct KeyPairCreated {
 pub async fn key_pair_list(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path(env): Path<String>,
+    ApiPath(env): ApiPath<String>,
     ApiQuery(query): ApiQuery<RegionQuery>,
 ) -> ApiResult<Json<Page<KeyPair>>> {
     let items = state
@@ -59,7 +59,7 @@ pub async fn key_pair_list(
 pub async fn key_pair_create(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path(env): Path<String>,
+    ApiPath(env): ApiPath<String>,
     request: Mutation<CreateKeyPairRequest>,
 ) -> ApiResult<Response> {
     if request.respond_async && request.body.public_key.is_none() {
@@ -110,7 +110,7 @@ pub async fn key_pair_create(
 pub async fn key_pair_delete(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path((env, name)): Path<(String, String)>,
+    ApiPath((env, name)): ApiPath<(String, String)>,
     ApiQuery(query): ApiQuery<RegionQuery>,
     request: Mutation<NoBody>,
 ) -> ApiResult<Response> {

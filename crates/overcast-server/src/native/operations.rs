@@ -1,6 +1,6 @@
 //! Operations: list, get, cancel.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
@@ -11,7 +11,7 @@ use utoipa::IntoParams;
 
 use super::{page_limit, since};
 use crate::native::error::{ApiResult, ErrorBody};
-use crate::native::extract::Caller;
+use crate::native::extract::{ApiPath, Caller};
 use crate::native::extract::{ApiQuery, Mutation, NoBody};
 use crate::AppState;
 
@@ -62,7 +62,7 @@ pub async fn operation_list(
 pub async fn operation_view(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Operation>> {
     Ok(Json(state.core.operation(&principal, &id).await?))
 }
@@ -77,7 +77,7 @@ pub async fn operation_view(
 pub async fn operation_cancel(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     request: Mutation<NoBody>,
 ) -> ApiResult<Response> {
     let operation = state.core.cancel(&principal, &id).await?;

@@ -1,6 +1,6 @@
 //! Security groups of an environment and their rules.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
@@ -10,7 +10,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::native::error::{ApiResult, ErrorBody};
-use crate::native::extract::Caller;
+use crate::native::extract::{ApiPath, Caller};
 use crate::native::extract::{ApiQuery, Mutation, NoBody};
 use crate::AppState;
 
@@ -29,7 +29,7 @@ pub struct GroupsQuery {
 pub async fn security_group_list(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path(env): Path<String>,
+    ApiPath(env): ApiPath<String>,
     ApiQuery(query): ApiQuery<GroupsQuery>,
 ) -> ApiResult<Json<Page<SecurityGroup>>> {
     let items = state
@@ -47,7 +47,7 @@ pub async fn security_group_list(
 pub async fn security_group_create(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path(env): Path<String>,
+    ApiPath(env): ApiPath<String>,
     request: Mutation<CreateGroupRequest>,
 ) -> ApiResult<Response> {
     let operation = state
@@ -70,7 +70,7 @@ pub async fn security_group_create(
 pub async fn security_group_view(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path((env, id)): Path<(String, String)>,
+    ApiPath((env, id)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<SecurityGroup>> {
     Ok(Json(
         state.core.security_group(&principal, &env, &id).await?,
@@ -85,7 +85,7 @@ pub async fn security_group_view(
 pub async fn security_group_delete(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path((env, id)): Path<(String, String)>,
+    ApiPath((env, id)): ApiPath<(String, String)>,
     request: Mutation<NoBody>,
 ) -> ApiResult<Response> {
     let operation = state
@@ -105,7 +105,7 @@ pub async fn security_group_delete(
 pub async fn security_group_rule_add(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path((env, id)): Path<(String, String)>,
+    ApiPath((env, id)): ApiPath<(String, String)>,
     request: Mutation<Rule>,
 ) -> ApiResult<Response> {
     let change = RuleChange::Add(request.body.clone());
@@ -120,7 +120,7 @@ pub async fn security_group_rule_add(
 pub async fn security_group_rule_remove(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path((env, id)): Path<(String, String)>,
+    ApiPath((env, id)): ApiPath<(String, String)>,
     request: Mutation<Rule>,
 ) -> ApiResult<Response> {
     let change = RuleChange::Remove(request.body.clone());

@@ -1,7 +1,7 @@
 //! Tags of instances, images, security groups and buckets: set or remove, each as an
 //! operation.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use overcast_core::auth::Principal;
@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
 use crate::native::error::{ApiResult, ErrorBody};
-use crate::native::extract::Caller;
 use crate::native::extract::Mutation;
+use crate::native::extract::{ApiPath, Caller};
 use crate::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -62,7 +62,7 @@ macro_rules! tag_routes {
         pub async fn $set(
             State(state): State<AppState>,
             Caller(principal): Caller,
-            Path(path): Path<(String, String)>,
+            ApiPath(path): ApiPath<(String, String)>,
             request: Mutation<SetTags>,
         ) -> ApiResult<Response> {
             tag(&state, &principal, path, $kind, request.body.tags.clone(), vec![], &request).await
@@ -76,7 +76,7 @@ macro_rules! tag_routes {
         pub async fn $remove(
             State(state): State<AppState>,
             Caller(principal): Caller,
-            Path(path): Path<(String, String)>,
+            ApiPath(path): ApiPath<(String, String)>,
             request: Mutation<RemoveTags>,
         ) -> ApiResult<Response> {
             tag(&state, &principal, path, $kind, BTreeMap::new(), request.body.keys.clone(), &request).await

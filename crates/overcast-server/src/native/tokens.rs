@@ -1,6 +1,6 @@
 //! API tokens: list, create (the secret is shown once), revoke. Admins only.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
@@ -10,7 +10,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::native::error::{ApiResult, ErrorBody};
-use crate::native::extract::Caller;
+use crate::native::extract::{ApiPath, Caller};
 use crate::native::extract::{Mutation, NoBody};
 use crate::AppState;
 
@@ -77,7 +77,7 @@ pub async fn token_create(
 pub async fn token_revoke(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     request: Mutation<NoBody>,
 ) -> ApiResult<Response> {
     let operation = state
