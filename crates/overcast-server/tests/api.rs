@@ -467,9 +467,9 @@ impl Malformed {
 }
 
 /// Malformed input of every kind a route reads (a path parameter, the query, a header, the
-/// body) answers 400 in the error shape, naming what was wrong.
+/// body) answers 400 in the error shape, naming what was wrong, and the document states it.
 #[tokio::test]
-async fn malformed_input_on_every_route_is_a_400_naming_the_field() {
+async fn malformed_input_on_every_route_is_a_documented_400_naming_the_field() {
     let server = TestServer::start().await;
     let document = serde_json::to_value(overcast_server::openapi()).unwrap();
     let usual = |name: &str| match name {
@@ -557,6 +557,10 @@ async fn malformed_input_on_every_route_is_a_400_naming_the_field() {
                 let status = response.status();
                 let what = format!("{method} {template} with {}", case.what);
                 assert_eq!(status, StatusCode::BAD_REQUEST, "{what}");
+                assert!(
+                    operation["responses"]["400"].is_object(),
+                    "{what}: 400 is not in the document"
+                );
                 if method == Method::HEAD {
                     continue;
                 }

@@ -30,7 +30,8 @@ pub async fn bucket_list(
 
 /// Creates a bucket in a region of the environment (an operation), tagged with its org.
 #[utoipa::path(post, path = "/v1/environments/{env}/buckets", tag = "buckets", request_body = CreateBucketRequest,
-    params(("env" = String, Path, description = "Environment name")),
+    params(("env" = String, Path, description = "Environment name"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
     responses((status = 201, body = Operation), (status = 202, body = Operation), (status = 400, body = ErrorBody),
               (status = 409, body = ErrorBody, description = "the name is taken"), (status = 403, body = ErrorBody)))]
 pub async fn bucket_create(
@@ -75,7 +76,8 @@ pub struct DeleteQuery {
 
 /// Deletes a bucket (an operation): 409 while it holds objects, unless `force=true`.
 #[utoipa::path(delete, path = "/v1/environments/{env}/buckets/{bucket}", tag = "buckets",
-    params(("env" = String, Path, description = "Environment name"), ("bucket" = String, Path, description = "Bucket name"), DeleteQuery),
+    params(("env" = String, Path, description = "Environment name"), ("bucket" = String, Path, description = "Bucket name"), DeleteQuery,
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
     responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody, description = "not empty"), (status = 403, body = ErrorBody)))]
 pub async fn bucket_delete(

@@ -77,7 +77,8 @@ macro_rules! bulk_route {
         #[utoipa::path(post, path = $path, tag = "bulk", request_body = BulkRequest,
             params(("env" = String, Path, description = "Environment name"),
                    ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
-            responses((status = 200, body = Operation), (status = 202, body = Operation),
+            responses((status = 200, body = PlanAnswer, description = "the plan of a dry run or of nothing to do, or the operation that succeeded"),
+                      (status = 202, body = Operation),
                       (status = 400, body = ErrorBody, description = "bad selector, or the confirmation is missing"),
                       (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
         pub async fn $name(

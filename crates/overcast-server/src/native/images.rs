@@ -41,7 +41,8 @@ pub async fn image_list(
 
 /// Makes an image of an instance (an operation that ends when the image is available).
 #[utoipa::path(post, path = "/v1/environments/{env}/images", tag = "images", request_body = CreateImageRequest,
-    params(("env" = String, Path, description = "Environment name")),
+    params(("env" = String, Path, description = "Environment name"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
     responses((status = 201, body = Operation), (status = 202, body = Operation), (status = 400, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "name taken"),
               (status = 403, body = ErrorBody)))]
@@ -69,7 +70,8 @@ pub async fn image_create(
 /// raw disk, or a kernel and initrd for direct boot. `file://` URLs (the server's own
 /// files) are for admins. Providers that cannot import answer 400.
 #[utoipa::path(post, path = "/v1/environments/{env}/images/import", tag = "images", request_body = ImportImageRequest,
-    params(("env" = String, Path, description = "Environment name")),
+    params(("env" = String, Path, description = "Environment name"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
     responses((status = 201, body = Operation), (status = 202, body = Operation), (status = 400, body = ErrorBody),
               (status = 409, body = ErrorBody, description = "name taken"), (status = 403, body = ErrorBody)))]
 pub async fn image_import(
@@ -105,7 +107,8 @@ pub async fn image_view(
 
 /// Deregisters an image and deletes its snapshots (an operation).
 #[utoipa::path(delete, path = "/v1/environments/{env}/images/{id}", tag = "images",
-    params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Image id")),
+    params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Image id"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
     responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 404, body = ErrorBody),
               (status = 403, body = ErrorBody)))]
 pub async fn image_delete(

@@ -23,11 +23,11 @@ use crate::AppState;
     params(
         ("env" = String, Path, description = "Environment name"),
         ("stage" = Option<String>, Query, description = "Only this stage"),
-        ("state" = Option<String>, Query, description = "Only this state, e.g. running"),
+        ("state" = Option<InstanceState>, Query, description = "Only this state, e.g. running"),
         ("name" = Option<String>, Query, description = "Only this Name tag"),
         ("region" = Option<String>, Query, description = "Only this region"),
         ("tag.KEY" = Option<String>, Query, description = "Only instances whose tag KEY has this value; repeatable"),
-        ("limit" = Option<String>, Query, description = "1 to 500, default 50"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "1 to 500, default 50"),
         ("page_token" = Option<String>, Query, description = "From the previous page's next_page_token"),
     ),
     responses((status = 200, body = Page<Instance>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -78,9 +78,10 @@ pub struct DryRunAnswer {
 #[utoipa::path(post, path = "/v1/environments/{env}/instances", tag = "instances", request_body = CreateInstancesRequest,
     params(("env" = String, Path, description = "Environment name"),
            ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
-    responses((status = 201, body = Operation), (status = 202, body = Operation), (status = 200, body = DryRunAnswer),
+    responses((status = 201, body = Operation), (status = 202, body = Operation), (status = 200, body = DryRunAnswer, description = "a dry run: the backend would allow the launch"),
               (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-              (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+              (status = 409, body = ErrorBody), (status = 503, body = ErrorBody),
+              (status = 507, body = ErrorBody, description = "more than the host has free (local environments)")))]
 pub async fn instance_create(
     State(state): State<AppState>,
     Caller(principal): Caller,
@@ -163,7 +164,8 @@ pub async fn region_list(
 
 /// Terminates an instance (an operation); the same as `POST .../{id}/terminate`.
 #[utoipa::path(delete, path = "/v1/environments/{env}/instances/{id}", tag = "instances",
-    params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Instance id")),
+    params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Instance id"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
     responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 404, body = ErrorBody),
               (status = 403, body = ErrorBody)))]
 pub async fn instance_delete(

@@ -53,7 +53,8 @@ pub async fn key_pair_list(
 /// Makes a key pair (the private key is in this answer only) or, with `public_key`,
 /// imports one. Making one needs a synchronous request: `Prefer: respond-async` is refused.
 #[utoipa::path(post, path = "/v1/environments/{env}/key-pairs", tag = "key-pairs", request_body = CreateKeyPairRequest,
-    params(("env" = String, Path, description = "Environment name")),
+    params(("env" = String, Path, description = "Environment name"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
     responses((status = 201, body = KeyPairCreated), (status = 202, body = KeyPairCreated), (status = 400, body = ErrorBody),
               (status = 409, body = ErrorBody, description = "name taken"), (status = 403, body = ErrorBody)))]
 pub async fn key_pair_create(
@@ -104,7 +105,8 @@ pub async fn key_pair_create(
 
 /// Deletes a key pair (an operation).
 #[utoipa::path(delete, path = "/v1/environments/{env}/key-pairs/{name}", tag = "key-pairs",
-    params(("env" = String, Path, description = "Environment name"), ("name" = String, Path, description = "Key pair name"), RegionQuery),
+    params(("env" = String, Path, description = "Environment name"), ("name" = String, Path, description = "Key pair name"), RegionQuery,
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
     responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 404, body = ErrorBody),
               (status = 403, body = ErrorBody)))]
 pub async fn key_pair_delete(

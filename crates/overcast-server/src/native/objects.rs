@@ -173,7 +173,8 @@ pub async fn object_head(
 /// Deletes one object (an operation). A missing key is no error, as in S3.
 #[utoipa::path(delete, path = "/v1/environments/{env}/buckets/{bucket}/objects/{*key}", tag = "objects",
     params(("env" = String, Path, description = "Environment name"), ("bucket" = String, Path, description = "Bucket name"),
-           ("key" = String, Path, description = "Object key; may hold slashes")),
+           ("key" = String, Path, description = "Object key; may hold slashes"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
     responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 404, body = ErrorBody)))]
 pub async fn object_delete(
     State(state): State<AppState>,
@@ -206,7 +207,8 @@ pub struct DeletePrefixQuery {
 
 /// Deletes every object under a prefix (an operation with progress), 1,000 keys per call.
 #[utoipa::path(delete, path = "/v1/environments/{env}/buckets/{bucket}/objects", tag = "objects",
-    params(("env" = String, Path, description = "Environment name"), ("bucket" = String, Path, description = "Bucket name"), DeletePrefixQuery),
+    params(("env" = String, Path, description = "Environment name"), ("bucket" = String, Path, description = "Bucket name"), DeletePrefixQuery,
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
     responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn object_delete_prefix(
     State(state): State<AppState>,
@@ -233,7 +235,8 @@ pub async fn object_delete_prefix(
 /// Copies an object into this bucket inside the store (an operation); the bytes do not
 /// pass through overcast.
 #[utoipa::path(post, path = "/v1/environments/{env}/buckets/{bucket}/objects", tag = "objects", request_body = CopyObjectRequest,
-    params(("env" = String, Path, description = "Environment name"), ("bucket" = String, Path, description = "Target bucket")),
+    params(("env" = String, Path, description = "Environment name"), ("bucket" = String, Path, description = "Target bucket"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
     responses((status = 201, body = Operation), (status = 202, body = Operation), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn object_copy(
     State(state): State<AppState>,

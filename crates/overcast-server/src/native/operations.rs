@@ -20,12 +20,15 @@ use crate::AppState;
 #[into_params(parameter_in = Query)]
 pub struct OperationsQuery {
     /// pending, running, succeeded, failed or cancelled
+    #[param(value_type = Option<OperationStatus>)]
     status: Option<String>,
     /// e.g. `token.create`
     kind: Option<String>,
     /// Only operations created at or after this RFC 3339 time.
+    #[param(format = DateTime)]
     since: Option<String>,
     /// 1 to 500, default 50.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
     limit: Option<String>,
     /// From the previous page's `next_page_token`.
     page_token: Option<String>,

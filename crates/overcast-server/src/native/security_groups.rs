@@ -41,7 +41,8 @@ pub async fn security_group_list(
 
 /// Creates a security group (an operation), tagged with its org.
 #[utoipa::path(post, path = "/v1/environments/{env}/security-groups", tag = "security-groups", request_body = CreateGroupRequest,
-    params(("env" = String, Path, description = "Environment name")),
+    params(("env" = String, Path, description = "Environment name"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
     responses((status = 201, body = Operation), (status = 202, body = Operation), (status = 400, body = ErrorBody),
               (status = 409, body = ErrorBody, description = "a group of that name exists"), (status = 403, body = ErrorBody)))]
 pub async fn security_group_create(
@@ -79,7 +80,8 @@ pub async fn security_group_view(
 
 /// Deletes a group (an operation); 409 while an instance or another group's rule uses it.
 #[utoipa::path(delete, path = "/v1/environments/{env}/security-groups/{id}", tag = "security-groups",
-    params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Group id")),
+    params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Group id"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
     responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody, description = "in use"), (status = 403, body = ErrorBody)))]
 pub async fn security_group_delete(
@@ -99,7 +101,8 @@ pub async fn security_group_delete(
 
 /// Adds a rule (an operation); adding a rule that exists is no error.
 #[utoipa::path(post, path = "/v1/environments/{env}/security-groups/{id}/rules", tag = "security-groups", request_body = Rule,
-    params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Group id")),
+    params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Group id"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
     responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 400, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn security_group_rule_add(
@@ -114,7 +117,8 @@ pub async fn security_group_rule_add(
 
 /// Removes a rule (an operation); removing a rule that is not there is no error.
 #[utoipa::path(delete, path = "/v1/environments/{env}/security-groups/{id}/rules", tag = "security-groups", request_body = Rule,
-    params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Group id")),
+    params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Group id"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
     responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 400, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn security_group_rule_remove(

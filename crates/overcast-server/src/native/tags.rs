@@ -56,7 +56,8 @@ macro_rules! tag_routes {
     ($set:ident, $remove:ident, $kind:expr, $path:literal, $what:literal) => {
         #[doc = concat!("Sets tags of ", $what, " (an operation). Keys starting with `overcast:` or `aws:` are reserved.")]
         #[utoipa::path(put, path = $path, tag = "tags", request_body = SetTags,
-            params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Resource id")),
+            params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Resource id"),
+                   ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
             responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 400, body = ErrorBody),
                       (status = 404, body = ErrorBody), (status = 403, body = ErrorBody)))]
         pub async fn $set(
@@ -70,7 +71,8 @@ macro_rules! tag_routes {
 
         #[doc = concat!("Removes tags of ", $what, " by key (an operation).")]
         #[utoipa::path(delete, path = $path, tag = "tags", request_body = RemoveTags,
-            params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Resource id")),
+            params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Resource id"),
+                   ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
             responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 400, body = ErrorBody),
                       (status = 404, body = ErrorBody), (status = 403, body = ErrorBody)))]
         pub async fn $remove(

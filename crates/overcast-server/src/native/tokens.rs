@@ -41,8 +41,7 @@ pub async fn token_list(
 #[utoipa::path(post, path = "/v1/tokens", tag = "tokens", request_body = CreateTokenRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
     responses((status = 201, body = TokenCreated), (status = 202, body = TokenCreated),
-              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-              (status = 409, body = ErrorBody, description = "Idempotency-Key reused with another request")))]
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn token_create(
     State(state): State<AppState>,
     Caller(principal): Caller,
@@ -73,6 +72,7 @@ pub async fn token_create(
     params(("id" = String, Path, description = "Token id"),
            ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
     responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "the last usable admin token"),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn token_revoke(
     State(state): State<AppState>,
