@@ -36,7 +36,8 @@ fn parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .into_iter()
         .map(|(path, item)| (path.replace("{*", "{"), item))
         .collect();
-    native::document_auth_answers(&mut document);
+    native::document_common_rules(&mut document);
+    native::document_machine_type_view(&mut document);
     (router, document)
 }
 

@@ -397,6 +397,13 @@ async fn bad_requests_get_a_400_naming_the_field() {
         (Method::GET, "/v1/operations?status=done", None, "status"),
         (Method::GET, "/v1/operations?since=yesterday", None, "since"),
         (Method::GET, "/v1/operations?colour=blue", None, "query"),
+        (Method::GET, "/v1/operations?kind=a%0Ab", None, "kind"),
+        (
+            Method::DELETE,
+            "/v1/environments/local/buckets/b-test?force=perhaps",
+            None,
+            "force",
+        ),
         (Method::GET, "/v1/audit?limit=9999", None, "limit"),
     ];
     for (method, path, body, field) in cases {
@@ -434,6 +441,143 @@ async fn bad_requests_get_a_400_naming_the_field() {
         (status, error_code(&answer)),
         (StatusCode::NOT_FOUND, "environment_not_found")
     );
+}
+
+/// A malformed request, and the field its answer should name.
+struct Malformed {
+    /// What is wrong with it, for the failure message.
+    what: String,
+    /// Its path and query.
+    path: String,
+    header: Option<(&'static str, &'static str)>,
+    body: Option<&'static str>,
+    field: String,
+}
+
+impl Malformed {
+    fn new(what: impl Into<String>, path: String, field: impl Into<String>) -> Malformed {
+        Malformed {
+            what: what.into(),
+            path,
+            header: None,
+            body: None,
+            field: field.into(),
+        }
+    }
+}
+
+/// Malformed input of every kind a route reads (a path parameter, the query, a header, the
+/// body) answers 400 in the error shape, naming what was wrong, and the document states it.
+#[tokio::test]
+async fn malformed_input_on_every_route_is_a_documented_400_naming_the_field() {
+    let server = TestServer::start().await;
+    let document = serde_json::to_value(overcast_server::openapi()).unwrap();
+    let usual = |name: &str| match name {
+        "env" => "local",
+        "action" => "start",
+        "key" => "some/key",
+        _ => "x-test",
+    };
+    let mut tried = 0;
+    for (template, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let parameters = operation["parameters"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let named = |place: &str| {
+                parameters
+                    .iter()
+                    .filter(|p| p["in"] == place)
+                    .map(|p| p["name"].as_str().unwrap().to_string())
+                    .collect::<Vec<_>>()
+            };
+            let path_with = |bad: Option<(&str, &str)>| {
+                named("path").iter().fold(template.clone(), |path, name| {
+                    let value = match bad {
+                        Some((which, value)) if which == name => value,
+                        _ => usual(name),
+                    };
+                    path.replace(&format!("{{{name}}}"), value)
+                })
+            };
+            let mut cases = vec![];
+            for name in named("path") {
+                for (what, value) in [("not UTF-8", "%FF"), ("a control character", "a%01")] {
+                    let path = path_with(Some((&name, value)));
+                    cases.push(Malformed::new(format!("{name}: {what}"), path, &name));
+                }
+            }
+            let query = named("query");
+            if query.iter().any(|q| q == "timeout") {
+                let path = format!("{}?timeout=never", path_with(None));
+                cases.push(Malformed::new("timeout", path, "timeout"));
+            }
+            if let Some(name) = query.iter().find(|q| *q != "timeout") {
+                let path = format!("{}?{name}=a%01", path_with(None));
+                cases.push(Malformed::new(
+                    format!("{name}: a control character"),
+                    path,
+                    name,
+                ));
+                let path = format!("{}?colour=blue", path_with(None));
+                cases.push(Malformed::new("an unknown parameter", path, "query"));
+            }
+            if named("header").iter().any(|h| h == "Idempotency-Key") {
+                cases.push(Malformed {
+                    header: Some(("Idempotency-Key", "two words")),
+                    ..Malformed::new("Idempotency-Key", path_with(None), "Idempotency-Key")
+                });
+            }
+            if operation["requestBody"]["content"]["application/json"].is_object() {
+                let bodies = [
+                    ("not JSON", "{oops", "body"),
+                    ("a control character", r#"{"name": "a\u0001"}"#, "body.name"),
+                ];
+                for (what, body, field) in bodies {
+                    cases.push(Malformed {
+                        body: Some(body),
+                        ..Malformed::new(format!("body: {what}"), path_with(None), field)
+                    });
+                }
+            }
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            for case in cases {
+                tried += 1;
+                let mut request = server.request(method.clone(), &case.path, Some(ADMIN));
+                if let Some((name, value)) = case.header {
+                    request = request.header(name, value);
+                }
+                if let Some(body) = case.body {
+                    request = request
+                        .header("content-type", "application/json")
+                        .body(body);
+                }
+                let response = request.send().await.unwrap();
+                let status = response.status();
+                let what = format!("{method} {template} with {}", case.what);
+                assert_eq!(status, StatusCode::BAD_REQUEST, "{what}");
+                assert!(
+                    operation["responses"]["400"].is_object(),
+                    "{what}: 400 is not in the document"
+                );
+                if method == Method::HEAD {
+                    continue;
+                }
+                let answer: Value = response.json().await.unwrap();
+                assert_eq!(
+                    answer["error"]["field"],
+                    case.field.as_str(),
+                    "{what}: {answer}"
+                );
+                assert!(
+                    !answer["error"]["request_id"].as_str().unwrap().is_empty(),
+                    "{what}"
+                );
+            }
+        }
+    }
+    assert!(tried >= 150, "tried only {tried} malformed requests");
 }
 
 #[tokio::test]

@@ -22,8 +22,10 @@ pub struct AuditQuery {
     /// Only the change that started this operation.
     operation_id: Option<String>,
     /// Only entries at or after this RFC 3339 time.
+    #[param(format = DateTime)]
     since: Option<String>,
     /// 1 to 500, default 50.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
     limit: Option<String>,
     /// From the previous page's `next_page_token`.
     page_token: Option<String>,

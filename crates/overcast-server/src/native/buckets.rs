@@ -1,6 +1,6 @@
 //! Buckets of an environment's object store.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
@@ -10,8 +10,8 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::native::error::{ApiResult, ErrorBody};
-use crate::native::extract::Caller;
-use crate::native::extract::{ApiQuery, Mutation, NoBody};
+use crate::native::extract::{parse_param, ApiQuery, Mutation, NoBody};
+use crate::native::extract::{ApiPath, Caller};
 use crate::AppState;
 
 /// Buckets the caller may see, with region, tags and versioning.
@@ -21,7 +21,7 @@ use crate::AppState;
 pub async fn bucket_list(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path(env): Path<String>,
+    ApiPath(env): ApiPath<String>,
 ) -> ApiResult<Json<Page<Bucket>>> {
     Ok(Json(Page::whole(
         state.core.buckets(&principal, &env).await?,
@@ -30,13 +30,14 @@ pub async fn bucket_list(
 
 /// Creates a bucket in a region of the environment (an operation), tagged with its org.
 #[utoipa::path(post, path = "/v1/environments/{env}/buckets", tag = "buckets", request_body = CreateBucketRequest,
-    params(("env" = String, Path, description = "Environment name")),
+    params(("env" = String, Path, description = "Environment name"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
     responses((status = 201, body = Operation), (status = 202, body = Operation), (status = 400, body = ErrorBody),
               (status = 409, body = ErrorBody, description = "the name is taken"), (status = 403, body = ErrorBody)))]
 pub async fn bucket_create(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path(env): Path<String>,
+    ApiPath(env): ApiPath<String>,
     request: Mutation<CreateBucketRequest>,
 ) -> ApiResult<Response> {
     let operation = state
@@ -59,7 +60,7 @@ pub async fn bucket_create(
 pub async fn bucket_view(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path((env, bucket)): Path<(String, String)>,
+    ApiPath((env, bucket)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<Bucket>> {
     Ok(Json(state.core.bucket(&principal, &env, &bucket).await?))
 }
@@ -69,29 +70,31 @@ pub async fn bucket_view(
 #[into_params(parameter_in = Query)]
 pub struct DeleteQuery {
     /// Empty the bucket first, in batches of 1,000 keys.
-    #[serde(default)]
-    force: bool,
+    #[param(value_type = Option<bool>)]
+    force: Option<String>,
 }
 
 /// Deletes a bucket (an operation): 409 while it holds objects, unless `force=true`.
 #[utoipa::path(delete, path = "/v1/environments/{env}/buckets/{bucket}", tag = "buckets",
-    params(("env" = String, Path, description = "Environment name"), ("bucket" = String, Path, description = "Bucket name"), DeleteQuery),
+    params(("env" = String, Path, description = "Environment name"), ("bucket" = String, Path, description = "Bucket name"), DeleteQuery,
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
     responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody, description = "not empty"), (status = 403, body = ErrorBody)))]
 pub async fn bucket_delete(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path((env, bucket)): Path<(String, String)>,
+    ApiPath((env, bucket)): ApiPath<(String, String)>,
     ApiQuery(query): ApiQuery<DeleteQuery>,
     request: Mutation<NoBody>,
 ) -> ApiResult<Response> {
+    let force = parse_param("force", query.force.as_deref(), "true or false")?;
     let operation = state
         .core
         .delete_bucket(
             &principal,
             &env,
             &bucket,
-            query.force,
+            force.unwrap_or(false),
             request.idempotency.as_ref(),
         )
         .await?;

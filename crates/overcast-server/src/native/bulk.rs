@@ -1,7 +1,7 @@
 //! Actions on the instances a selector matches: start, stop, reboot, terminate, promote,
 //! tag and untag, planned first, with a dry run and a confirmation guard.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -12,8 +12,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::native::error::{ApiResult, ErrorBody};
-use crate::native::extract::Caller;
 use crate::native::extract::Mutation;
+use crate::native::extract::{ApiPath, Caller};
 use crate::AppState;
 
 /// The answer to a dry run, or to a selector with nothing to act on.
@@ -77,13 +77,14 @@ macro_rules! bulk_route {
         #[utoipa::path(post, path = $path, tag = "bulk", request_body = BulkRequest,
             params(("env" = String, Path, description = "Environment name"),
                    ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
-            responses((status = 200, body = Operation), (status = 202, body = Operation),
+            responses((status = 200, body = PlanAnswer, description = "the plan of a dry run or of nothing to do, or the operation that succeeded"),
+                      (status = 202, body = Operation),
                       (status = 400, body = ErrorBody, description = "bad selector, or the confirmation is missing"),
                       (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
         pub async fn $name(
             State(state): State<AppState>,
             Caller(principal): Caller,
-            Path(env): Path<String>,
+            ApiPath(env): ApiPath<String>,
             request: Mutation<BulkRequest>,
         ) -> ApiResult<Response> {
             bulk(&state, &principal, &env, $action, &request).await

@@ -1,12 +1,12 @@
 //! Environments and machine types.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use overcast_core::environments::{EnvironmentView, MachineTypeView};
 use overcast_types::Page;
 
 use crate::native::error::{ApiResult, ErrorBody};
-use crate::native::extract::Caller;
+use crate::native::extract::{ApiPath, Caller};
 use crate::AppState;
 
 /// Every environment: provider, regions, stages, whether its backend answers and why not.
@@ -25,7 +25,7 @@ pub async fn environment_list(
 pub async fn environment_view(
     State(state): State<AppState>,
     _: Caller,
-    Path(env): Path<String>,
+    ApiPath(env): ApiPath<String>,
 ) -> ApiResult<Json<EnvironmentView>> {
     Ok(Json(state.core.environment(&env).await?))
 }

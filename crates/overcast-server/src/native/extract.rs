@@ -1,7 +1,9 @@
 //! Request extractors that answer bad input the overcast way: a 400 naming the field.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::path::ErrorKind;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -123,24 +125,67 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Mutation<T> {
     }
 }
 
-/// Parses JSON, naming the field at fault (`body.role`) when it cannot.
+/// Parses JSON, naming the field at fault (`body.role`) when it cannot, or when a string in
+/// it holds what text may not (see [`body_text_char`]).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    let tree: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| Error::invalid("body", format!("not valid JSON: {e}")))?;
+    check_body_text(&tree, "body")?;
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." {
-            "body".to_string()
-        } else {
-            format!("body.{path}")
+        let field = match e.path().to_string() {
+            path if path == "." => "body".to_string(),
+            path => format!("body.{path}"),
         };
-        let inner = e.into_inner();
-        let message = if inner.is_syntax() || inner.is_eof() {
-            format!("not valid JSON: {inner}")
-        } else {
-            inner.to_string()
-        };
-        Error::invalid(field, message)
+        Error::invalid(field, e.into_inner().to_string())
     })
+}
+
+/// Every string of a body, keys too, holds only [`body_text_char`]s; a refusal names the
+/// field (`body.tags.team`, `body.ids[2]`).
+fn check_body_text(value: &serde_json::Value, field: &str) -> Result<(), Error> {
+    use serde_json::Value;
+    let refuse = |field: &str| {
+        Err(Error::invalid(
+            field,
+            "must not hold control characters (other than tab and line breaks) or Unicode noncharacters",
+        ))
+    };
+    match value {
+        Value::String(text) if !text.chars().all(body_text_char) => refuse(field),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, item)| check_body_text(item, &format!("{field}[{i}]"))),
+        Value::Object(members) => members.iter().try_for_each(|(key, member)| {
+            let field = format!("{field}.{key}");
+            if key.chars().all(body_text_char) {
+                check_body_text(member, &field)
+            } else {
+                refuse(&field)
+            }
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Whether a character may stand in a body's text. Backends speak XML or put text in
+/// URLs and headers, which cannot carry control characters (XML keeps tab and line
+/// breaks) or Unicode noncharacters; refused here, they are a 400 naming the field rather
+/// than a backend's fault.
+fn body_text_char(c: char) -> bool {
+    (!c.is_control() || matches!(c, '\t' | '\n' | '\r')) && !is_noncharacter(c)
+}
+
+/// Whether a character may stand in a name or an id (a path or query parameter): as in a
+/// body, and no line breaks or tabs either.
+fn name_char(c: char) -> bool {
+    !c.is_control() && !is_noncharacter(c)
+}
+
+/// U+FDD0 to U+FDEF and the last two code points of every plane.
+fn is_noncharacter(c: char) -> bool {
+    matches!(c as u32, 0xFDD0..=0xFDEF) || (c as u32) & 0xFFFE == 0xFFFE
 }
 
 /// Whether the client asked for `Prefer: respond-async`.
@@ -210,8 +255,9 @@ fn request_hash(method: &Method, path: &str, body: &[u8]) -> String {
     hex::encode(hasher.finalize())
 }
 
-/// Query parameters, refusing unknown ones with a 400. `timeout` belongs to every change
-/// (see [`Mutation`]) and is left to it.
+/// Query parameters, refusing unknown ones, and values holding a character that is not a
+/// [`name_char`], with a 400. `timeout` belongs to every change (see [`Mutation`]) and is
+/// left to it.
 pub struct ApiQuery<T>(pub T);
 
 impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
@@ -221,6 +267,10 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuer
         let pairs: Vec<(String, String)> =
             serde_urlencoded::from_str(parts.uri.query().unwrap_or(""))
                 .map_err(|e| Error::invalid("query", format!("cannot read the query: {e}")))?;
+        for (key, value) in &pairs {
+            check_name_text(key, key)?;
+            check_name_text(key, value)?;
+        }
         // Written back without `timeout` and read again, so values parse as
         // serde_urlencoded parses them (`true` into a bool, digits into a number).
         let own: Vec<(String, String)> =
@@ -231,6 +281,60 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuer
             Error::invalid("query", format!("Failed to deserialize query string: {e}"))
         })?;
         Ok(ApiQuery(value))
+    }
+}
+
+/// Path parameters, refusing with a 400 naming the parameter what no name or id holds:
+/// bytes that are not UTF-8, nothing at all, or a character that is not a [`name_char`].
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        // axum's `Path` answers its refusals as plain text; here they take the family's
+        // shape.
+        let value = match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => value,
+            Err(PathRejection::FailedToDeserializePathParams(e)) => {
+                return Err(match e.kind() {
+                    ErrorKind::InvalidUtf8InPathParam { key } => {
+                        Error::invalid(key, "is not UTF-8 once percent-decoded")
+                    }
+                    _ => Error::invalid("path", e.body_text()),
+                }
+                .into())
+            }
+            Err(e) => return Err(Error::invalid("path", e.body_text()).into()),
+        };
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|e| Error::invalid("path", e.body_text()))?;
+        for (name, value) in &params {
+            check_path_param(name, value)?;
+        }
+        Ok(ApiPath(value))
+    }
+}
+
+/// A path parameter's value as a name or id: not empty, and only [`name_char`]s.
+fn check_path_param(name: &str, value: &str) -> Result<(), Error> {
+    if value.is_empty() {
+        Err(Error::invalid(name, "must not be empty"))
+    } else {
+        check_name_text(name, value)
+    }
+}
+
+/// A parameter's value holds only [`name_char`]s.
+fn check_name_text(name: &str, value: &str) -> Result<(), Error> {
+    if value.chars().all(name_char) {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            name,
+            "must not hold control characters or Unicode noncharacters",
+        ))
     }
 }
 
@@ -288,6 +392,35 @@ mod tests {
         assert!(err.message.contains("unknown field `colour`"));
         let err = parse_json::<CreateTokenRequest>(b"{oops").unwrap_err();
         assert!(err.message.starts_with("not valid JSON"));
+        assert_eq!(err.field.as_deref(), Some("body"));
+    }
+
+    #[test]
+    fn text_no_backend_can_carry_is_refused_naming_the_field() {
+        let field = |body: &str| {
+            parse_json::<serde_json::Value>(body.as_bytes())
+                .unwrap_err()
+                .field
+                .unwrap()
+        };
+        assert_eq!(field(r#"{"name": "a\u0016b"}"#), "body.name");
+        assert_eq!(field(r#"{"ids": ["i-1", "i-\ufffe"]}"#), "body.ids[1]");
+        assert_eq!(field(r#"{"tags": {"a\u0085": "x"}}"#), "body.tags.a\u{85}");
+        parse_json::<serde_json::Value>(br##"{"user_data": "#!/bin/sh\n\techo hi\r\n"}"##).unwrap();
+
+        assert!(check_path_param("id", "i-0123 ¼").is_ok());
+        for refused in [
+            "",
+            "i-\t",
+            "i-\u{1b}",
+            "i-\u{7f}",
+            "i-\u{85}",
+            "i-\u{fdd0}",
+            "i-\u{1fffe}",
+        ] {
+            let e = check_path_param("id", refused).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("id"), "{refused:?}");
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Machine images of an environment.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
@@ -10,7 +10,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::native::error::{ApiResult, ErrorBody};
-use crate::native::extract::Caller;
+use crate::native::extract::{ApiPath, Caller};
 use crate::native::extract::{ApiQuery, Mutation, NoBody};
 use crate::AppState;
 
@@ -29,7 +29,7 @@ pub struct ImagesQuery {
 pub async fn image_list(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path(env): Path<String>,
+    ApiPath(env): ApiPath<String>,
     ApiQuery(query): ApiQuery<ImagesQuery>,
 ) -> ApiResult<Json<Page<Image>>> {
     let items = state
@@ -41,14 +41,15 @@ pub async fn image_list(
 
 /// Makes an image of an instance (an operation that ends when the image is available).
 #[utoipa::path(post, path = "/v1/environments/{env}/images", tag = "images", request_body = CreateImageRequest,
-    params(("env" = String, Path, description = "Environment name")),
+    params(("env" = String, Path, description = "Environment name"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
     responses((status = 201, body = Operation), (status = 202, body = Operation), (status = 400, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "name taken"),
               (status = 403, body = ErrorBody)))]
 pub async fn image_create(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path(env): Path<String>,
+    ApiPath(env): ApiPath<String>,
     request: Mutation<CreateImageRequest>,
 ) -> ApiResult<Response> {
     let operation = state
@@ -69,13 +70,14 @@ pub async fn image_create(
 /// raw disk, or a kernel and initrd for direct boot. `file://` URLs (the server's own
 /// files) are for admins. Providers that cannot import answer 400.
 #[utoipa::path(post, path = "/v1/environments/{env}/images/import", tag = "images", request_body = ImportImageRequest,
-    params(("env" = String, Path, description = "Environment name")),
+    params(("env" = String, Path, description = "Environment name"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
     responses((status = 201, body = Operation), (status = 202, body = Operation), (status = 400, body = ErrorBody),
               (status = 409, body = ErrorBody, description = "name taken"), (status = 403, body = ErrorBody)))]
 pub async fn image_import(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path(env): Path<String>,
+    ApiPath(env): ApiPath<String>,
     request: Mutation<ImportImageRequest>,
 ) -> ApiResult<Response> {
     let operation = state
@@ -98,20 +100,21 @@ pub async fn image_import(
 pub async fn image_view(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path((env, id)): Path<(String, String)>,
+    ApiPath((env, id)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<Image>> {
     Ok(Json(state.core.image(&principal, &env, &id).await?))
 }
 
 /// Deregisters an image and deletes its snapshots (an operation).
 #[utoipa::path(delete, path = "/v1/environments/{env}/images/{id}", tag = "images",
-    params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Image id")),
+    params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Image id"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
     responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 404, body = ErrorBody),
               (status = 403, body = ErrorBody)))]
 pub async fn image_delete(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path((env, id)): Path<(String, String)>,
+    ApiPath((env, id)): ApiPath<(String, String)>,
     request: Mutation<NoBody>,
 ) -> ApiResult<Response> {
     let operation = state

@@ -1,6 +1,6 @@
 //! Instances of an environment: list, create, get, act on, tag, console.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 
 use super::page_limit;
 use crate::native::error::{ApiResult, ErrorBody};
-use crate::native::extract::Caller;
+use crate::native::extract::{ApiPath, Caller};
 use crate::native::extract::{ApiQuery, Mutation, NoBody};
 use crate::AppState;
 
@@ -23,11 +23,11 @@ use crate::AppState;
     params(
         ("env" = String, Path, description = "Environment name"),
         ("stage" = Option<String>, Query, description = "Only this stage"),
-        ("state" = Option<String>, Query, description = "Only this state, e.g. running"),
+        ("state" = Option<InstanceState>, Query, description = "Only this state, e.g. running"),
         ("name" = Option<String>, Query, description = "Only this Name tag"),
         ("region" = Option<String>, Query, description = "Only this region"),
         ("tag.KEY" = Option<String>, Query, description = "Only instances whose tag KEY has this value; repeatable"),
-        ("limit" = Option<String>, Query, description = "1 to 500, default 50"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "1 to 500, default 50"),
         ("page_token" = Option<String>, Query, description = "From the previous page's next_page_token"),
     ),
     responses((status = 200, body = Page<Instance>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -35,7 +35,7 @@ use crate::AppState;
 pub async fn instance_list(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path(env): Path<String>,
+    ApiPath(env): ApiPath<String>,
     ApiQuery(params): ApiQuery<Vec<(String, String)>>,
 ) -> ApiResult<Json<Page<Instance>>> {
     let mut query = InstanceQuery::default();
@@ -78,13 +78,14 @@ pub struct DryRunAnswer {
 #[utoipa::path(post, path = "/v1/environments/{env}/instances", tag = "instances", request_body = CreateInstancesRequest,
     params(("env" = String, Path, description = "Environment name"),
            ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
-    responses((status = 201, body = Operation), (status = 202, body = Operation), (status = 200, body = DryRunAnswer),
+    responses((status = 201, body = Operation), (status = 202, body = Operation), (status = 200, body = DryRunAnswer, description = "a dry run: the backend would allow the launch"),
               (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-              (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+              (status = 409, body = ErrorBody), (status = 503, body = ErrorBody),
+              (status = 507, body = ErrorBody, description = "more than the host has free (local environments)")))]
 pub async fn instance_create(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path(env): Path<String>,
+    ApiPath(env): ApiPath<String>,
     request: Mutation<CreateInstancesRequest>,
 ) -> ApiResult<Response> {
     match state
@@ -116,7 +117,7 @@ pub async fn instance_create(
 pub async fn instance_view(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path((env, id)): Path<(String, String)>,
+    ApiPath((env, id)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<Instance>> {
     Ok(Json(state.core.instance(&principal, &env, &id).await?))
 }
@@ -131,7 +132,7 @@ pub async fn instance_view(
 pub async fn instance_modify(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path((env, id)): Path<(String, String)>,
+    ApiPath((env, id)): ApiPath<(String, String)>,
     request: Mutation<ModifyInstanceRequest>,
 ) -> ApiResult<Response> {
     let operation = state
@@ -156,20 +157,21 @@ pub async fn instance_modify(
 pub async fn region_list(
     State(state): State<AppState>,
     _: Caller,
-    Path(env): Path<String>,
+    ApiPath(env): ApiPath<String>,
 ) -> ApiResult<Json<Page<RegionView>>> {
     Ok(Json(Page::whole(state.core.regions(&env).await?)))
 }
 
 /// Terminates an instance (an operation); the same as `POST .../{id}/terminate`.
 #[utoipa::path(delete, path = "/v1/environments/{env}/instances/{id}", tag = "instances",
-    params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Instance id")),
+    params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Instance id"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
     responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 404, body = ErrorBody),
               (status = 403, body = ErrorBody)))]
 pub async fn instance_delete(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path((env, id)): Path<(String, String)>,
+    ApiPath((env, id)): ApiPath<(String, String)>,
     request: Mutation<NoBody>,
 ) -> ApiResult<Response> {
     let operation = state
@@ -215,7 +217,7 @@ pub struct ActionBody {
 pub async fn instance_action(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path((env, id, action)): Path<(String, String, String)>,
+    ApiPath((env, id, action)): ApiPath<(String, String, String)>,
     request: Mutation<ActionBody>,
 ) -> ApiResult<Response> {
     let action = match BulkAction::parse(&action)? {
@@ -266,7 +268,7 @@ pub struct ConsoleOutput {
 pub async fn instance_console(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path((env, id)): Path<(String, String)>,
+    ApiPath((env, id)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<ConsoleOutput>> {
     let output = state.core.console(&principal, &env, &id).await?;
     Ok(Json(ConsoleOutput { id, output }))

@@ -1,6 +1,6 @@
 //! SSH key pairs of an environment.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::native::error::{ApiResult, ErrorBody};
-use crate::native::extract::Caller;
+use crate::native::extract::{ApiPath, Caller};
 use crate::native::extract::{ApiQuery, Mutation, NoBody};
 use crate::AppState;
 
@@ -40,7 +40,7 @@ pub struct KeyPairCreated {
 pub async fn key_pair_list(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path(env): Path<String>,
+    ApiPath(env): ApiPath<String>,
     ApiQuery(query): ApiQuery<RegionQuery>,
 ) -> ApiResult<Json<Page<KeyPair>>> {
     let items = state
@@ -53,13 +53,14 @@ pub async fn key_pair_list(
 /// Makes a key pair (the private key is in this answer only) or, with `public_key`,
 /// imports one. Making one needs a synchronous request: `Prefer: respond-async` is refused.
 #[utoipa::path(post, path = "/v1/environments/{env}/key-pairs", tag = "key-pairs", request_body = CreateKeyPairRequest,
-    params(("env" = String, Path, description = "Environment name")),
+    params(("env" = String, Path, description = "Environment name"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
     responses((status = 201, body = KeyPairCreated), (status = 202, body = KeyPairCreated), (status = 400, body = ErrorBody),
               (status = 409, body = ErrorBody, description = "name taken"), (status = 403, body = ErrorBody)))]
 pub async fn key_pair_create(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path(env): Path<String>,
+    ApiPath(env): ApiPath<String>,
     request: Mutation<CreateKeyPairRequest>,
 ) -> ApiResult<Response> {
     if request.respond_async && request.body.public_key.is_none() {
@@ -104,13 +105,14 @@ pub async fn key_pair_create(
 
 /// Deletes a key pair (an operation).
 #[utoipa::path(delete, path = "/v1/environments/{env}/key-pairs/{name}", tag = "key-pairs",
-    params(("env" = String, Path, description = "Environment name"), ("name" = String, Path, description = "Key pair name"), RegionQuery),
+    params(("env" = String, Path, description = "Environment name"), ("name" = String, Path, description = "Key pair name"), RegionQuery,
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
     responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 404, body = ErrorBody),
               (status = 403, body = ErrorBody)))]
 pub async fn key_pair_delete(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path((env, name)): Path<(String, String)>,
+    ApiPath((env, name)): ApiPath<(String, String)>,
     ApiQuery(query): ApiQuery<RegionQuery>,
     request: Mutation<NoBody>,
 ) -> ApiResult<Response> {

@@ -23,7 +23,9 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use overcast_core::config::Config;
 use overcast_types::{Error, ErrorKind, Role};
+use std::collections::BTreeMap;
 use time::OffsetDateTime;
+use utoipa::openapi::path::ParameterIn;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
@@ -123,25 +125,181 @@ impl Modify for BearerAuth {
     }
 }
 
-/// States in the document what the family's middleware answers before any handler: 401 on
-/// every route that needs a token, and 403 where a route needs more than a viewer.
-pub(crate) fn document_auth_answers(document: &mut utoipa::openapi::OpenApi) {
-    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
-    let error = |description: &str| {
-        let content = ContentBuilder::new()
-            .schema(Some(Ref::from_schema_name("ErrorBody")))
-            .build();
-        RefOr::T(
-            ResponseBuilder::new()
-                .description(description)
-                .content("application/json", content)
-                .build(),
-        )
+/// An answer the family gives on every route a rule picks, whatever its handler: the
+/// status, and why it is given.
+struct CommonAnswer {
+    status: &'static str,
+    why: &'static str,
+    applies: fn(&RouteShape) -> bool,
+}
+
+/// What the rules read of a route: its method, its path as documented, and its operation.
+struct RouteShape<'a> {
+    method: Method,
+    path: &'a str,
+    operation: &'a utoipa::openapi::path::Operation,
+}
+
+impl RouteShape<'_> {
+    fn secured(&self) -> bool {
+        !PUBLIC_ROUTES.contains(&self.path)
+    }
+
+    /// Parameters and bodies are read by the family's extractors, which refuse malformed
+    /// input with a 400 naming it.
+    fn takes_input(&self) -> bool {
+        self.operation
+            .parameters
+            .as_ref()
+            .is_some_and(|p| !p.is_empty())
+            || self.operation.request_body.is_some()
+    }
+
+    fn takes_header(&self, name: &str) -> bool {
+        self.operation
+            .parameters
+            .iter()
+            .flatten()
+            .any(|p| p.parameter_in == ParameterIn::Header && p.name.eq_ignore_ascii_case(name))
+    }
+
+    /// Routes under an environment reach its provider, and through it a backend.
+    fn in_environment(&self) -> bool {
+        self.path.starts_with("/v1/environments/{env}/")
+    }
+}
+
+/// The family's answers by rule. Handlers add what is their own (a conflict a use case
+/// finds, a 416 of a range); these are what every route of a kind answers alike.
+const COMMON_ANSWERS: &[CommonAnswer] = &[
+    CommonAnswer {
+        status: "400",
+        why: "a parameter, header or body that is malformed or refused, naming the field",
+        applies: |route| route.takes_input(),
+    },
+    CommonAnswer {
+        status: "400",
+        why: "the environment's provider lacks this capability",
+        applies: |route| route.in_environment(),
+    },
+    CommonAnswer {
+        status: "401",
+        why: "no token, or one that is unknown, revoked or expired",
+        applies: |route| route.secured(),
+    },
+    CommonAnswer {
+        status: "403",
+        why: "the token's role is too weak for this route",
+        applies: |route| route.secured() && required_role(route.method.as_str(), route.path) > Role::Viewer,
+    },
+    CommonAnswer {
+        status: "403",
+        why: "the backend denied overcast's credentials",
+        applies: |route| route.in_environment(),
+    },
+    CommonAnswer {
+        status: "404",
+        why: "what the path names does not exist, or is another org's",
+        applies: |route| route.path.contains('{'),
+    },
+    CommonAnswer {
+        status: "409",
+        why: "the Idempotency-Key was used before with another request",
+        applies: |route| route.takes_header("Idempotency-Key"),
+    },
+    CommonAnswer {
+        status: "502",
+        why: "the backend refused the call",
+        applies: |route| route.in_environment(),
+    },
+    CommonAnswer {
+        status: "503",
+        why: "the environment's provider cannot run here, or its backend is unreachable or throttling",
+        applies: |route| route.in_environment(),
+    },
+    CommonAnswer {
+        status: "504",
+        why: "the backend did not answer in time",
+        applies: |route| route.in_environment(),
+    },
+];
+
+/// The parameters every change that can answer 202 reads (see [`extract::Mutation`]): how
+/// long to wait for its operation, and whether to wait at all.
+fn wait_parameters() -> [utoipa::openapi::path::Parameter; 2] {
+    use utoipa::openapi::path::ParameterBuilder;
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    let seconds = ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(0));
+    let text = ObjectBuilder::new().schema_type(Type::String);
+    [
+        ParameterBuilder::new()
+            .name("timeout")
+            .parameter_in(ParameterIn::Query)
+            .description(Some(
+                "Seconds to wait for the operation before answering 202: default the server's \
+                 operation_timeout_secs, at most its max_operation_timeout_secs",
+            ))
+            .schema(Some(seconds))
+            .build(),
+        ParameterBuilder::new()
+            .name("Prefer")
+            .parameter_in(ParameterIn::Header)
+            .description(Some("`respond-async`: answer 202 at once"))
+            .schema(Some(text))
+            .build(),
+    ]
+}
+
+/// A change that can answer 202 answers 200 with the same body when its operation was
+/// cancelled while the request waited (see [`extract::Mutation::respond`]): beside
+/// whatever else the change answers with 200.
+fn document_cancelled_answer(operation: &mut utoipa::openapi::path::Operation) {
+    use utoipa::openapi::schema::{OneOfBuilder, Schema};
+    use utoipa::openapi::RefOr;
+    const WHY: &str = "the operation was cancelled while the request waited";
+    let responses = &mut operation.responses.responses;
+    let Some(RefOr::T(accepted)) = responses.get("202") else {
+        return;
     };
-    for (path, item) in document.paths.paths.iter_mut() {
-        if PUBLIC_ROUTES.contains(&path.as_str()) {
-            continue;
+    let accepted = accepted.clone();
+    let Some(RefOr::T(ok)) = responses.get_mut("200") else {
+        let mut cancelled = accepted;
+        cancelled.description = WHY.into();
+        responses.insert("200".into(), RefOr::T(cancelled));
+        return;
+    };
+    let body = |response: &utoipa::openapi::Response| {
+        response
+            .content
+            .get("application/json")
+            .and_then(|c| c.schema.clone())
+    };
+    let (Some(theirs), Some(ours)) = (body(&accepted), body(ok)) else {
+        return;
+    };
+    if theirs != ours {
+        let either = OneOfBuilder::new().item(ours).item(theirs).build();
+        if let Some(content) = ok.content.get_mut("application/json") {
+            content.schema = Some(RefOr::T(Schema::OneOf(either)));
         }
+        ok.description = if ok.description.is_empty() {
+            WHY.into()
+        } else {
+            format!("{}; {WHY}", ok.description)
+        };
+    }
+}
+
+/// States in the document what every route of a kind shares: the parameters of waiting on
+/// every change that can answer 202, and the answers of [`COMMON_ANSWERS`] on the routes
+/// they apply to, each in the error shape (without a body for HEAD, which has none). A
+/// status a handler already documents keeps its description, followed by the rules'
+/// reasons.
+pub(crate) fn document_common_rules(document: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    for (path, item) in document.paths.paths.iter_mut() {
         let operations = [
             (Method::GET, &mut item.get),
             (Method::HEAD, &mut item.head),
@@ -154,16 +312,80 @@ pub(crate) fn document_auth_answers(document: &mut utoipa::openapi::OpenApi) {
             let Some(operation) = operation.as_mut() else {
                 continue;
             };
-            let responses = &mut operation.responses.responses;
-            responses
-                .entry("401".into())
-                .or_insert_with(|| error("no token, or one that is unknown, revoked or expired"));
-            if required_role(method.as_str(), path) > Role::Viewer {
-                responses
-                    .entry("403".into())
-                    .or_insert_with(|| error("the token's role is too weak for this route"));
+            if operation.responses.responses.contains_key("202") {
+                operation
+                    .parameters
+                    .get_or_insert_with(Vec::new)
+                    .extend(wait_parameters());
+                document_cancelled_answer(operation);
+            }
+            let head = method == Method::HEAD;
+            let route = RouteShape {
+                method,
+                path,
+                operation,
+            };
+            let mut reasons: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+            for answer in COMMON_ANSWERS.iter().filter(|a| (a.applies)(&route)) {
+                reasons.entry(answer.status).or_default().push(answer.why);
+            }
+            for (status, whys) in reasons {
+                let why = whys.join("; ");
+                match operation.responses.responses.get_mut(status) {
+                    Some(RefOr::T(response)) if response.description.is_empty() => {
+                        response.description = why;
+                    }
+                    Some(RefOr::T(response)) => {
+                        response.description = format!("{}; {why}", response.description);
+                    }
+                    Some(RefOr::Ref(_)) => {}
+                    None => {
+                        let mut response = ResponseBuilder::new().description(why);
+                        if !head {
+                            let body = ContentBuilder::new()
+                                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                                .build();
+                            response = response.content("application/json", body);
+                        }
+                        operation
+                            .responses
+                            .responses
+                            .insert(status.into(), RefOr::T(response.build()));
+                    }
+                }
             }
         }
+    }
+}
+
+/// States core's `MachineTypeView` as the one object it is on the wire, and the listing's
+/// page as a page of them. The view is a name beside a flattened `MachineType`, which
+/// utoipa writes as `allOf` of the two (inline in the page); there `MachineType`'s
+/// `additionalProperties` (each provider's entry, an object) also claims `name`, so no
+/// machine type the server answers would match the document.
+pub(crate) fn document_machine_type_view(document: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, Type};
+    use utoipa::openapi::{Ref, RefOr};
+    let Some(components) = document.components.as_mut() else {
+        return;
+    };
+    let Some(RefOr::T(Schema::Object(machine))) = components.schemas.get("MachineType") else {
+        return;
+    };
+    let mut view = machine.clone();
+    view.description = Some("A machine type as the API shows it.".into());
+    view.properties.insert(
+        "name".into(),
+        ObjectBuilder::new().schema_type(Type::String).into(),
+    );
+    view.required.push("name".into());
+    components
+        .schemas
+        .insert("MachineTypeView".into(), Schema::Object(view).into());
+    if let Some(RefOr::T(Schema::Object(page))) = components.schemas.get_mut("Page_MachineTypeView")
+    {
+        let items = ArrayBuilder::new().items(Ref::from_schema_name("MachineTypeView"));
+        page.properties.insert("items".into(), items.into());
     }
 }
 
@@ -347,22 +569,71 @@ mod tests {
     }
 
     #[test]
-    fn the_document_states_the_answers_of_authentication_and_roles() {
+    fn the_document_states_the_answers_every_route_of_a_kind_shares() {
         let document = crate::openapi();
         for (path, item) in &document.paths.paths {
             let public = PUBLIC_ROUTES.contains(&path.as_str());
             for (method, operation) in [
                 ("GET", &item.get),
+                ("HEAD", &item.head),
+                ("PUT", &item.put),
                 ("POST", &item.post),
+                ("PATCH", &item.patch),
                 ("DELETE", &item.delete),
             ] {
                 let Some(operation) = operation else { continue };
                 let answers = &operation.responses.responses;
-                assert_eq!(answers.contains_key("401"), !public, "{method} {path}");
+                let states = |status: &str| answers.contains_key(status);
+                let route = format!("{method} {path}");
+                assert_eq!(states("401"), !public, "{route}");
                 if required_role(method, path) > Role::Viewer {
-                    assert!(answers.contains_key("403"), "{method} {path}");
+                    assert!(states("403"), "{route}");
+                }
+                let takes_input = operation.parameters.as_ref().is_some_and(|p| !p.is_empty())
+                    || operation.request_body.is_some();
+                assert_eq!(states("400"), takes_input, "{route}");
+                assert_eq!(states("404"), path.contains('{'), "{route}");
+                if path.starts_with("/v1/environments/{env}/") {
+                    for status in ["403", "502", "503", "504"] {
+                        assert!(states(status), "{route} {status}");
+                    }
+                }
+                let parameter = |name: &str| {
+                    operation
+                        .parameters
+                        .iter()
+                        .flatten()
+                        .any(|p| p.name == name)
+                };
+                if parameter("Idempotency-Key") {
+                    assert!(states("409"), "{route}");
+                }
+                if states("202") {
+                    assert!(states("200"), "{route}");
+                    assert!(parameter("timeout") && parameter("Prefer"), "{route}");
                 }
             }
         }
+    }
+
+    #[test]
+    fn machine_types_are_one_object_with_each_provider_entry_beside_the_name() {
+        use utoipa::openapi::schema::{AdditionalProperties, Schema};
+        use utoipa::openapi::RefOr;
+        let document = crate::openapi();
+        let schemas = &document.components.as_ref().unwrap().schemas;
+        let Some(RefOr::T(Schema::Object(view))) = schemas.get("MachineTypeView") else {
+            panic!("MachineTypeView is not one object");
+        };
+        assert!(view.properties.contains_key("name") && view.required == ["name"]);
+        assert!(matches!(
+            view.additional_properties.as_deref(),
+            Some(AdditionalProperties::RefOr(_))
+        ));
+        let page = serde_json::to_value(&schemas["Page_MachineTypeView"]).unwrap();
+        assert_eq!(
+            page["properties"]["items"]["items"]["$ref"],
+            "#/components/schemas/MachineTypeView"
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! they nor presigned links are ever logged.
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -16,8 +16,8 @@ use std::collections::BTreeMap;
 use utoipa::IntoParams;
 
 use crate::native::error::{ApiResult, ErrorBody};
-use crate::native::extract::Caller;
-use crate::native::extract::{ApiQuery, Mutation, NoBody};
+use crate::native::extract::{parse_param, ApiQuery, Mutation, NoBody};
+use crate::native::extract::{ApiPath, Caller};
 use crate::AppState;
 
 /// User metadata travels in headers with this prefix, on upload and on download.
@@ -38,7 +38,8 @@ pub struct ListQuery {
     /// Roll keys up into `prefixes` at this string, usually `/`.
     delimiter: Option<String>,
     /// 1 to 1,000; default 1,000.
-    limit: Option<u32>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    limit: Option<String>,
     /// The `next_page_token` of the previous page.
     page_token: Option<String>,
 }
@@ -51,12 +52,18 @@ pub struct ListQuery {
 pub async fn object_list(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path((env, bucket)): Path<(String, String)>,
+    ApiPath((env, bucket)): ApiPath<(String, String)>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<ObjectListing>> {
-    let limit = query.limit.unwrap_or(MAX_LIST);
+    let expected = format!("a number from 1 to {MAX_LIST}");
+    let limit = parse_param("limit", query.limit.as_deref(), &expected)?.unwrap_or(MAX_LIST);
     if !(1..=MAX_LIST).contains(&limit) {
         return Err(Error::invalid("limit", format!("{limit} is not from 1 to {MAX_LIST}")).into());
+    }
+    // A last page has no token, so an empty one is none this server gave (and a store
+    // would refuse it as its own fault).
+    if query.page_token.as_deref() == Some("") {
+        return Err(Error::invalid("page_token", "is not a token this server gave").into());
     }
     let query = ObjectQuery {
         prefix: query.prefix,
@@ -84,7 +91,7 @@ pub async fn object_list(
 pub async fn object_put(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path((env, bucket, key)): Path<(String, String, String)>,
+    ApiPath((env, bucket, key)): ApiPath<(String, String, String)>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
@@ -120,7 +127,7 @@ pub async fn object_put(
 pub async fn object_get(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path((env, bucket, key)): Path<(String, String, String)>,
+    ApiPath((env, bucket, key)): ApiPath<(String, String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let range = header_text(&headers, header::RANGE.as_str())?
@@ -155,7 +162,7 @@ pub async fn object_get(
 pub async fn object_head(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path((env, bucket, key)): Path<(String, String, String)>,
+    ApiPath((env, bucket, key)): ApiPath<(String, String, String)>,
 ) -> ApiResult<Response> {
     let info = state.core.object(&principal, &env, &bucket, &key).await?;
     let mut response = StatusCode::OK.into_response();
@@ -166,12 +173,13 @@ pub async fn object_head(
 /// Deletes one object (an operation). A missing key is no error, as in S3.
 #[utoipa::path(delete, path = "/v1/environments/{env}/buckets/{bucket}/objects/{*key}", tag = "objects",
     params(("env" = String, Path, description = "Environment name"), ("bucket" = String, Path, description = "Bucket name"),
-           ("key" = String, Path, description = "Object key; may hold slashes")),
+           ("key" = String, Path, description = "Object key; may hold slashes"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
     responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 404, body = ErrorBody)))]
 pub async fn object_delete(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path((env, bucket, key)): Path<(String, String, String)>,
+    ApiPath((env, bucket, key)): ApiPath<(String, String, String)>,
     request: Mutation<NoBody>,
 ) -> ApiResult<Response> {
     let operation = state
@@ -199,12 +207,13 @@ pub struct DeletePrefixQuery {
 
 /// Deletes every object under a prefix (an operation with progress), 1,000 keys per call.
 #[utoipa::path(delete, path = "/v1/environments/{env}/buckets/{bucket}/objects", tag = "objects",
-    params(("env" = String, Path, description = "Environment name"), ("bucket" = String, Path, description = "Bucket name"), DeletePrefixQuery),
+    params(("env" = String, Path, description = "Environment name"), ("bucket" = String, Path, description = "Bucket name"), DeletePrefixQuery,
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
     responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn object_delete_prefix(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path((env, bucket)): Path<(String, String)>,
+    ApiPath((env, bucket)): ApiPath<(String, String)>,
     ApiQuery(query): ApiQuery<DeletePrefixQuery>,
     request: Mutation<NoBody>,
 ) -> ApiResult<Response> {
@@ -226,12 +235,13 @@ pub async fn object_delete_prefix(
 /// Copies an object into this bucket inside the store (an operation); the bytes do not
 /// pass through overcast.
 #[utoipa::path(post, path = "/v1/environments/{env}/buckets/{bucket}/objects", tag = "objects", request_body = CopyObjectRequest,
-    params(("env" = String, Path, description = "Environment name"), ("bucket" = String, Path, description = "Target bucket")),
+    params(("env" = String, Path, description = "Environment name"), ("bucket" = String, Path, description = "Target bucket"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
     responses((status = 201, body = Operation), (status = 202, body = Operation), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn object_copy(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path((env, bucket)): Path<(String, String)>,
+    ApiPath((env, bucket)): ApiPath<(String, String)>,
     request: Mutation<CopyObjectRequest>,
 ) -> ApiResult<Response> {
     let operation = state
@@ -257,7 +267,7 @@ pub async fn object_copy(
 pub async fn object_presign(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path((env, bucket)): Path<(String, String)>,
+    ApiPath((env, bucket)): ApiPath<(String, String)>,
     request: Mutation<PresignRequest>,
 ) -> ApiResult<Json<PresignedUrl>> {
     Ok(Json(

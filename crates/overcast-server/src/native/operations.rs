@@ -1,6 +1,6 @@
 //! Operations: list, get, cancel.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
@@ -11,7 +11,7 @@ use utoipa::IntoParams;
 
 use super::{page_limit, since};
 use crate::native::error::{ApiResult, ErrorBody};
-use crate::native::extract::Caller;
+use crate::native::extract::{ApiPath, Caller};
 use crate::native::extract::{ApiQuery, Mutation, NoBody};
 use crate::AppState;
 
@@ -20,12 +20,15 @@ use crate::AppState;
 #[into_params(parameter_in = Query)]
 pub struct OperationsQuery {
     /// pending, running, succeeded, failed or cancelled
+    #[param(value_type = Option<OperationStatus>)]
     status: Option<String>,
     /// e.g. `token.create`
     kind: Option<String>,
     /// Only operations created at or after this RFC 3339 time.
+    #[param(format = DateTime)]
     since: Option<String>,
     /// 1 to 500, default 50.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
     limit: Option<String>,
     /// From the previous page's `next_page_token`.
     page_token: Option<String>,
@@ -62,7 +65,7 @@ pub async fn operation_list(
 pub async fn operation_view(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Operation>> {
     Ok(Json(state.core.operation(&principal, &id).await?))
 }
@@ -77,7 +80,7 @@ pub async fn operation_view(
 pub async fn operation_cancel(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     request: Mutation<NoBody>,
 ) -> ApiResult<Response> {
     let operation = state.core.cancel(&principal, &id).await?;

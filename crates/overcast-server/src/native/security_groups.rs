@@ -1,6 +1,6 @@
 //! Security groups of an environment and their rules.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
@@ -10,7 +10,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::native::error::{ApiResult, ErrorBody};
-use crate::native::extract::Caller;
+use crate::native::extract::{ApiPath, Caller};
 use crate::native::extract::{ApiQuery, Mutation, NoBody};
 use crate::AppState;
 
@@ -29,7 +29,7 @@ pub struct GroupsQuery {
 pub async fn security_group_list(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path(env): Path<String>,
+    ApiPath(env): ApiPath<String>,
     ApiQuery(query): ApiQuery<GroupsQuery>,
 ) -> ApiResult<Json<Page<SecurityGroup>>> {
     let items = state
@@ -41,13 +41,14 @@ pub async fn security_group_list(
 
 /// Creates a security group (an operation), tagged with its org.
 #[utoipa::path(post, path = "/v1/environments/{env}/security-groups", tag = "security-groups", request_body = CreateGroupRequest,
-    params(("env" = String, Path, description = "Environment name")),
+    params(("env" = String, Path, description = "Environment name"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
     responses((status = 201, body = Operation), (status = 202, body = Operation), (status = 400, body = ErrorBody),
               (status = 409, body = ErrorBody, description = "a group of that name exists"), (status = 403, body = ErrorBody)))]
 pub async fn security_group_create(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path(env): Path<String>,
+    ApiPath(env): ApiPath<String>,
     request: Mutation<CreateGroupRequest>,
 ) -> ApiResult<Response> {
     let operation = state
@@ -70,7 +71,7 @@ pub async fn security_group_create(
 pub async fn security_group_view(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path((env, id)): Path<(String, String)>,
+    ApiPath((env, id)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<SecurityGroup>> {
     Ok(Json(
         state.core.security_group(&principal, &env, &id).await?,
@@ -79,13 +80,14 @@ pub async fn security_group_view(
 
 /// Deletes a group (an operation); 409 while an instance or another group's rule uses it.
 #[utoipa::path(delete, path = "/v1/environments/{env}/security-groups/{id}", tag = "security-groups",
-    params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Group id")),
+    params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Group id"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
     responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody, description = "in use"), (status = 403, body = ErrorBody)))]
 pub async fn security_group_delete(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path((env, id)): Path<(String, String)>,
+    ApiPath((env, id)): ApiPath<(String, String)>,
     request: Mutation<NoBody>,
 ) -> ApiResult<Response> {
     let operation = state
@@ -99,13 +101,14 @@ pub async fn security_group_delete(
 
 /// Adds a rule (an operation); adding a rule that exists is no error.
 #[utoipa::path(post, path = "/v1/environments/{env}/security-groups/{id}/rules", tag = "security-groups", request_body = Rule,
-    params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Group id")),
+    params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Group id"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
     responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 400, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn security_group_rule_add(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path((env, id)): Path<(String, String)>,
+    ApiPath((env, id)): ApiPath<(String, String)>,
     request: Mutation<Rule>,
 ) -> ApiResult<Response> {
     let change = RuleChange::Add(request.body.clone());
@@ -114,13 +117,14 @@ pub async fn security_group_rule_add(
 
 /// Removes a rule (an operation); removing a rule that is not there is no error.
 #[utoipa::path(delete, path = "/v1/environments/{env}/security-groups/{id}/rules", tag = "security-groups", request_body = Rule,
-    params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Group id")),
+    params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Group id"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
     responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 400, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn security_group_rule_remove(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path((env, id)): Path<(String, String)>,
+    ApiPath((env, id)): ApiPath<(String, String)>,
     request: Mutation<Rule>,
 ) -> ApiResult<Response> {
     let change = RuleChange::Remove(request.body.clone());

@@ -1,7 +1,7 @@
 //! Tags of instances, images, security groups and buckets: set or remove, each as an
 //! operation.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use overcast_core::auth::Principal;
@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
 use crate::native::error::{ApiResult, ErrorBody};
-use crate::native::extract::Caller;
 use crate::native::extract::Mutation;
+use crate::native::extract::{ApiPath, Caller};
 use crate::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -56,13 +56,14 @@ macro_rules! tag_routes {
     ($set:ident, $remove:ident, $kind:expr, $path:literal, $what:literal) => {
         #[doc = concat!("Sets tags of ", $what, " (an operation). Keys starting with `overcast:` or `aws:` are reserved.")]
         #[utoipa::path(put, path = $path, tag = "tags", request_body = SetTags,
-            params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Resource id")),
+            params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Resource id"),
+                   ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
             responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 400, body = ErrorBody),
                       (status = 404, body = ErrorBody), (status = 403, body = ErrorBody)))]
         pub async fn $set(
             State(state): State<AppState>,
             Caller(principal): Caller,
-            Path(path): Path<(String, String)>,
+            ApiPath(path): ApiPath<(String, String)>,
             request: Mutation<SetTags>,
         ) -> ApiResult<Response> {
             tag(&state, &principal, path, $kind, request.body.tags.clone(), vec![], &request).await
@@ -70,13 +71,14 @@ macro_rules! tag_routes {
 
         #[doc = concat!("Removes tags of ", $what, " by key (an operation).")]
         #[utoipa::path(delete, path = $path, tag = "tags", request_body = RemoveTags,
-            params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Resource id")),
+            params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Resource id"),
+                   ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
             responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 400, body = ErrorBody),
                       (status = 404, body = ErrorBody), (status = 403, body = ErrorBody)))]
         pub async fn $remove(
             State(state): State<AppState>,
             Caller(principal): Caller,
-            Path(path): Path<(String, String)>,
+            ApiPath(path): ApiPath<(String, String)>,
             request: Mutation<RemoveTags>,
         ) -> ApiResult<Response> {
             tag(&state, &principal, path, $kind, BTreeMap::new(), request.body.keys.clone(), &request).await

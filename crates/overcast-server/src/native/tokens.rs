@@ -1,6 +1,6 @@
 //! API tokens: list, create (the secret is shown once), revoke. Admins only.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
@@ -10,7 +10,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::native::error::{ApiResult, ErrorBody};
-use crate::native::extract::Caller;
+use crate::native::extract::{ApiPath, Caller};
 use crate::native::extract::{Mutation, NoBody};
 use crate::AppState;
 
@@ -41,8 +41,7 @@ pub async fn token_list(
 #[utoipa::path(post, path = "/v1/tokens", tag = "tokens", request_body = CreateTokenRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
     responses((status = 201, body = TokenCreated), (status = 202, body = TokenCreated),
-              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-              (status = 409, body = ErrorBody, description = "Idempotency-Key reused with another request")))]
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn token_create(
     State(state): State<AppState>,
     Caller(principal): Caller,
@@ -73,11 +72,12 @@ pub async fn token_create(
     params(("id" = String, Path, description = "Token id"),
            ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
     responses((status = 200, body = Operation), (status = 202, body = Operation), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "the last usable admin token"),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn token_revoke(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     request: Mutation<NoBody>,
 ) -> ApiResult<Response> {
     let operation = state

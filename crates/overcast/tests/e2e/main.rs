@@ -11,6 +11,7 @@ mod aws_process;
 mod aws_transfer;
 mod cli;
 mod config;
+mod fuzz;
 mod local;
 mod local_vms;
 
