@@ -37,6 +37,9 @@ fn classify(code: &str, message: &str) -> (Kind, &'static str, Option<&'static s
         "InvalidRange" => (Kind::RangeNotSatisfiable, "range_not_satisfiable", None),
         "EntityTooLarge" | "EntityTooSmall" => (Kind::InvalidInput, "invalid_object_size", None),
         "InvalidBucketName" => (Kind::InvalidInput, "invalid_bucket_name", Some("name")),
+        // S3's answer to a request argument it cannot take, e.g. a continuation token it
+        // never gave.
+        "InvalidArgument" => (Kind::InvalidInput, "invalid_input", None),
         c if c.starts_with("InvalidInstanceType") => (
             Kind::InvalidInput,
             "invalid_instance_type",
