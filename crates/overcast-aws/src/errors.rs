@@ -29,6 +29,21 @@ fn classify(code: &str, message: &str) -> (Kind, &'static str, Option<&'static s
         "DependencyViolation" | "InvalidGroup.InUse" => (Kind::Conflict, "in_use", None),
         "InvalidSubnetID.NotFound" => (Kind::InvalidInput, "subnet_not_found", Some("subnet")),
         "NoSuchBucket" | "NotFound" => (Kind::NotFound, "bucket_not_found", None),
+        "ResourceNotFoundException" => (Kind::NotFound, "secret_not_found", None),
+        "ResourceExistsException" => (Kind::Conflict, "secret_exists", Some("name")),
+        // Secrets Manager's answer for a secret scheduled for deletion, among others.
+        "InvalidRequestException" => (Kind::Conflict, "wrong_state", None),
+        "ParameterNotFound" | "ParameterVersionNotFound" => {
+            (Kind::NotFound, "parameter_not_found", None)
+        }
+        "ParameterAlreadyExists" => (Kind::Conflict, "parameter_exists", Some("name")),
+        "ParameterLimitExceeded"
+        | "HierarchyLevelLimitExceededException"
+        | "LimitExceededException" => (Kind::Conflict, "limit_exceeded", None),
+        "InvalidKeyId" | "EncryptionFailure" | "DecryptionFailure" => {
+            (Kind::InvalidInput, "invalid_kms_key", Some("kms_key_id"))
+        }
+        "TooManyUpdates" => (Kind::Throttled, "backend_throttled", None),
         "BucketAlreadyExists" | "BucketAlreadyOwnedByYou" => {
             (Kind::Conflict, "bucket_exists", Some("name"))
         }
@@ -64,6 +79,10 @@ fn classify(code: &str, message: &str) -> (Kind, &'static str, Option<&'static s
         | "InsufficientCapacity" => (Kind::Capacity, "backend_capacity", None),
         "InvalidParameterValue"
         | "InvalidParameter"
+        | "InvalidParameterException"
+        | "ValidationException"
+        | "HierarchyTypeMismatchException"
+        | "UnsupportedParameterType"
         | "InvalidParameterCombination"
         | "MissingParameter"
         | "InvalidInstanceType"
@@ -79,9 +98,11 @@ fn classify(code: &str, message: &str) -> (Kind, &'static str, Option<&'static s
             };
             (Kind::InvalidInput, "invalid_input", field)
         }
-        "ServiceUnavailable" | "Unavailable" | "InternalError" => {
-            (Kind::Unavailable, "backend_unavailable", None)
-        }
+        "ServiceUnavailable"
+        | "Unavailable"
+        | "InternalError"
+        | "InternalServiceError"
+        | "InternalServerError" => (Kind::Unavailable, "backend_unavailable", None),
         _ => (Kind::Refused, "backend_refused", None),
     }
 }

@@ -9,6 +9,7 @@ mod errors;
 mod firewall;
 mod images;
 mod keypairs;
+mod secrets;
 mod settings;
 mod storage;
 mod tags;
@@ -21,8 +22,8 @@ use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
 use overcast_provider::{
-    CallObserver, Compute, Firewall, Images, KeyPairs, ObjectStore, Provider, ProviderError,
-    ProviderErrorKind, ProviderStatus, Tags,
+    CallObserver, Compute, Firewall, Images, KeyPairs, ObjectStore, Parameters, Provider,
+    ProviderError, ProviderErrorKind, ProviderStatus, Secrets, Tags,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -44,6 +45,8 @@ pub struct AwsProvider {
 struct RegionClients {
     ec2: aws_sdk_ec2::Client,
     s3: aws_sdk_s3::Client,
+    secretsmanager: aws_sdk_secretsmanager::Client,
+    ssm: aws_sdk_ssm::Client,
 }
 
 impl AwsProvider {
@@ -68,6 +71,19 @@ impl AwsProvider {
     /// The S3 client of a region of this environment.
     async fn s3(&self, region: &str) -> Result<&aws_sdk_s3::Client, ProviderError> {
         Ok(&self.region_clients(region).await?.s3)
+    }
+
+    /// The Secrets Manager client of a region of this environment.
+    async fn secretsmanager(
+        &self,
+        region: &str,
+    ) -> Result<&aws_sdk_secretsmanager::Client, ProviderError> {
+        Ok(&self.region_clients(region).await?.secretsmanager)
+    }
+
+    /// The SSM client of a region of this environment.
+    async fn ssm(&self, region: &str) -> Result<&aws_sdk_ssm::Client, ProviderError> {
+        Ok(&self.region_clients(region).await?.ssm)
     }
 
     async fn region_clients(&self, region: &str) -> Result<&RegionClients, ProviderError> {
@@ -99,6 +115,16 @@ impl AwsProvider {
                         RegionClients {
                             ec2: aws_sdk_ec2::Client::from_conf(
                                 aws_sdk_ec2::config::Builder::from(&config)
+                                    .interceptor(attempts.clone())
+                                    .build(),
+                            ),
+                            secretsmanager: aws_sdk_secretsmanager::Client::from_conf(
+                                aws_sdk_secretsmanager::config::Builder::from(&config)
+                                    .interceptor(attempts.clone())
+                                    .build(),
+                            ),
+                            ssm: aws_sdk_ssm::Client::from_conf(
+                                aws_sdk_ssm::config::Builder::from(&config)
                                     .interceptor(attempts)
                                     .build(),
                             ),
@@ -155,6 +181,11 @@ impl AwsProvider {
 /// endpoint honours client tokens, so the caller looks for what the attempt made first.
 fn one_attempt_ec2() -> aws_sdk_ec2::config::Builder {
     aws_sdk_ec2::config::Builder::default().retry_config(RetryConfig::disabled())
+}
+
+/// [`one_attempt_ec2`] for Secrets Manager.
+fn one_attempt_secrets() -> aws_sdk_secretsmanager::config::Builder {
+    aws_sdk_secretsmanager::config::Builder::default().retry_config(RetryConfig::disabled())
 }
 
 /// [`one_attempt_ec2`] for S3.
@@ -255,6 +286,14 @@ impl Provider for AwsProvider {
     }
 
     fn tags(&self) -> Option<&dyn Tags> {
+        Some(self)
+    }
+
+    fn secrets(&self) -> Option<&dyn Secrets> {
+        Some(self)
+    }
+
+    fn parameters(&self) -> Option<&dyn Parameters> {
         Some(self)
     }
 }

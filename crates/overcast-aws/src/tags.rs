@@ -1,6 +1,7 @@
 //! Tags on every kind of AWS resource overcast manages: EC2's CreateTags and DeleteTags for
 //! instances, images (and their snapshots) and security groups, in batches of EC2's
-//! 1,000 ids; S3's whole-set bucket tagging, read, merged and written back.
+//! 1,000 ids; S3's whole-set bucket tagging, read, merged and written back; Secrets
+//! Manager's and SSM's tag calls, one resource each.
 
 use async_trait::async_trait;
 use aws_sdk_ec2::types::Tag;
@@ -20,8 +21,11 @@ impl Tags for AwsProvider {
         ids: &[String],
         tags: &BTreeMap<String, String>,
     ) -> Result<(), ProviderError> {
-        if kind != ResourceKind::Bucket {
-            return self.ec2_set_tags(region, ids, tags).await;
+        match kind {
+            ResourceKind::Secret => return self.tag_secrets(region, ids, tags).await,
+            ResourceKind::Parameter => return self.tag_parameters(region, ids, tags).await,
+            ResourceKind::Bucket => {}
+            _ => return self.ec2_set_tags(region, ids, tags).await,
         }
         for bucket in ids {
             let mut all = self.bucket_tags(region, bucket).await?;
@@ -38,6 +42,11 @@ impl Tags for AwsProvider {
         ids: &[String],
         keys: &[String],
     ) -> Result<(), ProviderError> {
+        match kind {
+            ResourceKind::Secret => return self.untag_secrets(region, ids, keys).await,
+            ResourceKind::Parameter => return self.untag_parameters(region, ids, keys).await,
+            _ => {}
+        }
         if kind == ResourceKind::Bucket {
             for bucket in ids {
                 let mut all = self.bucket_tags(region, bucket).await?;

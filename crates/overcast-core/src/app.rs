@@ -18,7 +18,10 @@ use crate::errors::store_error;
 use crate::ids::{new_id, now};
 use crate::metrics::Metrics;
 use crate::operations::{register_changes, CallCounter, Registered, Runner};
-use crate::{buckets, compute, images, key_pairs, objects, security_groups, tags, tokens};
+use crate::{
+    buckets, compute, images, key_pairs, objects, parameters, secrets, security_groups, tags,
+    tokens,
+};
 use overcast_store::{OperationFilter, PageRequest};
 
 /// The org of the bootstrap admin token.
@@ -38,6 +41,8 @@ register_changes! {
         key_pairs::KeyPairChanges,
         buckets::BucketChanges,
         objects::ObjectChanges,
+        secrets::SecretChanges,
+        parameters::ParameterChanges,
     }
 }
 
@@ -311,7 +316,24 @@ impl Core {
         idempotency: Option<&Idempotency>,
     ) -> Result<Operation, Error> {
         let (operation, _) = self
-            .record::<C>(principal, target, input, idempotency)
+            .record::<C>(principal, target, input, idempotency, None)
+            .await?;
+        Ok(operation)
+    }
+
+    /// [`Core::start`] for a change that needs a value it must never record (a secret's
+    /// value): the value goes to the change in memory, see
+    /// [`crate::operations::OperationContext::take_given`].
+    pub(crate) async fn start_giving<C: Registered>(
+        &self,
+        principal: &Principal,
+        target: Target<'_>,
+        input: &C::Input,
+        idempotency: Option<&Idempotency>,
+        value: String,
+    ) -> Result<Operation, Error> {
+        let (operation, _) = self
+            .record::<C>(principal, target, input, idempotency, Some(value))
             .await?;
         Ok(operation)
     }
@@ -323,6 +345,7 @@ impl Core {
         target: Target<'_>,
         input: &C::Input,
         idempotency: Option<&Idempotency>,
+        given: Option<String>,
     ) -> Result<(Operation, bool), Error> {
         let kind = C::kind(input);
         let input = serde_json::to_value(input).map_err(|e| Error::internal(e.to_string()))?;
@@ -343,12 +366,21 @@ impl Core {
             key: i.key.clone(),
             request_hash: i.request_hash.clone(),
         });
-        match self
+        // Given before the operation exists, so its change finds the value however soon
+        // it starts.
+        let id = operation.id.clone();
+        if let Some(value) = given {
+            self.runner.give(&id, value);
+        }
+        let created = self
             .store
             .create_operation(&operation, claim.as_ref())
             .await
-            .map_err(store_error)?
-        {
+            .map_err(store_error);
+        if !matches!(created, Ok(Created::New(_))) {
+            self.runner.take_back(&id);
+        }
+        match created? {
             Created::New(operation) => {
                 self.metrics
                     .operation(kind, OperationStatus::Pending.as_str());

@@ -2,8 +2,8 @@
 //! they are shown to callers.
 
 use overcast_provider::{
-    CallObserver, Capability, Compute, Firewall, Images, KeyPairs, ObjectStore, Provider,
-    ProviderContext, ProviderFactories, Tags, Unavailable,
+    CallObserver, Capability, Compute, Firewall, Images, KeyPairs, ObjectStore, Parameters,
+    Provider, ProviderContext, ProviderFactories, Secrets, Tags, Unavailable,
 };
 use overcast_types::{tags, Error, ErrorKind, Owned, StagePolicy};
 use serde::Serialize;
@@ -170,6 +170,14 @@ impl Environment {
 
     pub fn tags(&self) -> Result<&dyn Tags, Error> {
         self.capability("tags", |p| p.tags())
+    }
+
+    pub fn secrets(&self) -> Result<&dyn Secrets, Error> {
+        self.capability("secrets", |p| p.secrets())
+    }
+
+    pub fn parameters(&self) -> Result<&dyn Parameters, Error> {
+        self.capability("parameters", |p| p.parameters())
     }
 
     pub async fn view(&self) -> EnvironmentView {

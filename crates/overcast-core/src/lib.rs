@@ -17,6 +17,8 @@ pub mod key_pairs;
 pub mod metrics;
 pub mod objects;
 pub mod operations;
+pub mod parameters;
+pub mod secrets;
 pub mod security_groups;
 #[cfg(test)]
 mod sim_tests;

@@ -149,6 +149,7 @@ async fn run_again(core: &Core, id: &str) -> Result<Operation, Error> {
         environments: core.environments.clone(),
         cancelled: Arc::new(AtomicBool::new(false)),
         handovers: Default::default(),
+        given: Default::default(),
         calls: Arc::new(AtomicU64::new(0)),
     };
     executor.run(&mut cx).await?;
@@ -897,4 +898,38 @@ async fn a_bulk_action_retried_with_its_key_after_success_answers_the_same_opera
         .await
         .unwrap_err();
     assert_eq!(e.code, "idempotency_key_reused");
+}
+
+#[tokio::test]
+async fn a_secret_create_run_again_without_its_value_fails_clearly_and_writes_nothing() {
+    // As a run resumed after a crash: the value was in the first server's memory only.
+    let sim = Sim::start("").await;
+    sim.provider().set_faults(Faults {
+        deny_rate: 1.0,
+        actions: vec!["CreateSecret".into()],
+        ..Faults::default()
+    });
+    let request = serde_json::from_value(json!({"name": "db", "value": "hunter2-crash"})).unwrap();
+    let op = sim
+        .core
+        .create_secret(&sim.admin, ENV, &request, None)
+        .await
+        .unwrap();
+    let first = sim.finished(&op).await;
+    assert_eq!(first.status, OperationStatus::Failed, "{first:?}");
+    sim.provider().set_faults(Faults::default());
+    let error = run_again(&sim.core, &op.id).await.unwrap_err();
+    assert_eq!(error.code, "value_lost", "{error:?}");
+    assert!(
+        error.message.contains("send the request again"),
+        "{error:?}"
+    );
+    let secrets = sim.provider();
+    let secrets = overcast_provider::Provider::secrets(secrets.as_ref()).unwrap();
+    assert!(secrets.secret("sim-1", "db").await.unwrap().is_none());
+    let stored = serde_json::to_string(&sim.core.store.operation(&op.id).await.unwrap()).unwrap();
+    assert!(
+        !stored.contains("hunter2"),
+        "the record holds no value: {stored}"
+    );
 }

@@ -51,6 +51,8 @@ fn tag_kind(kind: ResourceKind) -> &'static str {
         ResourceKind::Image => "image.tag",
         ResourceKind::SecurityGroup => "security_group.tag",
         ResourceKind::Bucket => "bucket.tag",
+        ResourceKind::Secret => "secret.tag",
+        ResourceKind::Parameter => "parameter.tag",
     }
 }
 
@@ -87,6 +89,8 @@ impl Change for Tag {
         "image.tag",
         "security_group.tag",
         "bucket.tag",
+        "secret.tag",
+        "parameter.tag",
     ];
     type Input = TagInput;
 
@@ -152,6 +156,13 @@ impl Core {
             ResourceKind::Bucket => {
                 let found = self.bucket(principal, env, id).await?;
                 (found.region, found.org)
+            }
+            // Secrets and parameters change their tags through their own update routes.
+            ResourceKind::Secret | ResourceKind::Parameter => {
+                return Err(Error::invalid(
+                    "target",
+                    "tag secrets and parameters through their own routes",
+                ))
             }
         };
         let input = TagInput {

@@ -230,7 +230,7 @@ impl Core {
         };
         let target = Target::global(&token.id).owned_by(Some(&token.org));
         let (operation, created) = self
-            .record::<CreateToken>(principal, target, &input, idempotency)
+            .record::<CreateToken>(principal, target, &input, idempotency, None)
             .await?;
         Ok((operation, created.then_some(secret)))
     }

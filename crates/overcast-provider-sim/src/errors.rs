@@ -1,4 +1,5 @@
-//! The simulator's refusals, in the terms the AWS backend reports EC2's and S3's: the same
+//! The simulator's refusals, in the terms the AWS backend reports EC2's, S3's, Secrets
+//! Manager's and SSM's: the same
 //! class, overcast code and field, with the backend's own code beside them, so core sees
 //! from the simulator what it would see from AWS.
 
@@ -22,6 +23,17 @@ pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> Provid
         Kind::InvalidInput,
         "invalid_input",
         "InvalidParameterValue",
+        message,
+    )
+    .with_field(field)
+}
+
+/// Input Secrets Manager or SSM refuses before it acts, naming the field at fault.
+pub(crate) fn validation(field: &'static str, message: impl Into<String>) -> ProviderError {
+    refusal(
+        Kind::InvalidInput,
+        "invalid_input",
+        "ValidationException",
         message,
     )
     .with_field(field)

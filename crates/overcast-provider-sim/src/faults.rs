@@ -56,16 +56,70 @@ pub const S3_ACTIONS: &[&str] = &[
     "DeleteBucketTagging",
 ];
 
+/// The Secrets Manager calls the simulator answers, by Secrets Manager's names.
+pub const SECRETS_MANAGER_ACTIONS: &[&str] = &[
+    "CreateSecret",
+    "DescribeSecret",
+    "ListSecrets",
+    "PutSecretValue",
+    "GetSecretValue",
+    "DeleteSecret",
+    "RestoreSecret",
+    "TagResource",
+    "UntagResource",
+];
+
+/// The SSM Parameter Store calls the simulator answers, by SSM's names.
+pub const SSM_ACTIONS: &[&str] = &[
+    "PutParameter",
+    "DescribeParameters",
+    "GetParameter",
+    "GetParameterHistory",
+    "DeleteParameters",
+    "AddTagsToResource",
+    "RemoveTagsFromResource",
+    "ListTagsForResource",
+];
+
+/// The service a call belongs to: its refusals carry that service's codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Service {
+    Ec2,
+    S3,
+    SecretsManager,
+    Ssm,
+}
+
+fn service(action: &str) -> Service {
+    if S3_ACTIONS.contains(&action) {
+        Service::S3
+    } else if SECRETS_MANAGER_ACTIONS.contains(&action) {
+        Service::SecretsManager
+    } else if SSM_ACTIONS.contains(&action) {
+        Service::Ssm
+    } else {
+        Service::Ec2
+    }
+}
+
 /// Whether `action` is a call the simulator answers.
 pub(crate) fn is_action(action: &str) -> bool {
-    EC2_ACTIONS.contains(&action) || S3_ACTIONS.contains(&action)
+    [
+        EC2_ACTIONS,
+        S3_ACTIONS,
+        SECRETS_MANAGER_ACTIONS,
+        SSM_ACTIONS,
+    ]
+    .iter()
+    .any(|actions| actions.contains(&action))
 }
 
 /// The faults of a simulated cloud (default: none). Rates are shares of the calls they apply to, from 0
 /// (never) to 1 (always); values outside act as the nearer end.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Faults {
-    /// Calls answered "throttled" (EC2's `RequestLimitExceeded`, S3's `SlowDown`).
+    /// Calls answered "throttled" (EC2's `RequestLimitExceeded`, S3's `SlowDown`, Secrets
+    /// Manager's and SSM's `ThrottlingException`).
     pub throttle_rate: f64,
     /// Calls answered with a transient error, as a 503 (`ServiceUnavailable`).
     pub error_rate: f64,
@@ -77,7 +131,8 @@ pub struct Faults {
     pub act_then_fail_rate: f64,
     /// How long each call waits before it is answered.
     pub latency: Duration,
-    /// Only calls of these actions (see [`EC2_ACTIONS`], [`S3_ACTIONS`]); empty: all.
+    /// Only calls of these actions (see [`EC2_ACTIONS`], [`S3_ACTIONS`],
+    /// [`SECRETS_MANAGER_ACTIONS`], [`SSM_ACTIONS`]); empty: all.
     pub actions: Vec<String>,
     /// Only calls to these regions; empty: all.
     pub regions: Vec<String>,
@@ -151,7 +206,7 @@ impl Dice {
         } else if refused < error {
             Some(unavailable(action))
         } else if refused < error + self.faults.deny_rate.clamp(0.0, 1.0) {
-            Some(denied())
+            Some(denied(action))
         } else {
             None
         };
@@ -163,16 +218,12 @@ impl Dice {
     }
 }
 
-fn is_s3(action: &str) -> bool {
-    S3_ACTIONS.contains(&action)
-}
-
 /// A throttling answer, as the AWS backend reports one after its retries.
 fn throttled(action: &str) -> ProviderError {
-    let (backend, message) = if is_s3(action) {
-        ("SlowDown", "Please reduce your request rate.")
-    } else {
-        ("RequestLimitExceeded", "Request limit exceeded.")
+    let (backend, message) = match service(action) {
+        Service::Ec2 => ("RequestLimitExceeded", "Request limit exceeded."),
+        Service::S3 => ("SlowDown", "Please reduce your request rate."),
+        Service::SecretsManager | Service::Ssm => ("ThrottlingException", "Rate exceeded"),
     };
     let mut error = ProviderError::new(ProviderErrorKind::Throttled, "backend_throttled", message);
     error.backend_code = Some(backend.into());
@@ -181,10 +232,11 @@ fn throttled(action: &str) -> ProviderError {
 
 /// A transient server error: the call did nothing and may be repeated.
 fn unavailable(action: &str) -> ProviderError {
-    let backend = if is_s3(action) {
-        "ServiceUnavailable"
-    } else {
-        "Unavailable"
+    let backend = match service(action) {
+        Service::Ec2 => "Unavailable",
+        Service::S3 => "ServiceUnavailable",
+        Service::SecretsManager => "InternalServiceError",
+        Service::Ssm => "InternalServerError",
     };
     let mut error = ProviderError::new(
         ProviderErrorKind::Unavailable,
@@ -196,13 +248,17 @@ fn unavailable(action: &str) -> ProviderError {
 }
 
 /// A refusal for good: the credentials may not make this call.
-fn denied() -> ProviderError {
+fn denied(action: &str) -> ProviderError {
+    let backend = match service(action) {
+        Service::Ec2 | Service::S3 => "UnauthorizedOperation",
+        Service::SecretsManager | Service::Ssm => "AccessDeniedException",
+    };
     let mut error = ProviderError::new(
         ProviderErrorKind::Denied,
         "backend_denied",
         "You are not authorized to perform this operation.",
     );
-    error.backend_code = Some("UnauthorizedOperation".into());
+    error.backend_code = Some(backend.into());
     error
 }
 
@@ -277,5 +333,45 @@ mod tests {
         });
         let error = dice.roll("PutObject", "sim-1").refusal.unwrap();
         assert_eq!(error.backend_code.as_deref(), Some("SlowDown"));
+        let error = dice.roll("PutParameter", "sim-1").refusal.unwrap();
+        assert_eq!(error.backend_code.as_deref(), Some("ThrottlingException"));
+    }
+
+    #[test]
+    fn secrets_manager_and_ssm_calls_are_actions_with_their_own_refusals() {
+        for action in SECRETS_MANAGER_ACTIONS.iter().chain(SSM_ACTIONS) {
+            assert!(is_action(action), "{action}");
+            assert!(!EC2_ACTIONS.contains(action) && !S3_ACTIONS.contains(action));
+        }
+        assert!(!is_action("GetSecret"));
+        let mut dice = Dice::new(
+            Faults {
+                error_rate: 1.0,
+                ..Faults::default()
+            },
+            Some(1),
+        );
+        let code =
+            |dice: &mut Dice, action| dice.roll(action, "sim-1").refusal.unwrap().backend_code;
+        assert_eq!(
+            code(&mut dice, "GetSecretValue").as_deref(),
+            Some("InternalServiceError")
+        );
+        assert_eq!(
+            code(&mut dice, "GetParameter").as_deref(),
+            Some("InternalServerError")
+        );
+        dice.set_faults(Faults {
+            deny_rate: 1.0,
+            ..Faults::default()
+        });
+        assert_eq!(
+            code(&mut dice, "DeleteParameters").as_deref(),
+            Some("AccessDeniedException")
+        );
+        assert_eq!(
+            code(&mut dice, "StopInstances").as_deref(),
+            Some("UnauthorizedOperation")
+        );
     }
 }

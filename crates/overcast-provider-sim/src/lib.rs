@@ -6,7 +6,7 @@
 //! without a cloud account. Nothing runs in the background: a state is read from the
 //! simulated clock when it is asked for, so nothing outlives a test. Every call passes one
 //! gate ([`SimProvider`]'s `call`) that applies the faults and reports the call to the
-//! environment's [`CallObserver`] under EC2's or S3's name for it.
+//! environment's [`CallObserver`] under EC2's, S3's, Secrets Manager's or SSM's name for it.
 
 mod compute;
 mod errors;
@@ -14,19 +14,21 @@ mod faults;
 mod firewall;
 mod images;
 mod keypairs;
+mod parameters;
+mod secrets;
 mod settings;
 mod storage;
 mod tags;
 mod world;
 
 pub use compute::{BASE_IMAGE, DEFAULT_INSTANCE_TYPE};
-pub use faults::{Faults, EC2_ACTIONS, S3_ACTIONS};
+pub use faults::{Faults, EC2_ACTIONS, S3_ACTIONS, SECRETS_MANAGER_ACTIONS, SSM_ACTIONS};
 pub use settings::{Settings, SimFactory, SimMachine};
 
 use async_trait::async_trait;
 use overcast_provider::{
     Attempt, AttemptOutcome, CallObserver, Compute, Firewall, Images, KeyPairs, ObjectStore,
-    Provider, ProviderError, ProviderStatus, Tags,
+    Parameters, Provider, ProviderError, ProviderStatus, Secrets, Tags,
 };
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -296,6 +298,14 @@ impl Provider for SimProvider {
     fn tags(&self) -> Option<&dyn Tags> {
         Some(self)
     }
+
+    fn secrets(&self) -> Option<&dyn Secrets> {
+        Some(self)
+    }
+
+    fn parameters(&self) -> Option<&dyn Parameters> {
+        Some(self)
+    }
 }
 
 /// The faults in force, in a line for the environment's status.
@@ -386,6 +396,7 @@ mod tests {
         assert_eq!(sim.kind(), "sim");
         assert_eq!(sim.regions(), ["sim-1", "sim-2"]);
         assert_eq!(sim.capabilities().len(), 6);
+        assert!(sim.secrets().is_some() && sim.parameters().is_some());
         let status = sim.status().await;
         assert!(status.reachable);
         assert_eq!(status.details["instances"], "5");

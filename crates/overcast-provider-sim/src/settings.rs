@@ -46,7 +46,8 @@ pub struct Settings {
     /// The most ids one action or tag call takes (EC2: 1,000).
     pub max_ids_per_call: usize,
     /// Launch anew on every call, as moto does, instead of answering a repeated client
-    /// token with its first launch's instances, as EC2 does.
+    /// token with its first launch's instances, as EC2 does. Secrets alike: a repeated
+    /// create is refused as a duplicate and a repeated value update adds a version.
     pub ignore_client_token: bool,
     /// Defaults for creates that name none.
     pub key_pair: Option<String>,
@@ -61,7 +62,8 @@ pub struct Settings {
     pub act_then_fail_rate: f64,
     /// Milliseconds every call waits.
     pub latency_ms: u64,
-    /// Faults hit only these actions (EC2's and S3's names, e.g. `StopInstances`).
+    /// Faults hit only these actions (EC2's, S3's, Secrets Manager's and SSM's names, e.g.
+    /// `StopInstances`, `PutParameter`).
     pub fault_actions: Vec<String>,
     /// Faults hit only these regions.
     pub fault_regions: Vec<String>,
@@ -497,7 +499,7 @@ mod tests {
             deny_rate = 0.1
             act_then_fail_rate = 0.1
             latency_ms = 5
-            fault_actions = ["StopInstances"]
+            fault_actions = ["StopInstances", "PutParameter", "GetSecretValue"]
             fault_regions = ["a-1"]
             seed = 42
             "#,

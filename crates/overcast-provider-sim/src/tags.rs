@@ -1,7 +1,9 @@
 //! Tags on every kind of resource as the `Tags` capability: EC2's CreateTags and DeleteTags
 //! for instances, images (and their snapshots) and security groups, in batches of the
 //! environment's `max_ids_per_call`, each all or nothing; S3's whole-set bucket tagging,
-//! read, merged and written back.
+//! read, merged and written back; Secrets Manager's TagResource and UntagResource for
+//! secrets by name, and SSM's AddTagsToResource and RemoveTagsFromResource for parameters
+//! by full name, one resource a call.
 
 use async_trait::async_trait;
 use overcast_provider::{ProviderError, ResourceKind, Tags};
@@ -12,6 +14,27 @@ use crate::errors::{group_not_found, image_not_found, instance_not_found};
 use crate::storage::bucket_in;
 use crate::world::{Region, World};
 use crate::SimProvider;
+
+/// Whether a tag call sets tags or removes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tagging {
+    Set,
+    Remove,
+}
+
+impl Tagging {
+    /// The call that changes tags of a kind (buckets have their own two).
+    fn action(self, kind: ResourceKind) -> &'static str {
+        match (kind, self) {
+            (ResourceKind::Secret, Tagging::Set) => "TagResource",
+            (ResourceKind::Secret, Tagging::Remove) => "UntagResource",
+            (ResourceKind::Parameter, Tagging::Set) => "AddTagsToResource",
+            (ResourceKind::Parameter, Tagging::Remove) => "RemoveTagsFromResource",
+            (_, Tagging::Set) => "CreateTags",
+            (_, Tagging::Remove) => "DeleteTags",
+        }
+    }
+}
 
 /// The tag set of one EC2 resource of a kind, or the refusal EC2 gives for a missing one.
 fn tags_of<'a>(
@@ -38,12 +61,14 @@ fn tags_of<'a>(
             .get_mut(id)
             .map(|g| &mut g.tags)
             .ok_or_else(|| group_not_found(id)),
-        // Buckets are S3's, tagged by bucket_tags.
-        ResourceKind::Bucket => Err(ProviderError::new(
-            overcast_provider::ProviderErrorKind::InvalidInput,
-            "invalid_input",
-            "buckets are not EC2 resources",
-        )),
+        // Buckets, secrets and parameters are other services', tagged by their own calls.
+        ResourceKind::Bucket | ResourceKind::Secret | ResourceKind::Parameter => {
+            Err(ProviderError::new(
+                overcast_provider::ProviderErrorKind::InvalidInput,
+                "invalid_input",
+                format!("{} tags are not EC2's", kind.name()),
+            ))
+        }
     }
 }
 
@@ -106,11 +131,21 @@ impl SimProvider {
         region: &str,
         kind: ResourceKind,
         ids: &[String],
-        action: &'static str,
+        tagging: Tagging,
         change: &(dyn Fn(&mut BTreeMap<String, String>) + Sync),
     ) -> Result<(), ProviderError> {
-        if kind == ResourceKind::Bucket {
-            return self.change_bucket_tags(region, ids, change).await;
+        let action = tagging.action(kind);
+        match kind {
+            ResourceKind::Bucket => return self.change_bucket_tags(region, ids, change).await,
+            ResourceKind::Secret => {
+                return self.change_secret_tags(region, ids, action, change).await
+            }
+            ResourceKind::Parameter => {
+                return self
+                    .change_parameter_tags(region, ids, action, change)
+                    .await
+            }
+            ResourceKind::Instance | ResourceKind::Image | ResourceKind::SecurityGroup => {}
         }
         for batch in ids.chunks(self.settings.max_ids_per_call.max(1)) {
             self.run(action, region, |world| {
@@ -134,7 +169,7 @@ impl Tags for SimProvider {
         let change = |existing: &mut BTreeMap<String, String>| {
             existing.extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())))
         };
-        self.change_tags(region, kind, ids, "CreateTags", &change)
+        self.change_tags(region, kind, ids, Tagging::Set, &change)
             .await
     }
 
@@ -147,7 +182,7 @@ impl Tags for SimProvider {
     ) -> Result<(), ProviderError> {
         let change =
             |existing: &mut BTreeMap<String, String>| existing.retain(|k, _| !keys.contains(k));
-        self.change_tags(region, kind, ids, "DeleteTags", &change)
+        self.change_tags(region, kind, ids, Tagging::Remove, &change)
             .await
     }
 }
@@ -159,7 +194,9 @@ mod tests {
     use crate::{Faults, Settings};
     use overcast_provider::{
         Compute, Firewall, ImageSpec, Images, InstanceFilter, LaunchSpec, ObjectStore,
+        ParameterSpec, Parameters, SecretSpec, Secrets,
     };
+    use overcast_types::{ParameterType, SecretData};
 
     fn tag(key: &str, value: &str) -> BTreeMap<String, String> {
         BTreeMap::from([(key.to_string(), value.to_string())])
@@ -268,6 +305,90 @@ mod tests {
             .unwrap();
         assert_eq!(calls.count("DeleteBucketTagging", "ok"), 1);
         assert_eq!(calls.count("GetBucketTagging", "ok"), 3);
+    }
+
+    #[tokio::test]
+    async fn secrets_and_parameters_take_and_drop_tags_one_call_each() {
+        let (sim, calls) = provider(settings(0.0));
+        for name in ["db", "api"] {
+            sim.create_secret(&SecretSpec {
+                region: "sim-1".into(),
+                name: name.into(),
+                value: SecretData::Text("v".into()),
+                description: None,
+                kms_key_id: None,
+                tags: tag("a", "1"),
+                client_token: String::new(),
+            })
+            .await
+            .unwrap();
+        }
+        let secrets = vec!["db".to_string(), "api".to_string()];
+        sim.set_tags("sim-1", ResourceKind::Secret, &secrets, &tag("b", "2"))
+            .await
+            .unwrap();
+        sim.remove_tags("sim-1", ResourceKind::Secret, &secrets, &["a".to_string()])
+            .await
+            .unwrap();
+        for name in &secrets {
+            let secret = sim.secret("sim-1", name).await.unwrap().unwrap();
+            assert_eq!(secret.tags, tag("b", "2"));
+        }
+        assert_eq!(calls.count("TagResource", "ok"), 2);
+        assert_eq!(calls.count("UntagResource", "ok"), 2);
+        let missing = sim
+            .set_tags(
+                "sim-1",
+                ResourceKind::Secret,
+                &["nope".into()],
+                &tag("b", "2"),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(missing.code, "secret_not_found");
+        // A secret of another region is not here.
+        let elsewhere = sim
+            .set_tags("sim-2", ResourceKind::Secret, &secrets[..1], &tag("b", "2"))
+            .await
+            .unwrap_err();
+        assert_eq!(elsewhere.code, "secret_not_found");
+
+        let name = "/acme/app/db".to_string();
+        sim.put_parameter(&ParameterSpec {
+            region: "sim-1".into(),
+            name: name.clone(),
+            value: "v".into(),
+            kind: ParameterType::String,
+            description: None,
+            kms_key_id: None,
+            tags: tag("a", "1"),
+            overwrite: false,
+        })
+        .await
+        .unwrap();
+        let names = std::slice::from_ref(&name);
+        sim.set_tags("sim-1", ResourceKind::Parameter, names, &tag("b", "2"))
+            .await
+            .unwrap();
+        sim.remove_tags("sim-1", ResourceKind::Parameter, names, &["a".to_string()])
+            .await
+            .unwrap();
+        let parameter = sim.parameter("sim-1", &name, false).await.unwrap().unwrap();
+        assert_eq!(parameter.tags, tag("b", "2"));
+        assert_eq!(calls.count("AddTagsToResource", "ok"), 1);
+        assert_eq!(calls.count("RemoveTagsFromResource", "ok"), 1);
+        assert_eq!(calls.count("ListTagsForResource", "ok"), 1);
+        let many: BTreeMap<String, String> =
+            (0..51).map(|i| (format!("k{i}"), String::new())).collect();
+        let error = sim
+            .set_tags("sim-1", ResourceKind::Parameter, names, &many)
+            .await
+            .unwrap_err();
+        assert_eq!((error.code, error.field), ("invalid_input", Some("tags")));
+        assert_eq!(
+            calls.count("CreateTags", "ok") + calls.count("DeleteTags", "ok"),
+            0
+        );
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
 //! Everything one simulated cloud holds, in memory behind one lock: per region its
-//! instances, launches by client token, images, snapshots, security groups and key pairs;
-//! buckets by name; the clock every state is read against; the counter ids come from.
+//! instances, launches by client token, images, snapshots, security groups, key pairs,
+//! secrets and parameters; buckets by name; the clock every state is read against; the
+//! counter ids come from.
 
 use overcast_provider::{ProviderError, ProviderErrorKind};
 use std::collections::{BTreeMap, HashMap};
@@ -11,6 +12,8 @@ use crate::compute::{InstanceRecord, Launch};
 use crate::firewall::GroupRecord;
 use crate::images::{ImageRecord, SnapshotRecord};
 use crate::keypairs::KeyPairRecord;
+use crate::parameters::ParameterRecord;
+use crate::secrets::SecretRecord;
 use crate::storage::BucketRecord;
 
 pub(crate) struct World {
@@ -31,6 +34,10 @@ pub(crate) struct Region {
     pub groups: BTreeMap<String, GroupRecord>,
     /// By name, as EC2 keys them.
     pub key_pairs: BTreeMap<String, KeyPairRecord>,
+    /// Secrets Manager's secrets, by name; values only ever here, in memory.
+    pub secrets: BTreeMap<String, SecretRecord>,
+    /// SSM's parameters, by full name, so a path's parameters sort together.
+    pub parameters: BTreeMap<String, ParameterRecord>,
 }
 
 impl World {
@@ -94,7 +101,14 @@ impl Clock {
 
     /// The wall-clock time as RFC 3339, as creation dates are shown.
     pub fn timestamp(&self) -> String {
+        self.timestamp_after(Duration::ZERO)
+    }
+
+    /// The wall-clock time `after` from now as RFC 3339, as due dates are shown.
+    pub fn timestamp_after(&self, after: Duration) -> String {
+        let after = time::Duration::try_from(after).unwrap_or(time::Duration::MAX);
         self.wall()
+            .saturating_add(after)
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default()
     }
@@ -108,8 +122,18 @@ pub(crate) struct Ids {
 
 impl Ids {
     pub fn next(&mut self, prefix: &str) -> String {
+        format!("{prefix}-{:017x}", self.number())
+    }
+
+    /// An id in a UUID's shape (Secrets Manager's version ids), from the same counter.
+    pub fn uuid(&mut self) -> String {
+        format!("00000000-0000-4000-8000-{:012x}", self.number())
+    }
+
+    /// The next number of the counter.
+    pub fn number(&mut self) -> u64 {
         self.issued += 1;
-        format!("{prefix}-{:017x}", self.issued)
+        self.issued
     }
 
     /// How many ids were issued so far: a number for addresses.

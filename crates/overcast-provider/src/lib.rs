@@ -7,6 +7,7 @@ mod error;
 mod firewall;
 mod images;
 mod keypairs;
+mod secrets;
 mod settings;
 mod storage;
 mod tags;
@@ -19,6 +20,7 @@ pub use error::{ProviderError, ProviderErrorKind};
 pub use firewall::Firewall;
 pub use images::{ImageSpec, Images, ImportSource, ImportSpec, Progress};
 pub use keypairs::{KeyPair, KeyPairs};
+pub use secrets::{ParameterPage, ParameterSpec, Parameters, SecretSpec, Secrets, VersionWanted};
 pub use settings::{
     check_settings, factories, parse_settings, ProviderContext, ProviderFactories, ProviderFactory,
     SettingProblem, SettingsCheck, Table, Value,
@@ -91,6 +93,8 @@ pub trait Provider: Send + Sync {
             (Capability::KeyPairs, self.key_pairs().is_some()),
             (Capability::ObjectStore, self.object_store().is_some()),
             (Capability::Tags, self.tags().is_some()),
+            (Capability::Secrets, self.secrets().is_some()),
+            (Capability::Parameters, self.parameters().is_some()),
         ]
         .into_iter()
         .filter_map(|(capability, offered)| offered.then_some(capability))
@@ -132,6 +136,16 @@ pub trait Provider: Send + Sync {
 
     /// Tags on its resources, if this provider keeps them.
     fn tags(&self) -> Option<&dyn Tags> {
+        None
+    }
+
+    /// Secrets, if this provider keeps them.
+    fn secrets(&self) -> Option<&dyn Secrets> {
+        None
+    }
+
+    /// Parameters, if this provider keeps them.
+    fn parameters(&self) -> Option<&dyn Parameters> {
         None
     }
 }

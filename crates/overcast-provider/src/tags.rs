@@ -16,6 +16,9 @@ pub enum ResourceKind {
     Image,
     SecurityGroup,
     Bucket,
+    Secret,
+    /// By its full name, org root included.
+    Parameter,
 }
 
 impl ResourceKind {
@@ -26,6 +29,8 @@ impl ResourceKind {
             ResourceKind::Image => "image",
             ResourceKind::SecurityGroup => "security_group",
             ResourceKind::Bucket => "bucket",
+            ResourceKind::Secret => "secret",
+            ResourceKind::Parameter => "parameter",
         }
     }
 }

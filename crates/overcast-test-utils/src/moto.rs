@@ -119,6 +119,19 @@ mod sdk {
         aws_sdk_s3::Client::from_conf(config)
     }
 
+    /// A direct Secrets Manager client into a moto account.
+    pub async fn secretsmanager_client(
+        account: &str,
+        region: &str,
+    ) -> aws_sdk_secretsmanager::Client {
+        aws_sdk_secretsmanager::Client::new(&moto_config(account, region).await)
+    }
+
+    /// A direct SSM client into a moto account.
+    pub async fn ssm_client(account: &str, region: &str) -> aws_sdk_ssm::Client {
+        aws_sdk_ssm::Client::new(&moto_config(account, region).await)
+    }
+
     /// An image moto knows in the client's region (its built-in AMIs).
     pub async fn some_image(ec2: &aws_sdk_ec2::Client) -> String {
         let images = ec2.describe_images().owners("amazon").send().await.unwrap();

@@ -121,6 +121,18 @@ impl TestServer {
         crate::moto::s3_client(self.moto_account(), region).await
     }
 
+    /// A direct Secrets Manager client into this server's moto account: the ground truth.
+    #[cfg(feature = "aws")]
+    pub async fn secretsmanager(&self, region: &str) -> aws_sdk_secretsmanager::Client {
+        crate::moto::secretsmanager_client(self.moto_account(), region).await
+    }
+
+    /// A direct SSM client into this server's moto account: the ground truth.
+    #[cfg(feature = "aws")]
+    pub async fn ssm(&self, region: &str) -> aws_sdk_ssm::Client {
+        crate::moto::ssm_client(self.moto_account(), region).await
+    }
+
     #[cfg(feature = "aws")]
     fn moto_account(&self) -> &str {
         self.account

@@ -1,10 +1,11 @@
-//! Domain values of overcast: roles, names, stages, operations, audit entries, tokens, pages
-//! and the public [`Error`]. This crate does no IO, so every layer can share it.
+//! Domain values of overcast: roles, names, stages, operations, audit entries, tokens, pages,
+//! secrets and parameters, and the public [`Error`]. This crate does no IO, so every layer can share it.
 
 mod error;
 mod firewall;
 mod instance;
 mod operation;
+mod secrets;
 mod stage;
 mod storage;
 
@@ -14,6 +15,10 @@ pub use instance::{tags, Image, Instance, InstanceState, Owned};
 pub use operation::{
     AuditEntry, Operation, OperationError, OperationStatus, Progress, TargetOutcome, TargetResult,
     TokenInfo,
+};
+pub use secrets::{
+    validate_parameter_path, validate_secret_name, Parameter, ParameterType, Secret, SecretData,
+    SecretValue,
 };
 pub use stage::StagePolicy;
 pub use storage::{

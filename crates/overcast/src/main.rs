@@ -3,6 +3,7 @@
 
 mod client;
 mod output;
+mod secrets;
 mod serve;
 mod storage;
 
@@ -107,6 +108,16 @@ enum Command {
     Object {
         #[command(subcommand)]
         command: Box<storage::ObjectCommand>,
+    },
+    /// Secrets: values from files or stdin, read only by `secret value`.
+    Secret {
+        #[command(subcommand)]
+        command: Box<secrets::SecretCommand>,
+    },
+    /// Parameters below your org's root.
+    Param {
+        #[command(subcommand)]
+        command: Box<secrets::ParamCommand>,
     },
     /// Operations: every change overcast makes.
     Op {
@@ -786,6 +797,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keypair { command } => return keypair(&client()?, format, command).await,
         Command::Bucket { command } => return storage::bucket(&client()?, format, command).await,
         Command::Object { command } => return storage::object(&client()?, format, *command).await,
+        Command::Secret { command } => return secrets::secret(&client()?, format, *command).await,
+        Command::Param { command } => return secrets::param(&client()?, format, *command).await,
         Command::Op { command } => {
             let client = client()?;
             match command {

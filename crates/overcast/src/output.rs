@@ -119,6 +119,25 @@ pub const OBJECTS: &[Column] = &[
     ("LAST MODIFIED", "last_modified"),
     ("KEY", "key"),
 ];
+pub const SECRETS: &[Column] = &[
+    ("NAME", "name"),
+    ("REGION", "region"),
+    ("CHANGED", "last_changed_at"),
+    ("DELETION", "deletion_date"),
+    ("ORG", "org"),
+];
+pub const PARAMETERS: &[Column] = &[
+    ("NAME", "name"),
+    ("TYPE", "type"),
+    ("VERSION", "version"),
+    ("MODIFIED", "last_modified_at"),
+];
+pub const PARAMETER_VERSIONS: &[Column] = &[
+    ("VERSION", "version"),
+    ("TYPE", "type"),
+    ("MODIFIED", "last_modified_at"),
+    ("DESCRIPTION", "description"),
+];
 pub const FIELDS: &[Column] = &[];
 
 /// Renders `value` in `format`. Tables take a list (or a page's `items`) and print one row

@@ -1,6 +1,6 @@
 //! What a change sees of its operation while it runs: the record and its saved results, the
-//! environments and the store, and the means to save progress, hand a secret to the
-//! waiting request and notice a cancel.
+//! environments and the store, and the means to save progress, take a value its request
+//! gave it, hand a secret to the waiting request and notice a cancel.
 
 use overcast_store::Store;
 use overcast_types::{Error, Operation, TargetResult};
@@ -15,13 +15,15 @@ use crate::errors::store_error;
 /// How long a handed-over secret waits for its request before it is dropped.
 const HANDOVER_TTL: Duration = Duration::from_secs(300);
 
-/// Secrets a change hands to the request that started its operation (a private key made
-/// by the backend, say): kept in memory only, taken once, dropped after a few minutes.
+/// Secrets passed between a request and its operation's change, by operation id, one way
+/// each: a value the request gives the change (a secret's value to store), or one the
+/// change hands the request (a private key made by the backend). Kept in memory only,
+/// taken once, dropped after a few minutes.
 #[derive(Clone, Default)]
 pub(crate) struct Handovers(Arc<Mutex<HashMap<String, (Instant, String)>>>);
 
 impl Handovers {
-    fn put(&self, operation_id: &str, secret: String) {
+    pub(crate) fn put(&self, operation_id: &str, secret: String) {
         let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
         kept.retain(|_, (at, _)| at.elapsed() < HANDOVER_TTL);
         kept.insert(operation_id.to_string(), (Instant::now(), secret));
@@ -42,6 +44,8 @@ pub struct OperationContext {
     pub(crate) environments: Arc<Environments>,
     pub(crate) cancelled: Arc<AtomicBool>,
     pub(crate) handovers: Handovers,
+    /// Values requests gave their operations' changes.
+    pub(crate) given: Handovers,
     /// Backend calls made so far, counted by the call accounting.
     pub(crate) calls: Arc<AtomicU64>,
 }
@@ -117,6 +121,19 @@ impl OperationContext {
     }
 
     /// Hands a secret to the request that started this operation, never to the store.
+    /// The value the request gave this operation, once. A run resumed after a restart
+    /// finds none: values are never stored to make resuming possible.
+    pub fn take_given(&self) -> Result<String, Error> {
+        self.given.take(&self.operation.id).ok_or_else(|| {
+            Error::conflict(
+                "value_lost",
+                "the value this operation was to store was kept in memory only and is gone \
+                 (the server restarted, or the operation waited too long): nothing was \
+                 written; send the request again",
+            )
+        })
+    }
+
     pub fn hand_over(&self, secret: String) {
         self.handovers.put(&self.operation.id, secret);
     }

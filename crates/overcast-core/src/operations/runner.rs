@@ -44,6 +44,7 @@ struct Inner {
     running: Mutex<HashMap<String, Running>>,
     slots: Semaphore,
     handovers: Handovers,
+    given: Handovers,
 }
 
 impl Runner {
@@ -62,6 +63,7 @@ impl Runner {
                 running: Mutex::new(HashMap::new()),
                 slots: Semaphore::new(MAX_RUNNING),
                 handovers: Handovers::default(),
+                given: Handovers::default(),
             }),
         }
     }
@@ -153,6 +155,17 @@ impl Runner {
         self.load(id).await
     }
 
+    /// Gives an operation's change a value before the operation is submitted; see
+    /// [`OperationContext::take_given`].
+    pub(crate) fn give(&self, id: &str, value: String) {
+        self.inner.given.put(id, value);
+    }
+
+    /// Takes back a value given to an operation that was not made after all.
+    pub(crate) fn take_back(&self, id: &str) {
+        self.inner.given.take(id);
+    }
+
     /// The secret an operation's change handed over, once.
     pub fn take_handover(&self, id: &str) -> Option<String> {
         self.inner.handovers.take(id)
@@ -219,6 +232,7 @@ async fn drive(
         environments: inner.environments.clone(),
         cancelled,
         handovers: inner.handovers.clone(),
+        given: inner.given.clone(),
         calls: calls.clone(),
     };
     let result = counting(calls, executor.run(&mut cx)).await;

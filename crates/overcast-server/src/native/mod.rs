@@ -14,6 +14,8 @@ pub mod instances;
 pub mod key_pairs;
 pub mod objects;
 pub mod operations;
+pub mod parameters;
+pub mod secrets;
 pub mod security_groups;
 pub mod system;
 pub mod tags;
@@ -49,12 +51,20 @@ fn is_docs_route(route: &str) -> bool {
 pub fn required_role(method: &str, route: &str) -> Role {
     if route == "/v1/tokens" || route.starts_with("/v1/tokens/") {
         Role::Admin
+    } else if SECRET_READS.contains(&route) {
+        Role::Operator
     } else if matches!(method, "GET" | "HEAD") {
         Role::Viewer
     } else {
         Role::Operator
     }
 }
+
+/// The reads that answer a secret value: operators only, each in the audit log.
+const SECRET_READS: [&str; 2] = [
+    "/v1/environments/{env}/secrets/{name}/value",
+    "/v1/environments/{env}/parameter-values/{*name}",
+];
 
 /// The native family.
 pub struct Native;
@@ -70,8 +80,11 @@ impl Family for Native {
         }
         let role = required_role(method.as_str(), route);
         // Every native route that changes something does so by a method other than
-        // GET and HEAD, and no native read discloses a secret.
-        if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        // GET and HEAD; the reads that disclose a secret's or parameter's value are
+        // audited like changes.
+        if SECRET_READS.contains(&route) {
+            RoutePolicy::audited(role)
+        } else if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
             RoutePolicy::read(role)
         } else {
             RoutePolicy::audited(role)
@@ -104,6 +117,8 @@ impl Family for Native {
         (name = "operations", description = "Recorded changes"),
         (name = "tokens", description = "API tokens (admin)"),
         (name = "audit", description = "The append-only audit log"),
+        (name = "secrets", description = "Secrets: values by their own audited route"),
+        (name = "parameters", description = "Parameters under the caller's org"),
     )
 )]
 struct ApiDoc;
@@ -466,6 +481,25 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(tokens::token_list, tokens::token_create))
         .routes(routes!(tokens::token_revoke))
         .routes(routes!(audit::audit_list))
+        .routes(routes!(secrets::secret_list, secrets::secret_create))
+        .routes(routes!(
+            secrets::secret_view,
+            secrets::secret_update,
+            secrets::secret_delete
+        ))
+        .routes(routes!(secrets::secret_restore))
+        .routes(routes!(secrets::secret_value))
+        .routes(routes!(
+            parameters::parameter_list,
+            parameters::parameter_delete_under
+        ))
+        .routes(routes!(
+            parameters::parameter_view,
+            parameters::parameter_put,
+            parameters::parameter_delete
+        ))
+        .routes(routes!(parameters::parameter_value))
+        .routes(routes!(parameters::parameter_history))
 }
 
 /// The method-not-allowed answer (405) in the native error shape.

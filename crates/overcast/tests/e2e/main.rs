@@ -8,6 +8,7 @@ mod aws_bulk;
 mod aws_faults;
 mod aws_objects;
 mod aws_process;
+mod aws_secrets;
 mod aws_transfer;
 mod cli;
 mod config;
