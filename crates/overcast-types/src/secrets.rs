@@ -200,12 +200,12 @@ pub fn validate_parameter_path(field: &str, path: &str, is_prefix: bool) -> Resu
     }
     let allowed = |c: char| c.is_ascii_alphanumeric() || "_.-".contains(c);
     let empty_root = is_prefix && path == "/";
-    if !empty_root
-        && named
-            .iter()
-            .any(|s| s.is_empty() || !s.chars().all(allowed))
-    {
-        return invalid("must be /-separated segments of letters, digits and _.- characters");
+    // `.` and `..` mean nothing to the backend, but they read as a way out of a root.
+    let bad = |s: &&str| s.is_empty() || *s == "." || *s == ".." || !s.chars().all(allowed);
+    if !empty_root && named.iter().any(bad) {
+        return invalid(
+            "must be /-separated segments of letters, digits and _.- characters (not . or ..)",
+        );
     }
     Ok(())
 }
@@ -226,6 +226,7 @@ mod tests {
         assert!(validate_parameter_path("name", "/app//x", false).is_err());
         assert!(validate_parameter_path("name", "/app/", false).is_err());
         assert!(validate_parameter_path("name", "/a b", false).is_err());
+        assert!(validate_parameter_path("name", "/../other/db", false).is_err());
     }
 
     #[test]
