@@ -1,6 +1,8 @@
 //! What this build of overcast is made of: the providers it can run. `overcast serve`,
 //! `config check` and the tests build their servers with [`providers`].
 
+pub mod import_vm_api;
+
 use overcast_aws::AwsFactory;
 use overcast_provider::{factories, ProviderFactories};
 use overcast_provider_sim::SimFactory;

@@ -163,6 +163,17 @@ enum ConfigCommand {
         /// The file (default: OVERCAST_CONFIG, else ./overcast.toml).
         file: Option<PathBuf>,
     },
+    /// Print overcast config (environments and machine types) made from the Cloud VM API's
+    /// environments.json and machinetypes.json, to paste into overcast.toml. What overcast
+    /// cannot run stays in it as comments and is listed on stderr.
+    ImportVmApi {
+        /// The Cloud VM API's environments.json: an array of environments.
+        #[arg(value_name = "ENVIRONMENTS_JSON")]
+        environments: PathBuf,
+        /// The Cloud VM API's machinetypes.json: machine types by name.
+        #[arg(value_name = "MACHINETYPES_JSON")]
+        machine_types: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -748,6 +759,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::FAILURE);
                 }
             }
+        }
+        Command::Config {
+            command:
+                ConfigCommand::ImportVmApi {
+                    environments,
+                    machine_types,
+                },
+        } => {
+            let imported = overcast::import_vm_api::import_files(
+                &environments,
+                &machine_types,
+                &overcast::providers(),
+            )?;
+            print!("{}", imported.toml);
+            eprint!("{}", imported.summary);
         }
         Command::Login { url, token } => {
             let client = Client::new(url.or(cli.url), token.or(cli.token))?;
