@@ -51,6 +51,64 @@ pub struct Config {
     pub environments: BTreeMap<String, EnvironmentConfig>,
     #[serde(default)]
     pub machine_types: BTreeMap<String, MachineType>,
+    /// The compatibility families: where the routes of the tools overcast replaces act.
+    #[serde(default)]
+    pub compat: CompatConfig,
+}
+
+/// Where each compatibility family acts. CloudMan and Flint name regions, not environments,
+/// so each is served only once it is given an environment whose regions stand for theirs;
+/// the Cloud VM API names overcast environments itself.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CompatConfig {
+    /// CloudMan's `/ec2` and `/s3` routes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloudman: Option<RegionMapping>,
+    /// The Flint AWS-EC2 connector's action route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flint: Option<RegionMapping>,
+    /// The Cloud VM API's `/vm` routes.
+    #[serde(default)]
+    pub vm_api: VmApiConfig,
+}
+
+/// A family that names AWS regions, served by one environment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegionMapping {
+    pub environment: String,
+    /// The family's region names for this environment's regions, e.g.
+    /// `{"ap-southeast-2" = "local"}`; a region of the environment stands for itself.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub regions: BTreeMap<String, String>,
+}
+
+impl RegionMapping {
+    /// The environment's region a family's `asked` region stands for, if any.
+    pub fn region(&self, asked: &str, served: &[String]) -> Option<String> {
+        let region = self.regions.get(asked).map_or(asked, String::as_str);
+        served.iter().find(|r| *r == region).cloned()
+    }
+}
+
+/// The Cloud VM API family.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VmApiConfig {
+    /// How long start, stop and delete wait for the VM to get there (its tool waited
+    /// 300 s); a create waits as long for the VM to be launched.
+    #[serde(default = "default_vm_api_timeout")]
+    pub timeout_secs: u64,
+}
+
+impl Default for VmApiConfig {
+    fn default() -> Self {
+        VmApiConfig {
+            timeout_secs: default_vm_api_timeout(),
+        }
+    }
+}
+
+fn default_vm_api_timeout() -> u64 {
+    300
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -461,6 +519,24 @@ impl Config {
                 ),
             }
         }
+        for (family, mapping) in [
+            ("cloudman", &self.compat.cloudman),
+            ("flint", &self.compat.flint),
+        ] {
+            let Some(mapping) = mapping else { continue };
+            if !self.environments.contains_key(&mapping.environment) {
+                at(
+                    format!("compat.{family}.environment"),
+                    format!("no environment `{}`", mapping.environment),
+                );
+            }
+        }
+        if self.compat.vm_api.timeout_secs == 0 {
+            at(
+                "compat.vm_api.timeout_secs".into(),
+                "must be at least 1".into(),
+            );
+        }
         for (name, machine) in &self.machine_types {
             let base = format!("machine_types.{name}");
             if let Err(e) = validate_name("name", name) {
@@ -655,6 +731,39 @@ mod tests {
             "{}",
             err.problems[0].message
         );
+    }
+
+    #[test]
+    fn compat_families_must_name_an_environment_there_is() {
+        let text = "[environments.aws-dev]\nprovider = \"aws\"\n\n[compat.cloudman]\nenvironment = \"aws-prod\"\n\n[compat.vm_api]\ntimeout_secs = 0\n";
+        let err = Config::parse("t.toml", text, &ProviderFactories::new()).unwrap_err();
+        let problems: Vec<String> = err
+            .problems
+            .iter()
+            .filter(|p| p.path.starts_with("compat."))
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            problems,
+            [
+                "line 5: compat.cloudman.environment: no environment `aws-prod`",
+                "line 8: compat.vm_api.timeout_secs: must be at least 1"
+            ]
+        );
+        let mapping = RegionMapping {
+            environment: "aws-dev".into(),
+            regions: BTreeMap::from([("ap-southeast-2".into(), "eu-west-1".into())]),
+        };
+        let served = ["eu-west-1".to_string(), "us-east-1".to_string()];
+        assert_eq!(
+            mapping.region("ap-southeast-2", &served).as_deref(),
+            Some("eu-west-1")
+        );
+        assert_eq!(
+            mapping.region("us-east-1", &served).as_deref(),
+            Some("us-east-1")
+        );
+        assert_eq!(mapping.region("eu-central-1", &served), None);
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The overcast HTTP server: route families (the native `/v1` API with its system routes,
-//! and room beside it for the compatibility families and the console), request ids and
+//! the compatibility families of the tools overcast replaces, and room for the console), request ids and
 //! metrics, per-family authentication, audit and error bodies, OpenAPI and the docs page,
 //! TLS and graceful shutdown. Handlers stay thin: parse, call the core, shape the answer.
 
+pub mod compat;
 pub mod http;
 pub mod native;
 mod server;
@@ -43,7 +44,7 @@ fn parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 
 /// A family's routes behind its authentication, role and audit policy, counted in the
 /// request metrics.
-fn family_routes(
+pub(crate) fn family_routes(
     routes: Router<AppState>,
     state: &AppState,
     family: impl Family,
@@ -63,6 +64,7 @@ pub fn app(core: Arc<Core>) -> Router {
     let (api, document) = parts();
     let native = api.merge(SwaggerUi::new("/docs").url("/openapi.json", document));
     family_routes(native, &state, native::Native)
+        .merge(compat::routes(&state))
         .fallback(native::not_found)
         .method_not_allowed_fallback(native::method_not_allowed)
         .layer(from_fn(http::request_id::request_id))

@@ -1,5 +1,6 @@
-//! What this build of overcast is made of: the providers it can run. `overcast serve`,
-//! `config check` and the tests build their servers with [`providers`].
+//! What this build of overcast is made of: the providers it can run (`overcast serve`,
+//! `config check` and the tests build their servers with [`providers`]), and the import of
+//! the Cloud VM API's config files.
 
 pub mod import_vm_api;
 

@@ -62,7 +62,7 @@ enum Command {
         #[arg(long, default_value = "recovered-admin")]
         name: String,
     },
-    /// Check a config file and list every problem in it.
+    /// Check a config file, or import another tool's config into overcast's.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
@@ -254,6 +254,9 @@ struct Target {
     name: Option<String>,
     #[arg(long)]
     state: Option<String>,
+    /// Only instances of this region (narrows a selection).
+    #[arg(long)]
+    region: Option<String>,
     /// Show the plan; change nothing.
     #[arg(long)]
     dry_run: bool,
@@ -276,7 +279,8 @@ impl Target {
         let mut body = json!({
             "ids": self.id.iter().chain(&self.ids).collect::<Vec<_>>(),
             "stage": self.stage, "tags": parse_tags(&self.tags)?, "name": self.name,
-            "state": self.state, "dry_run": self.dry_run, "confirm": self.confirm,
+            "state": self.state, "region": self.region, "dry_run": self.dry_run,
+            "confirm": self.confirm,
         });
         if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
             body.extend(extra.clone());
@@ -1488,8 +1492,8 @@ async fn act(
     let base = format!("/v1/environments/{}/instances", env.environment);
     let operation = match (&target.id, target.selects()) {
         (Some(id), false) => {
-            if target.dry_run || target.confirm.is_some() {
-                bail!("--dry-run and --confirm are for selections (--id, --stage, --tag, --name, --state)");
+            if target.dry_run || target.confirm.is_some() || target.region.is_some() {
+                bail!("--dry-run, --confirm and --region are for selections (--id, --stage, --tag, --name, --state)");
             }
             client
                 .start(Method::POST, &format!("{base}/{id}/{action}"), Some(&extra))

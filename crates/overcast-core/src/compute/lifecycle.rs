@@ -114,6 +114,9 @@ pub struct BulkRequest {
     pub name: Option<String>,
     #[serde(default)]
     pub state: Option<InstanceState>,
+    /// Only instances of this region; it narrows a selector but is not one by itself.
+    #[serde(default)]
+    pub region: Option<String>,
     /// Return the plan; act on nothing.
     #[serde(default)]
     pub dry_run: bool,
@@ -163,6 +166,9 @@ pub struct PlannedTarget {
 pub struct SkippedTarget {
     pub id: String,
     pub reason: String,
+    /// Its state when planned; absent for an id that was not found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<InstanceState>,
 }
 
 /// One backend call the plan will make.
@@ -225,6 +231,7 @@ pub fn make_plan(
         let skip = |reason: String| SkippedTarget {
             id: instance.id.clone(),
             reason,
+            state: Some(instance.state),
         };
         if instance.state.is_gone() && action != BulkAction::Terminate {
             skipped.push(skip(format!("it is {}", instance.state.as_str())));
@@ -690,6 +697,7 @@ impl Core {
             state: request.state,
             name: request.name.clone(),
             tags: request.tags.clone(),
+            region: environment.region_if_given(request.region.as_deref())?,
             ..InstanceQuery::default()
         };
         let visible = |i: &Instance| visible_org(principal, i.org.as_deref());
@@ -704,6 +712,7 @@ impl Core {
                 .map(|id| SkippedTarget {
                     id: id.clone(),
                     reason: "not found".into(),
+                    state: None,
                 })
                 .collect();
         }

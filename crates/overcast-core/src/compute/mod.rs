@@ -97,6 +97,12 @@ impl Core {
         visible_or_404(principal, found, "instance", id)
     }
 
+    /// The names of an environment's regions, the first its default, without asking the
+    /// backend anything.
+    pub fn region_names(&self, env: &str) -> Result<Vec<String>, Error> {
+        self.environments.require(env)?.regions()
+    }
+
     /// The regions of an environment and their zones.
     pub async fn regions(&self, env: &str) -> Result<Vec<RegionView>, Error> {
         let environment = self.environments.require(env)?;

@@ -105,6 +105,14 @@ pub trait Family: Send + Sync + 'static {
     /// An error as this family's clients expect it; the status comes from
     /// [`super::status::status_of`], the body is the family's own.
     fn error(&self, error: Error) -> Response;
+
+    /// The answer to a caller that presented no usable token (`presented` is what it sent
+    /// in the token's place, if anything); by default the family's error. A family may say
+    /// more, e.g. that what was sent is a cloud credential, not a token.
+    fn refused(&self, presented: Option<&str>, error: Error) -> Response {
+        let _ = presented;
+        self.error(error)
+    }
 }
 
 /// What the family middleware runs with.
@@ -133,13 +141,14 @@ pub async fn authorize(
         return next.run(req).await;
     };
     let scheme = family.auth();
-    let principal = match scheme.secret(req.headers()) {
+    let presented = scheme.secret(req.headers());
+    let principal = match presented {
         None => Err(Error::unauthenticated(scheme.missing())),
         Some(secret) => state.app.core.authenticate(secret).await,
     };
     let principal = match principal {
         Ok(principal) => principal,
-        Err(e) => return family.error(e),
+        Err(e) => return family.refused(presented, e),
     };
     let method = req.method().clone();
     let target = req.uri().path().to_string();

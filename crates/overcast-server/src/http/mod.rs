@@ -3,6 +3,7 @@
 //! needs, and the error body the family's clients expect).
 
 pub mod family;
+pub mod idempotency;
 pub mod metrics;
 pub mod request_id;
 pub mod status;

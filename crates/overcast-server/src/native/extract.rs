@@ -5,7 +5,7 @@ use axum::extract::path::ErrorKind;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use overcast_core::auth::Principal;
@@ -13,10 +13,10 @@ use overcast_core::Idempotency;
 use overcast_types::{Error, Operation, OperationStatus};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::time::Duration;
 
 use crate::http::family::AuditedOperation;
+use crate::http::idempotency::{idempotency_key, request_hash};
 use crate::native::error::{operation_failed, ApiError};
 use crate::AppState;
 
@@ -92,7 +92,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Mutation<T> {
         } else {
             wait_from(&mut parts, state).await?
         };
-        let key = idempotency_key(&parts)?;
+        let key = idempotency_key(&parts.headers)?;
         if let Some(content_type) = parts.headers.get(header::CONTENT_TYPE) {
             let ok = content_type
                 .to_str()
@@ -228,31 +228,6 @@ async fn wait_from(parts: &mut Parts, state: &AppState) -> Result<Duration, ApiE
             })?,
     };
     Ok(Duration::from_secs(secs))
-}
-
-fn idempotency_key(parts: &Parts) -> Result<Option<String>, Error> {
-    let Some(value) = parts.headers.get("idempotency-key") else {
-        return Ok(None);
-    };
-    let key = value.to_str().unwrap_or("");
-    if key.is_empty() || key.len() > 255 || !key.chars().all(|c| c.is_ascii_graphic()) {
-        return Err(Error::invalid(
-            "Idempotency-Key",
-            "must be 1 to 255 visible ASCII characters",
-        ));
-    }
-    Ok(Some(key.to_string()))
-}
-
-/// The same method, path and body bytes hash alike; anything else differs.
-fn request_hash(method: &Method, path: &str, body: &[u8]) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(method.as_str().as_bytes());
-    hasher.update(b" ");
-    hasher.update(path.as_bytes());
-    hasher.update(b"\n");
-    hasher.update(body);
-    hex::encode(hasher.finalize())
 }
 
 /// Query parameters, refusing unknown ones, and values holding a character that is not a
@@ -423,13 +398,5 @@ mod tests {
             let e = check_path_param("id", refused).unwrap_err();
             assert_eq!(e.field.as_deref(), Some("id"), "{refused:?}");
         }
-    }
-
-    #[test]
-    fn requests_hash_by_method_path_and_body() {
-        let a = request_hash(&Method::POST, "/v1/tokens", b"{}");
-        assert_eq!(a, request_hash(&Method::POST, "/v1/tokens", b"{}"));
-        assert_ne!(a, request_hash(&Method::POST, "/v1/tokens", b"{ }"));
-        assert_ne!(a, request_hash(&Method::DELETE, "/v1/tokens", b"{}"));
     }
 }

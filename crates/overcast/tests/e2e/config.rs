@@ -11,6 +11,7 @@ fn the_example_config_parses() {
     assert!(config.environments.contains_key("aws-dev"));
     assert!(config.environments.contains_key("local"));
     assert_eq!(config.stage_policy("aws-dev").tag_key, "config");
+    assert_eq!(config.compat.cloudman.unwrap().environment, "aws-dev");
 }
 
 #[test]

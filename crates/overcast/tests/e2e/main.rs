@@ -11,6 +11,7 @@ mod aws_process;
 mod aws_secrets;
 mod aws_transfer;
 mod cli;
+mod compat;
 mod config;
 mod fuzz;
 mod local;
