@@ -480,6 +480,54 @@ async fn cloudman_serves_its_readme_against_moto() {
     .await;
     assert_eq!(answer["message"], "There was an error creating the bucket - perhaps the name is already in use or not DNS compliant");
 
+    // Every 400 text of CloudMan's parser, the first missing key winning.
+    let mut partial = json!({});
+    for (key, text) in [
+        ("ami-image-id", "EC2 requires an image id to be supplied"),
+        ("key-name", "EC2 requires the name of the key-pair used to SSH into the instance"),
+        ("instance-type", "Please specify the instance type"),
+        ("tags", "Tags are required and must be on of the following: ['dev', 'test', 'prod']"),
+        ("startup-script", "Please supply a startup script for this instance (will be run as root). Separate lines with \\n"),
+    ] {
+        let (status, answer) = cloudman(&server, Method::POST, create, Some(&acme), Some(partial.clone())).await;
+        assert_eq!((status, answer), (StatusCode::BAD_REQUEST, json!({"message": {key: text}})));
+        partial[key] = readme[key].clone();
+    }
+    for (path, key, text) in [
+        (
+            "/ec2/promote/ap-southeast-2",
+            "config-type",
+            "A config type is required to promote an instance",
+        ),
+        (
+            "/ec2/stop/ap-southeast-2",
+            "config-type",
+            "A config type is required to stop an instance",
+        ),
+        (
+            "/ec2/start/ap-southeast-2",
+            "config-type",
+            "A config type is required to start an instance",
+        ),
+        (
+            "/ec2/image/new/ap-southeast-2",
+            "instance-id",
+            "An instance id is required to create an image",
+        ),
+        (
+            "/s3",
+            "bucket-name",
+            "Please specify the name of the S3 bucket to create",
+        ),
+    ] {
+        let (status, answer) = cloudman(&server, Method::POST, path, Some(&acme), None).await;
+        assert_eq!(
+            (status, answer),
+            (StatusCode::BAD_REQUEST, json!({"message": {key: text}})),
+            "{path}"
+        );
+    }
+
     // Not CloudMan's bugs: a GET on a POST route is a 405, not its instance lookup.
     let (status, _) = cloudman(
         &server,
@@ -866,6 +914,19 @@ async fn the_cloud_vm_api_serves_its_readme_against_moto() {
     let (status, _, text) = vm_api(
         api,
         Method::GET,
+        &format!("/vm/{id}/stop?environment=aws-test"),
+        Some(&acme),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(
+        text.starts_with("Failed to stop VM: ") && text.contains("terminated"),
+        "{text}"
+    );
+    let (status, _, text) = vm_api(
+        api,
+        Method::GET,
         "/vm/i-0123456789abcdef0/start?environment=aws-test",
         Some(&acme),
         None,
@@ -1139,6 +1200,58 @@ async fn the_flint_connector_drives_instances_groups_and_tags_against_moto() {
         .await;
     assert_eq!(op["kind"], "instance.terminate");
 
+    // A sync call whose timeout ends first answers the job's meta; the job ends anyway.
+    let timed_out = flint(
+        &server,
+        route,
+        &key,
+        json!({
+            "action": "create-instance", "image-id": some_image(&east).await,
+            "instance-type": "t2.micro", "max-instance": 1, "timeout": 0,
+        }),
+    )
+    .await;
+    let job_id = timed_out["meta"]["job-id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{timed_out}"))
+        .to_string();
+    assert_eq!(timed_out["meta"]["timeout"], 0);
+    eventually("the create job ends", || async {
+        let (_, polled) = server
+            .call(
+                Method::GET,
+                &format!("/flint/jobs/{job_id}"),
+                Some(&key),
+                None,
+            )
+            .await;
+        polled["meta"]["status"] == "complete"
+    })
+    .await;
+    let (_, polled) = server
+        .call(
+            Method::GET,
+            &format!("/flint/jobs/{job_id}"),
+            Some(&key),
+            None,
+        )
+        .await;
+    let launched = polled["output"]["instance-info"][0]["instance-id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        in_moto(&east, &launched).await.state,
+        InstanceStateName::Running
+    );
+    flint(
+        &server,
+        route,
+        &key,
+        json!({"action": "terminate-instances", "instance-id": launched}),
+    )
+    .await;
+
     // What overcast does not do, and a bad call, answer exitcode 1 in band; no token is a 401.
     let address = flint(&server, route, &key, json!({"action": "allocate-address"})).await;
     assert_eq!(address["exitcode"], 1);
@@ -1185,8 +1298,8 @@ async fn the_flint_connector_drives_instances_groups_and_tags_against_moto() {
     let listed = flint(&server, route, &viewer, json!({"action": "list-instances"})).await;
     assert_eq!(
         listed["instance-list"].as_array().unwrap().len(),
-        2,
-        "a viewer reads: {listed}"
+        3,
+        "a viewer reads; terminated instances are listed as EC2 lists them: {listed}"
     );
     let response = server
         .request(Method::POST, route, Some(&viewer))
