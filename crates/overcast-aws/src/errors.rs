@@ -30,6 +30,16 @@ fn classify(code: &str, message: &str) -> (Kind, &'static str, Option<&'static s
         "InvalidSubnetID.NotFound" => (Kind::InvalidInput, "subnet_not_found", Some("subnet")),
         "NoSuchBucket" | "NotFound" => (Kind::NotFound, "bucket_not_found", None),
         "ResourceNotFoundException" => (Kind::NotFound, "secret_not_found", None),
+        "ClusterNotFoundException" => (Kind::NotFound, "cluster_not_found", None),
+        "ServiceNotFoundException" | "ServiceNotActiveException" => {
+            (Kind::NotFound, "service_not_found", None)
+        }
+        "ClusterContainsServicesException" | "ClusterContainsTasksException" => {
+            (Kind::Conflict, "cluster_in_use", None)
+        }
+        // ECS's answer to a request it refuses as malformed or impossible.
+        "ClientException" => (Kind::InvalidInput, "invalid_input", None),
+        "ServerException" => (Kind::Unavailable, "backend_unavailable", None),
         "ResourceExistsException" => (Kind::Conflict, "secret_exists", Some("name")),
         // Secrets Manager's answer for a secret scheduled for deletion, among others.
         "InvalidRequestException" => (Kind::Conflict, "wrong_state", None),

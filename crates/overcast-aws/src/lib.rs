@@ -1,10 +1,13 @@
-//! The AWS backend: EC2 through the official AWS SDK for Rust. The only crate that touches
+//! The AWS backend: EC2, S3, ECS with CloudWatch Logs, IAM and Cloud Map, Secrets Manager
+//! and SSM through the official AWS SDK for Rust. The only crate that touches
 //! `aws-*`. One SDK client per region, made on first use; credentials from the default
 //! chain, a named profile, or an assumed role (cached and refreshed by the SDK); any
 //! AWS-compatible endpoint through `endpoint_url`.
 
 mod attempts;
 mod compute;
+mod container_support;
+mod containers;
 mod errors;
 mod firewall;
 mod images;
@@ -22,8 +25,9 @@ use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
 use overcast_provider::{
-    CallObserver, Compute, Firewall, Images, KeyPairs, ObjectStore, Parameters, Provider,
-    ProviderError, ProviderErrorKind, ProviderStatus, Secrets, Tags,
+    CallObserver, Compute, ContainerSupport, Containers, Firewall, Images, KeyPairs, ObjectStore,
+    Parameters, Provider, ProviderError, ProviderErrorKind, ProviderStatus, Secrets,
+    ServiceDiscovery, Tags,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -44,6 +48,10 @@ pub struct AwsProvider {
 /// The SDK clients of one region.
 struct RegionClients {
     ec2: aws_sdk_ec2::Client,
+    ecs: aws_sdk_ecs::Client,
+    logs: aws_sdk_cloudwatchlogs::Client,
+    iam: aws_sdk_iam::Client,
+    discovery: aws_sdk_servicediscovery::Client,
     s3: aws_sdk_s3::Client,
     secretsmanager: aws_sdk_secretsmanager::Client,
     ssm: aws_sdk_ssm::Client,
@@ -66,6 +74,29 @@ impl AwsProvider {
     /// The EC2 client of a region of this environment.
     async fn ec2(&self, region: &str) -> Result<&aws_sdk_ec2::Client, ProviderError> {
         Ok(&self.region_clients(region).await?.ec2)
+    }
+
+    /// The ECS client of a region of this environment.
+    async fn ecs(&self, region: &str) -> Result<&aws_sdk_ecs::Client, ProviderError> {
+        Ok(&self.region_clients(region).await?.ecs)
+    }
+
+    /// The CloudWatch Logs client of a region of this environment.
+    async fn logs(&self, region: &str) -> Result<&aws_sdk_cloudwatchlogs::Client, ProviderError> {
+        Ok(&self.region_clients(region).await?.logs)
+    }
+
+    /// An IAM client (IAM is global; any region's client reaches it).
+    async fn iam(&self, region: &str) -> Result<&aws_sdk_iam::Client, ProviderError> {
+        Ok(&self.region_clients(region).await?.iam)
+    }
+
+    /// The Cloud Map client of a region of this environment.
+    async fn discovery(
+        &self,
+        region: &str,
+    ) -> Result<&aws_sdk_servicediscovery::Client, ProviderError> {
+        Ok(&self.region_clients(region).await?.discovery)
     }
 
     /// The S3 client of a region of this environment.
@@ -115,6 +146,26 @@ impl AwsProvider {
                         RegionClients {
                             ec2: aws_sdk_ec2::Client::from_conf(
                                 aws_sdk_ec2::config::Builder::from(&config)
+                                    .interceptor(attempts.clone())
+                                    .build(),
+                            ),
+                            ecs: aws_sdk_ecs::Client::from_conf(
+                                aws_sdk_ecs::config::Builder::from(&config)
+                                    .interceptor(attempts.clone())
+                                    .build(),
+                            ),
+                            logs: aws_sdk_cloudwatchlogs::Client::from_conf(
+                                aws_sdk_cloudwatchlogs::config::Builder::from(&config)
+                                    .interceptor(attempts.clone())
+                                    .build(),
+                            ),
+                            iam: aws_sdk_iam::Client::from_conf(
+                                aws_sdk_iam::config::Builder::from(&config)
+                                    .interceptor(attempts.clone())
+                                    .build(),
+                            ),
+                            discovery: aws_sdk_servicediscovery::Client::from_conf(
+                                aws_sdk_servicediscovery::config::Builder::from(&config)
                                     .interceptor(attempts.clone())
                                     .build(),
                             ),
@@ -181,6 +232,11 @@ impl AwsProvider {
 /// endpoint honours client tokens, so the caller looks for what the attempt made first.
 fn one_attempt_ec2() -> aws_sdk_ec2::config::Builder {
     aws_sdk_ec2::config::Builder::default().retry_config(RetryConfig::disabled())
+}
+
+/// [`one_attempt_ec2`] for ECS.
+fn one_attempt_ecs() -> aws_sdk_ecs::config::Builder {
+    aws_sdk_ecs::config::Builder::default().retry_config(RetryConfig::disabled())
 }
 
 /// [`one_attempt_ec2`] for Secrets Manager.
@@ -294,6 +350,18 @@ impl Provider for AwsProvider {
     }
 
     fn parameters(&self) -> Option<&dyn Parameters> {
+        Some(self)
+    }
+
+    fn containers(&self) -> Option<&dyn Containers> {
+        Some(self)
+    }
+
+    fn container_support(&self) -> Option<&dyn ContainerSupport> {
+        Some(self)
+    }
+
+    fn service_discovery(&self) -> Option<&dyn ServiceDiscovery> {
         Some(self)
     }
 }

@@ -19,8 +19,8 @@ use crate::ids::{new_id, now};
 use crate::metrics::Metrics;
 use crate::operations::{register_changes, CallCounter, Registered, Runner};
 use crate::{
-    buckets, compute, images, key_pairs, objects, parameters, secrets, security_groups, tags,
-    tokens,
+    buckets, compute, containers, images, key_pairs, objects, parameters, secrets, security_groups,
+    tags, tokens,
 };
 use overcast_store::{OperationFilter, PageRequest};
 
@@ -43,6 +43,7 @@ register_changes! {
         objects::ObjectChanges,
         secrets::SecretChanges,
         parameters::ParameterChanges,
+        containers::ContainerChanges,
     }
 }
 

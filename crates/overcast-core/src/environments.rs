@@ -2,8 +2,9 @@
 //! they are shown to callers.
 
 use overcast_provider::{
-    CallObserver, Capability, Compute, Firewall, Images, KeyPairs, ObjectStore, Parameters,
-    Provider, ProviderContext, ProviderFactories, Secrets, Tags, Unavailable,
+    CallObserver, Capability, Compute, ContainerSupport, Containers, Firewall, Images, KeyPairs,
+    ObjectStore, Parameters, Provider, ProviderContext, ProviderFactories, Secrets,
+    ServiceDiscovery, Tags, Unavailable,
 };
 use overcast_types::{tags, Error, ErrorKind, Owned, StagePolicy};
 use serde::Serialize;
@@ -178,6 +179,18 @@ impl Environment {
 
     pub fn parameters(&self) -> Result<&dyn Parameters, Error> {
         self.capability("parameters", |p| p.parameters())
+    }
+
+    pub fn containers(&self) -> Result<&dyn Containers, Error> {
+        self.capability("container services", |p| p.containers())
+    }
+
+    pub fn container_support(&self) -> Result<&dyn ContainerSupport, Error> {
+        self.capability("container logs and roles", |p| p.container_support())
+    }
+
+    pub fn service_discovery(&self) -> Result<&dyn ServiceDiscovery, Error> {
+        self.capability("service discovery", |p| p.service_discovery())
     }
 
     pub async fn view(&self) -> EnvironmentView {

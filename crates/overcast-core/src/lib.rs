@@ -9,6 +9,7 @@ pub mod auth;
 pub mod buckets;
 pub mod compute;
 pub mod config;
+pub mod containers;
 pub mod environments;
 mod errors;
 mod ids;

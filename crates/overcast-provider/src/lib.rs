@@ -3,6 +3,7 @@
 //! core holds one per environment and never sees an SDK or a hypervisor.
 
 mod compute;
+mod containers;
 mod error;
 mod firewall;
 mod images;
@@ -15,6 +16,11 @@ mod tags;
 pub use compute::{
     Action, Compute, InstanceChange, InstanceFilter, LaunchDefaults, LaunchSize, LaunchSpec,
     MachineSize, SizeRequest,
+};
+pub use containers::{
+    ClusterSpec, ContainerOverride, ContainerSupport, Containers, LogEvent, LogPage, LogQuery,
+    RegistrySpec, RunTaskSpec, ServiceDiscovery, ServiceSpec, ServiceUpdate, TaskDefinitionSpec,
+    TaskFilter,
 };
 pub use error::{ProviderError, ProviderErrorKind};
 pub use firewall::Firewall;
@@ -95,6 +101,7 @@ pub trait Provider: Send + Sync {
             (Capability::Tags, self.tags().is_some()),
             (Capability::Secrets, self.secrets().is_some()),
             (Capability::Parameters, self.parameters().is_some()),
+            (Capability::Containers, self.containers().is_some()),
         ]
         .into_iter()
         .filter_map(|(capability, offered)| offered.then_some(capability))
@@ -146,6 +153,21 @@ pub trait Provider: Send + Sync {
 
     /// Parameters, if this provider keeps them.
     fn parameters(&self) -> Option<&dyn Parameters> {
+        None
+    }
+
+    /// Container services, if this provider runs them.
+    fn containers(&self) -> Option<&dyn Containers> {
+        None
+    }
+
+    /// Log groups, their events and the execution role, for container services.
+    fn container_support(&self) -> Option<&dyn ContainerSupport> {
+        None
+    }
+
+    /// Service discovery for container services.
+    fn service_discovery(&self) -> Option<&dyn ServiceDiscovery> {
         None
     }
 }

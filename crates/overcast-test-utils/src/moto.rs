@@ -111,6 +111,29 @@ mod sdk {
         aws_sdk_ec2::Client::new(&moto_config(account, region).await)
     }
 
+    /// A direct ECS client into a moto account.
+    pub async fn ecs_client(account: &str, region: &str) -> aws_sdk_ecs::Client {
+        aws_sdk_ecs::Client::new(&moto_config(account, region).await)
+    }
+
+    /// A direct CloudWatch Logs client into a moto account.
+    pub async fn logs_client(account: &str, region: &str) -> aws_sdk_cloudwatchlogs::Client {
+        aws_sdk_cloudwatchlogs::Client::new(&moto_config(account, region).await)
+    }
+
+    /// A direct IAM client into a moto account.
+    pub async fn iam_client(account: &str, region: &str) -> aws_sdk_iam::Client {
+        aws_sdk_iam::Client::new(&moto_config(account, region).await)
+    }
+
+    /// A direct Cloud Map client into a moto account.
+    pub async fn servicediscovery_client(
+        account: &str,
+        region: &str,
+    ) -> aws_sdk_servicediscovery::Client {
+        aws_sdk_servicediscovery::Client::new(&moto_config(account, region).await)
+    }
+
     /// A direct S3 client into a moto account, path-style.
     pub async fn s3_client(account: &str, region: &str) -> aws_sdk_s3::Client {
         let config = aws_sdk_s3::config::Builder::from(&moto_config(account, region).await)

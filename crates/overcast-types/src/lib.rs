@@ -1,6 +1,7 @@
 //! Domain values of overcast: roles, names, stages, operations, audit entries, tokens, pages,
-//! secrets and parameters, and the public [`Error`]. This crate does no IO, so every layer can share it.
+//! secrets and parameters, container services, and the public [`Error`]. This crate does no IO, so every layer can share it.
 
+mod containers;
 mod error;
 mod firewall;
 mod instance;
@@ -9,6 +10,11 @@ mod secrets;
 mod stage;
 mod storage;
 
+pub use containers::{
+    validate_container_name, CapacityShare, Cluster, Container, ContainerLogs, ContainerService,
+    Deployment, LogLine, LogSettings, PortMapping, Registry, ServiceEvent, Task, TaskContainer,
+    TaskDefinition,
+};
 pub use error::{Error, ErrorKind};
 pub use firewall::{Direction, Protocol, Rule, SecurityGroup};
 pub use instance::{tags, Image, Instance, InstanceState, Owned};

@@ -2,6 +2,7 @@
 //! of its API.
 
 mod client;
+mod containers;
 mod output;
 mod secrets;
 mod serve;
@@ -118,6 +119,31 @@ enum Command {
     Param {
         #[command(subcommand)]
         command: Box<secrets::ParamCommand>,
+    },
+    /// Container clusters (ECS Fargate on AWS).
+    Cluster {
+        #[command(subcommand)]
+        command: Box<containers::ClusterCommand>,
+    },
+    /// Task definitions: what a container task runs.
+    Taskdef {
+        #[command(subcommand)]
+        command: Box<containers::TaskDefinitionCommand>,
+    },
+    /// Container services: tasks kept at a desired count.
+    Service {
+        #[command(subcommand)]
+        command: Box<containers::ServiceCommand>,
+    },
+    /// Container tasks: run, list, stop, logs.
+    Task {
+        #[command(subcommand)]
+        command: Box<containers::TaskCommand>,
+    },
+    /// Service discovery services (Cloud Map) for container services.
+    Registry {
+        #[command(subcommand)]
+        command: Box<containers::RegistryCommand>,
     },
     /// Operations: every change overcast makes.
     Op {
@@ -829,6 +855,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Object { command } => return storage::object(&client()?, format, *command).await,
         Command::Secret { command } => return secrets::secret(&client()?, format, *command).await,
         Command::Param { command } => return secrets::param(&client()?, format, *command).await,
+        Command::Cluster { command } => {
+            return containers::cluster(&client()?, format, *command).await
+        }
+        Command::Taskdef { command } => {
+            return containers::task_definition(&client()?, format, *command).await
+        }
+        Command::Service { command } => {
+            return containers::service(&client()?, format, *command).await
+        }
+        Command::Task { command } => return containers::task(&client()?, format, *command).await,
+        Command::Registry { command } => {
+            return containers::registry(&client()?, format, *command).await
+        }
         Command::Op { command } => {
             let client = client()?;
             match command {

@@ -138,6 +138,46 @@ pub const PARAMETER_VERSIONS: &[Column] = &[
     ("MODIFIED", "last_modified_at"),
     ("DESCRIPTION", "description"),
 ];
+pub const CLUSTERS: &[Column] = &[
+    ("NAME", "name"),
+    ("REGION", "region"),
+    ("STATUS", "status"),
+    ("SERVICES", "active_services"),
+    ("RUNNING", "running_tasks"),
+    ("PENDING", "pending_tasks"),
+    ("ORG", "org"),
+];
+pub const TASK_DEFINITIONS: &[Column] = &[
+    ("FAMILY", "family"),
+    ("REVISION", "revision"),
+    ("CPU", "cpu"),
+    ("MEMORY", "memory"),
+    ("ORG", "org"),
+];
+pub const SERVICES: &[Column] = &[
+    ("NAME", "name"),
+    ("STATUS", "status"),
+    ("TASK DEFINITION", "task_definition"),
+    ("DESIRED", "desired_count"),
+    ("RUNNING", "running_count"),
+    ("PENDING", "pending_count"),
+];
+pub const TASKS: &[Column] = &[
+    ("ID", "id"),
+    ("TASK DEFINITION", "task_definition"),
+    ("SERVICE", "service"),
+    ("STATUS", "last_status"),
+    ("DESIRED", "desired_status"),
+    ("STARTED", "started_at"),
+];
+pub const REGISTRIES: &[Column] = &[
+    ("ID", "id"),
+    ("NAME", "name"),
+    ("NAMESPACE", "namespace"),
+    ("TTL", "dns_ttl"),
+    ("INSTANCES", "instance_count"),
+    ("ORG", "org"),
+];
 pub const FIELDS: &[Column] = &[];
 
 /// Renders `value` in `format`. Tables take a list (or a page's `items`) and print one row

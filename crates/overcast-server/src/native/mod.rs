@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod buckets;
 pub mod bulk;
+pub mod containers;
 pub mod environments;
 pub mod error;
 pub mod extract;
@@ -119,6 +120,7 @@ impl Family for Native {
         (name = "audit", description = "The append-only audit log"),
         (name = "secrets", description = "Secrets: values by their own audited route"),
         (name = "parameters", description = "Parameters under the caller's org"),
+        (name = "containers", description = "Container services: clusters, task definitions, services, tasks"),
     )
 )]
 struct ApiDoc;
@@ -500,6 +502,43 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(parameters::parameter_value))
         .routes(routes!(parameters::parameter_history))
+        .routes(routes!(
+            containers::cluster_list,
+            containers::cluster_create
+        ))
+        .routes(routes!(
+            containers::cluster_view,
+            containers::cluster_delete
+        ))
+        .routes(routes!(
+            containers::task_definition_list,
+            containers::task_definition_register
+        ))
+        .routes(routes!(
+            containers::task_definition_view,
+            containers::task_definition_deregister
+        ))
+        .routes(routes!(
+            containers::service_list,
+            containers::service_create
+        ))
+        .routes(routes!(
+            containers::service_view,
+            containers::service_update,
+            containers::service_delete
+        ))
+        .routes(routes!(containers::task_list, containers::task_run))
+        .routes(routes!(containers::task_view))
+        .routes(routes!(containers::task_stop))
+        .routes(routes!(containers::task_logs))
+        .routes(routes!(
+            containers::registry_list,
+            containers::registry_create
+        ))
+        .routes(routes!(
+            containers::registry_view,
+            containers::registry_delete
+        ))
 }
 
 /// The method-not-allowed answer (405) in the native error shape.

@@ -5,6 +5,7 @@
 mod aws;
 mod aws_buckets;
 mod aws_bulk;
+mod aws_containers;
 mod aws_faults;
 mod aws_objects;
 mod aws_process;
