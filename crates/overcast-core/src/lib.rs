@@ -12,6 +12,7 @@ pub mod config;
 pub mod environments;
 mod errors;
 mod ids;
+pub mod image_checks;
 pub mod images;
 pub mod key_pairs;
 pub mod metrics;
