@@ -54,6 +54,46 @@ pub struct Config {
     /// The compatibility families: where the routes of the tools overcast replaces act.
     #[serde(default)]
     pub compat: CompatConfig,
+    /// How to reach container image registries, by the host image references name them by
+    /// (`docker.io` for Docker Hub, `ghcr.io`, `registry.example.com:5000`). A registry not
+    /// listed is asked over HTTPS, anonymously.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub registries: BTreeMap<String, RegistryConfig>,
+}
+
+/// One registry's access: its scheme and the credentials overcast uses there. The password
+/// is read from a file or the server's environment when a check needs it, never written
+/// in the config.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RegistryConfig {
+    /// Speak plain HTTP to it rather than HTTPS: for a registry on loopback or a trusted
+    /// network.
+    #[serde(default)]
+    pub insecure: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// A file holding the password (or access token); one trailing line break is not part
+    /// of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// An environment variable of the server holding the password (or access token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_env: Option<String>,
+    /// Whether a `password` key was written, which is refused with the ways to give one;
+    /// its value is never kept.
+    #[serde(
+        default,
+        rename = "password",
+        deserialize_with = "written",
+        skip_serializing
+    )]
+    pub password_written: bool,
+}
+
+/// Any value, read only to learn that it was there (read whole, not skipped, so it is not
+/// also reported as an unknown key) and dropped.
+fn written<'de, D: serde::Deserializer<'de>>(value: D) -> Result<bool, D::Error> {
+    toml::Value::deserialize(value).map(|_| true)
 }
 
 /// Where each compatibility family acts. CloudMan and Flint name regions, not environments,
@@ -536,6 +576,56 @@ impl Config {
                 "compat.vm_api.timeout_secs".into(),
                 "must be at least 1".into(),
             );
+        }
+        for (host, registry) in &self.registries {
+            let base = format!("registries.\"{host}\"");
+            if let Err(reason) = overcast_registry::check_domain(host) {
+                at(base.clone(), reason);
+            } else if !(host.contains(['.', ':', '[']) || host == "localhost") {
+                at(
+                    base.clone(),
+                    format!("`{host}` cannot name a registry in an image reference: a registry host has a dot or a port, or is localhost"),
+                );
+            } else if matches!(host.as_str(), "index.docker.io" | "registry-1.docker.io") {
+                at(
+                    base.clone(),
+                    format!(
+                        "Docker Hub is named `{}` here, as in image references",
+                        overcast_registry::DOCKER_HUB
+                    ),
+                );
+            }
+            let sources = [
+                registry.password_file.is_some(),
+                registry.password_env.is_some(),
+            ];
+            if registry.password_written {
+                at(
+                    format!("{base}.password"),
+                    "a password is never written in the config: give password_file or password_env"
+                        .into(),
+                );
+            }
+            match (&registry.username, sources) {
+                (_, [true, true]) => at(
+                    base.clone(),
+                    "give password_file or password_env, not both".into(),
+                ),
+                (Some(_), [false, false]) if !registry.password_written => at(
+                    format!("{base}.username"),
+                    "needs a password: password_file or password_env".into(),
+                ),
+                (None, [true, _] | [_, true]) => {
+                    at(base.clone(), "a password needs a username".into())
+                }
+                _ => {}
+            }
+            if registry.password_env.as_deref().is_some_and(str::is_empty) {
+                at(
+                    format!("{base}.password_env"),
+                    "must name an environment variable".into(),
+                );
+            }
         }
         for (name, machine) in &self.machine_types {
             let base = format!("machine_types.{name}");

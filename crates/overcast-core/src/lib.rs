@@ -13,6 +13,7 @@ pub mod containers;
 pub mod environments;
 mod errors;
 mod ids;
+pub mod image_checks;
 pub mod images;
 pub mod key_pairs;
 pub mod metrics;

@@ -13,6 +13,8 @@
 //! - [`faults`]: a proxy that throttles, resets and delays requests to moto, from a seed.
 //! - [`moto`]: the moto server of the test process and its accounts; with `aws`, SDK clients
 //!   into it and what it holds for an instance.
+//! - [`registry`]: a real container image registry (Debian's `docker-registry`), open or
+//!   behind basic or token authentication, pushes into it, and its token service.
 //! - [`qemu`] (feature `qemu`): the test image, VM processes and QMP, and a reaper for VMs.
 //! - [`eventually`]: polling until something holds.
 //!
@@ -38,6 +40,7 @@ pub mod moto;
 pub mod process;
 #[cfg(feature = "qemu")]
 pub mod qemu;
+pub mod registry;
 pub mod server;
 
 pub use api::Api;

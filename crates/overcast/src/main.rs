@@ -85,7 +85,7 @@ enum Command {
         #[command(subcommand)]
         command: Box<VmCommand>,
     },
-    /// Machine images.
+    /// Machine images, and whether a container image is in its registry.
     Image {
         #[command(subcommand)]
         command: ImageCommand,
@@ -557,6 +557,12 @@ enum ImageCommand {
         #[command(flatten)]
         wait: WaitArg,
         id: String,
+    },
+    /// Ask a container image's registry whether it has the image: exit 0 if it does, 1 if
+    /// not, 2 if that cannot be told.
+    Check {
+        /// nginx:alpine, ghcr.io/org/app:1.2, registry.example.com:5000/app@sha256:...
+        image: String,
     },
 }
 
@@ -1372,6 +1378,54 @@ async fn sg(client: &Client, format: Format, command: SgCommand) -> anyhow::Resu
     follow(client, format, operation, wait).await
 }
 
+/// `overcast image check`: present (exit 0) with its digest, media type and an index's
+/// platforms, or absent (exit 1); an error when neither can be told.
+async fn image_check(client: &Client, format: Format, image: &str) -> anyhow::Result<ExitCode> {
+    let path = format!("/v1/images{}", query(&[("image", Some(image.to_string()))]));
+    let response = client.transmit(client.builder(Method::GET, &path)).await?;
+    if response.status() != StatusCode::NOT_FOUND {
+        let check: Value = client.check(response).await?.json().await?;
+        match format {
+            Format::Table => {
+                let text = |key: &str| check[key].as_str().unwrap_or("-").to_string();
+                println!("present: {}", text("reference"));
+                println!("digest: {}", text("digest"));
+                println!("media type: {}", text("media_type"));
+                if let Some(platforms) = check["platforms"].as_array() {
+                    let named: Vec<String> = platforms
+                        .iter()
+                        .map(|p| {
+                            let part = |key: &str| p[key].as_str().map(|v| format!("/{v}"));
+                            let os = p["os"].as_str().unwrap_or("?");
+                            format!(
+                                "{os}{}{}",
+                                part("architecture").unwrap_or_default(),
+                                part("variant").unwrap_or_default()
+                            )
+                        })
+                        .collect();
+                    println!("platforms: {}", named.join(", "));
+                }
+            }
+            _ => print!("{}", render(&check, format, output::FIELDS)),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    let error = &body["error"];
+    if error["code"] != "image_not_found" {
+        bail!(
+            "the server answered HTTP 404: {}",
+            error["message"].as_str().unwrap_or("no such route")
+        );
+    }
+    match format {
+        Format::Table => println!("absent: {}", error["message"].as_str().unwrap_or(image)),
+        _ => print!("{}", render(&body, format, output::FIELDS)),
+    }
+    Ok(ExitCode::from(1))
+}
+
 async fn image(client: &Client, format: Format, command: ImageCommand) -> anyhow::Result<ExitCode> {
     let base = |env: &EnvArg| format!("/v1/environments/{}/images", env.environment);
     let (operation, wait) = match command {
@@ -1386,6 +1440,15 @@ async fn image(client: &Client, format: Format, command: ImageCommand) -> anyhow
             let image = client.get(&format!("{}/{id}", base(&env))).await?;
             print!("{}", render(&image, format, output::FIELDS));
             return Ok(ExitCode::SUCCESS);
+        }
+        ImageCommand::Check { image } => {
+            return match image_check(client, format, &image).await {
+                Ok(found) => Ok(found),
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    Ok(ExitCode::from(2))
+                }
+            };
         }
         ImageCommand::Create {
             env,

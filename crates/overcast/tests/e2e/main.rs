@@ -17,6 +17,7 @@ mod config;
 mod fuzz;
 mod local;
 mod local_vms;
+mod registry;
 
 /// The binary under test, for the process helpers of `overcast_test_utils::process`.
 const BIN: &str = env!("CARGO_BIN_EXE_overcast");
