@@ -38,9 +38,9 @@ const MAX_TAGS: usize = 50;
 /// How long the simulated cloud takes for each kind of change.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timing {
-    /// Launch, start and reboot.
+    /// Launch, start and reboot; a container task from asked for to running.
     pub pending: Duration,
-    /// Stop and terminate.
+    /// Stop and terminate; a container task from asked to stop to stopped.
     pub stopping: Duration,
     /// An image from pending to available.
     pub image: Duration,

@@ -1,7 +1,6 @@
 //! The simulator's refusals, in the terms the AWS backend reports EC2's, S3's, Secrets
-//! Manager's and SSM's: the same
-//! class, overcast code and field, with the backend's own code beside them, so core sees
-//! from the simulator what it would see from AWS.
+//! Manager's, SSM's and ECS's: the same class, overcast code and field, with the backend's
+//! own code beside them, so core sees from the simulator what it would see from AWS.
 
 use overcast_provider::{ProviderError, ProviderErrorKind as Kind};
 

@@ -81,6 +81,27 @@ pub const SSM_ACTIONS: &[&str] = &[
     "ListTagsForResource",
 ];
 
+/// The ECS calls the simulator answers, by ECS's names.
+pub const ECS_ACTIONS: &[&str] = &[
+    "ListClusters",
+    "DescribeClusters",
+    "CreateCluster",
+    "DeleteCluster",
+    "RegisterTaskDefinition",
+    "ListTaskDefinitions",
+    "DescribeTaskDefinition",
+    "DeregisterTaskDefinition",
+    "CreateService",
+    "ListServices",
+    "DescribeServices",
+    "UpdateService",
+    "DeleteService",
+    "RunTask",
+    "ListTasks",
+    "DescribeTasks",
+    "StopTask",
+];
+
 /// The service a call belongs to: its refusals carry that service's codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Service {
@@ -88,6 +109,7 @@ enum Service {
     S3,
     SecretsManager,
     Ssm,
+    Ecs,
 }
 
 fn service(action: &str) -> Service {
@@ -97,6 +119,8 @@ fn service(action: &str) -> Service {
         Service::SecretsManager
     } else if SSM_ACTIONS.contains(&action) {
         Service::Ssm
+    } else if ECS_ACTIONS.contains(&action) {
+        Service::Ecs
     } else {
         Service::Ec2
     }
@@ -109,6 +133,7 @@ pub(crate) fn is_action(action: &str) -> bool {
         S3_ACTIONS,
         SECRETS_MANAGER_ACTIONS,
         SSM_ACTIONS,
+        ECS_ACTIONS,
     ]
     .iter()
     .any(|actions| actions.contains(&action))
@@ -119,7 +144,7 @@ pub(crate) fn is_action(action: &str) -> bool {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Faults {
     /// Calls answered "throttled" (EC2's `RequestLimitExceeded`, S3's `SlowDown`, Secrets
-    /// Manager's and SSM's `ThrottlingException`).
+    /// Manager's, SSM's and ECS's `ThrottlingException`).
     pub throttle_rate: f64,
     /// Calls answered with a transient error, as a 503 (`ServiceUnavailable`).
     pub error_rate: f64,
@@ -132,7 +157,7 @@ pub struct Faults {
     /// How long each call waits before it is answered.
     pub latency: Duration,
     /// Only calls of these actions (see [`EC2_ACTIONS`], [`S3_ACTIONS`],
-    /// [`SECRETS_MANAGER_ACTIONS`], [`SSM_ACTIONS`]); empty: all.
+    /// [`SECRETS_MANAGER_ACTIONS`], [`SSM_ACTIONS`], [`ECS_ACTIONS`]); empty: all.
     pub actions: Vec<String>,
     /// Only calls to these regions; empty: all.
     pub regions: Vec<String>,
@@ -223,7 +248,9 @@ fn throttled(action: &str) -> ProviderError {
     let (backend, message) = match service(action) {
         Service::Ec2 => ("RequestLimitExceeded", "Request limit exceeded."),
         Service::S3 => ("SlowDown", "Please reduce your request rate."),
-        Service::SecretsManager | Service::Ssm => ("ThrottlingException", "Rate exceeded"),
+        Service::SecretsManager | Service::Ssm | Service::Ecs => {
+            ("ThrottlingException", "Rate exceeded")
+        }
     };
     let mut error = ProviderError::new(ProviderErrorKind::Throttled, "backend_throttled", message);
     error.backend_code = Some(backend.into());
@@ -237,6 +264,7 @@ fn unavailable(action: &str) -> ProviderError {
         Service::S3 => "ServiceUnavailable",
         Service::SecretsManager => "InternalServiceError",
         Service::Ssm => "InternalServerError",
+        Service::Ecs => "ServerException",
     };
     let mut error = ProviderError::new(
         ProviderErrorKind::Unavailable,
@@ -251,7 +279,7 @@ fn unavailable(action: &str) -> ProviderError {
 fn denied(action: &str) -> ProviderError {
     let backend = match service(action) {
         Service::Ec2 | Service::S3 => "UnauthorizedOperation",
-        Service::SecretsManager | Service::Ssm => "AccessDeniedException",
+        Service::SecretsManager | Service::Ssm | Service::Ecs => "AccessDeniedException",
     };
     let mut error = ProviderError::new(
         ProviderErrorKind::Denied,
@@ -335,6 +363,39 @@ mod tests {
         assert_eq!(error.backend_code.as_deref(), Some("SlowDown"));
         let error = dice.roll("PutParameter", "sim-1").refusal.unwrap();
         assert_eq!(error.backend_code.as_deref(), Some("ThrottlingException"));
+    }
+
+    #[test]
+    fn ecs_calls_are_actions_refused_with_ecs_codes() {
+        for action in ECS_ACTIONS {
+            assert!(is_action(action), "{action}");
+            assert_eq!(service(action), Service::Ecs, "{action}");
+        }
+        let code = |faults: Faults, action| {
+            Dice::new(faults, Some(1))
+                .roll(action, "sim-1")
+                .refusal
+                .unwrap()
+                .backend_code
+        };
+        let all = |throttle_rate, error_rate, deny_rate| Faults {
+            throttle_rate,
+            error_rate,
+            deny_rate,
+            ..Faults::default()
+        };
+        assert_eq!(
+            code(all(1.0, 0.0, 0.0), "RunTask").as_deref(),
+            Some("ThrottlingException")
+        );
+        assert_eq!(
+            code(all(0.0, 1.0, 0.0), "DescribeServices").as_deref(),
+            Some("ServerException")
+        );
+        assert_eq!(
+            code(all(0.0, 0.0, 1.0), "DeleteCluster").as_deref(),
+            Some("AccessDeniedException")
+        );
     }
 
     #[test]

@@ -6,9 +6,11 @@
 //! without a cloud account. Nothing runs in the background: a state is read from the
 //! simulated clock when it is asked for, so nothing outlives a test. Every call passes one
 //! gate ([`SimProvider`]'s `call`) that applies the faults and reports the call to the
-//! environment's [`CallObserver`] under EC2's, S3's, Secrets Manager's or SSM's name for it.
+//! environment's [`CallObserver`] under EC2's, S3's, Secrets Manager's, SSM's or ECS's name
+//! for it.
 
 mod compute;
+mod containers;
 mod errors;
 mod faults;
 mod firewall;
@@ -22,13 +24,15 @@ mod tags;
 mod world;
 
 pub use compute::{BASE_IMAGE, DEFAULT_INSTANCE_TYPE};
-pub use faults::{Faults, EC2_ACTIONS, S3_ACTIONS, SECRETS_MANAGER_ACTIONS, SSM_ACTIONS};
+pub use faults::{
+    Faults, EC2_ACTIONS, ECS_ACTIONS, S3_ACTIONS, SECRETS_MANAGER_ACTIONS, SSM_ACTIONS,
+};
 pub use settings::{Settings, SimFactory, SimMachine};
 
 use async_trait::async_trait;
 use overcast_provider::{
-    Attempt, AttemptOutcome, CallObserver, Compute, Firewall, Images, KeyPairs, ObjectStore,
-    Parameters, Provider, ProviderError, ProviderStatus, Secrets, Tags,
+    Attempt, AttemptOutcome, CallObserver, Compute, Containers, Firewall, Images, KeyPairs,
+    ObjectStore, Parameters, Provider, ProviderError, ProviderStatus, Secrets, Tags,
 };
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -306,6 +310,10 @@ impl Provider for SimProvider {
     fn parameters(&self) -> Option<&dyn Parameters> {
         Some(self)
     }
+
+    fn containers(&self) -> Option<&dyn Containers> {
+        Some(self)
+    }
 }
 
 /// The faults in force, in a line for the environment's status.
@@ -395,9 +403,9 @@ mod tests {
         });
         assert_eq!(sim.kind(), "sim");
         assert_eq!(sim.regions(), ["sim-1", "sim-2"]);
-        // Every capability but containers, which the sim does not offer yet.
-        assert_eq!(sim.capabilities().len(), 8);
+        assert_eq!(sim.capabilities().len(), 9);
         assert!(sim.secrets().is_some() && sim.parameters().is_some());
+        assert!(sim.containers().is_some());
         let status = sim.status().await;
         assert!(status.reachable);
         assert_eq!(status.details["instances"], "5");

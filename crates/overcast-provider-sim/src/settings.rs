@@ -31,9 +31,11 @@ const MAX_FLEET: u32 = 1_000_000;
 pub struct Settings {
     /// The regions the environment spans; the first is the default for creates.
     pub regions: Vec<String>,
-    /// Seconds a launch, start or reboot takes to reach running (0: at once).
+    /// Seconds a launch, start or reboot takes to reach running (0: at once); a container
+    /// task likewise.
     pub pending_secs: f64,
-    /// Seconds a stop or terminate takes to reach stopped or terminated (0: at once).
+    /// Seconds a stop or terminate takes to reach stopped or terminated (0: at once); a
+    /// container task's stop likewise.
     pub stopping_secs: f64,
     /// Seconds an image takes to become available (0: at once).
     pub image_secs: f64,
@@ -47,7 +49,9 @@ pub struct Settings {
     pub max_ids_per_call: usize,
     /// Launch anew on every call, as moto does, instead of answering a repeated client
     /// token with its first launch's instances, as EC2 does. Secrets alike: a repeated
-    /// create is refused as a duplicate and a repeated value update adds a version.
+    /// create is refused as a duplicate and a repeated value update adds a version. ECS
+    /// alike: a repeated service create is refused as a duplicate and a repeated run starts
+    /// more tasks.
     pub ignore_client_token: bool,
     /// Defaults for creates that name none.
     pub key_pair: Option<String>,
@@ -62,8 +66,8 @@ pub struct Settings {
     pub act_then_fail_rate: f64,
     /// Milliseconds every call waits.
     pub latency_ms: u64,
-    /// Faults hit only these actions (EC2's, S3's, Secrets Manager's and SSM's names, e.g.
-    /// `StopInstances`, `PutParameter`).
+    /// Faults hit only these actions (EC2's, S3's, Secrets Manager's, SSM's and ECS's names,
+    /// e.g. `StopInstances`, `PutParameter`, `RunTask`).
     pub fault_actions: Vec<String>,
     /// Faults hit only these regions.
     pub fault_regions: Vec<String>,
@@ -499,7 +503,7 @@ mod tests {
             deny_rate = 0.1
             act_then_fail_rate = 0.1
             latency_ms = 5
-            fault_actions = ["StopInstances", "PutParameter", "GetSecretValue"]
+            fault_actions = ["StopInstances", "PutParameter", "GetSecretValue", "RunTask"]
             fault_regions = ["a-1"]
             seed = 42
             "#,

@@ -1,7 +1,7 @@
 //! Everything one simulated cloud holds, in memory behind one lock: per region its
 //! instances, launches by client token, images, snapshots, security groups, key pairs,
-//! secrets and parameters; buckets by name; the clock every state is read against; the
-//! counter ids come from.
+//! secrets, parameters, container clusters and task definitions; buckets by name; the
+//! clock every state is read against; the counter ids come from.
 
 use overcast_provider::{ProviderError, ProviderErrorKind};
 use std::collections::{BTreeMap, HashMap};
@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 
 use crate::compute::{InstanceRecord, Launch};
+use crate::containers::{ClusterRecord, FamilyRecord};
 use crate::firewall::GroupRecord;
 use crate::images::{ImageRecord, SnapshotRecord};
 use crate::keypairs::KeyPairRecord;
@@ -38,6 +39,10 @@ pub(crate) struct Region {
     pub secrets: BTreeMap<String, SecretRecord>,
     /// SSM's parameters, by full name, so a path's parameters sort together.
     pub parameters: BTreeMap<String, ParameterRecord>,
+    /// ECS's clusters by name, each with its services and tasks.
+    pub clusters: BTreeMap<String, ClusterRecord>,
+    /// ECS's task definitions by family.
+    pub task_definitions: BTreeMap<String, FamilyRecord>,
 }
 
 impl World {
@@ -45,6 +50,7 @@ impl World {
         World {
             clock: Clock {
                 started: Instant::now(),
+                began: OffsetDateTime::now_utc(),
                 skipped: Duration::ZERO,
             },
             ids: Ids { issued: 0 },
@@ -80,6 +86,8 @@ fn no_region(name: &str) -> ProviderError {
 /// so a test can move states on without waiting.
 pub(crate) struct Clock {
     started: Instant,
+    /// The wall-clock time it started at, which dates the moments it measures.
+    began: OffsetDateTime,
     skipped: Duration,
 }
 
@@ -107,11 +115,22 @@ impl Clock {
     /// The wall-clock time `after` from now as RFC 3339, as due dates are shown.
     pub fn timestamp_after(&self, after: Duration) -> String {
         let after = time::Duration::try_from(after).unwrap_or(time::Duration::MAX);
-        self.wall()
-            .saturating_add(after)
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default()
+        rfc3339(self.wall().saturating_add(after))
     }
+
+    /// The wall-clock time of a moment of this clock (see [`Clock::now`]) as RFC 3339: the
+    /// same text whenever it is asked for, as the dates of what happened between two calls
+    /// are worked out later.
+    pub fn timestamp_at(&self, at: Duration) -> String {
+        let at = time::Duration::try_from(at).unwrap_or(time::Duration::MAX);
+        rfc3339(self.began.saturating_add(at))
+    }
+}
+
+fn rfc3339(moment: OffsetDateTime) -> String {
+    moment
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 /// Ids in EC2's shape (`i-` and 17 hex digits), from one counter, so ids never repeat in a
