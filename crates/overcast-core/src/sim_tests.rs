@@ -1,9 +1,10 @@
 //! Core's use cases against the simulated provider: every change repeated after its work
 //! is done does it once, a resumed operation acts only on what it had not recorded, a
 //! cancel stops it between steps, a failure in one region fails only its targets, a fleet
-//! of 10,000 lists and pages, and servers bootstrapping one store together agree.
+//! of 10,000 lists and pages, servers bootstrapping one store together agree, and container
+//! services go from cluster to deletion, each change once, seen only by their org.
 
-use overcast_provider::{factories, ProviderFactories};
+use overcast_provider::{factories, ProviderFactories, TaskFilter};
 use overcast_provider_sim::{Faults, SimFactory, SimProvider};
 use overcast_types::{
     Error, ErrorKind, InstanceState, Operation, OperationStatus, Progress, TargetOutcome,
@@ -932,4 +933,374 @@ async fn a_secret_create_run_again_without_its_value_fails_clearly_and_writes_no
         !stored.contains("hunter2"),
         "the record holds no value: {stored}"
     );
+}
+
+/// Waits for a change to succeed, then runs it once more from its start, as after a crash
+/// before anything was recorded: the second run must find what the first one did.
+async fn succeeds_and_repeats(sim: &Sim, op: &Operation) -> Operation {
+    let first = sim.finished(op).await;
+    assert_eq!(first.status, OperationStatus::Succeeded, "{first:?}");
+    let again = run_again(&sim.core, &op.id)
+        .await
+        .unwrap_or_else(|e| panic!("{} repeated: {e}", op.kind));
+    assert_eq!(done_targets(&again), done_targets(&first), "{}", op.kind);
+    first
+}
+
+fn is_404<T: std::fmt::Debug>(result: Result<T, Error>) {
+    let error = result.unwrap_err();
+    assert_eq!(error.kind, ErrorKind::NotFound, "{error}");
+}
+
+#[tokio::test]
+async fn container_services_go_from_cluster_to_deletion_each_change_done_once() {
+    let sim = Sim::start("").await;
+    let (principal, core) = (&sim.admin, &sim.core);
+    let cluster = serde_json::from_value(json!({"name": "main", "tags": {"team": "web"}})).unwrap();
+    let op = core
+        .create_cluster(principal, ENV, &cluster, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        done_targets(&succeeds_and_repeats(&sim, &op).await),
+        ["main"]
+    );
+    assert_eq!(core.clusters(principal, ENV, None).await.unwrap().len(), 1);
+
+    let definition = serde_json::from_value(json!({
+        "family": "web",
+        "containers": [{"name": "web", "image": "nginx:alpine", "ports": [{"container_port": 80}]}]
+    }))
+    .unwrap();
+    let register = || core.register_task_definition(principal, ENV, &definition, None);
+    let op = register().await.unwrap();
+    assert_eq!(
+        done_targets(&succeeds_and_repeats(&sim, &op).await),
+        ["web:1"]
+    );
+    let revisions = core
+        .task_definitions(principal, ENV, None, Some("web"))
+        .await
+        .unwrap();
+    assert_eq!(revisions.len(), 1, "registered once");
+    assert_eq!(revisions[0].org.as_deref(), Some(principal.org.as_str()));
+
+    let request = serde_json::from_value(
+        json!({"name": "api", "task_definition": "web", "desired_count": 2}),
+    )
+    .unwrap();
+    let op = core
+        .create_container_service(principal, ENV, "main", &request, None)
+        .await
+        .unwrap();
+    succeeds_and_repeats(&sim, &op).await;
+    let api = core
+        .container_service(principal, ENV, None, "main", "api")
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            api.task_definition.as_str(),
+            api.desired_count,
+            api.running_count
+        ),
+        ("web:1", 2, 2)
+    );
+    assert_eq!(
+        api.events[0].message,
+        "(service api) has reached a steady state."
+    );
+    let services = core
+        .container_services(principal, ENV, None, "main")
+        .await
+        .unwrap();
+    assert_eq!(services.len(), 1, "made once");
+    let counted = core.cluster(principal, ENV, None, "main").await.unwrap();
+    assert_eq!((counted.active_services, counted.running_tasks), (1, 2));
+
+    let scale = serde_json::from_value(json!({"desired_count": 3})).unwrap();
+    let op = core
+        .update_container_service(principal, ENV, None, "main", "api", &scale, None)
+        .await
+        .unwrap();
+    succeeds_and_repeats(&sim, &op).await;
+    let op = register().await.unwrap();
+    assert_eq!(done_targets(&sim.finished(&op).await), ["web:2"]);
+    let roll = serde_json::from_value(json!({"task_definition": "web:2"})).unwrap();
+    let op = core
+        .update_container_service(principal, ENV, None, "main", "api", &roll, None)
+        .await
+        .unwrap();
+    succeeds_and_repeats(&sim, &op).await;
+    let api = core
+        .container_service(principal, ENV, None, "main", "api")
+        .await
+        .unwrap();
+    assert_eq!((api.desired_count, api.running_count), (3, 3));
+    // With no pending or stopping time the rollout is over at once, and was made once.
+    let deployments: Vec<_> = api
+        .deployments
+        .iter()
+        .map(|d| (d.task_definition.as_str(), d.rollout_state.as_deref()))
+        .collect();
+    assert_eq!(deployments, [("web:2", Some("COMPLETED"))]);
+
+    let run = serde_json::from_value(json!({
+        "task_definition": "web:2",
+        "overrides": {"web": {"command": ["./migrate"]}}
+    }))
+    .unwrap();
+    let op = core
+        .run_container_task(principal, ENV, "main", &run, None)
+        .await
+        .unwrap();
+    let id = done_targets(&succeeds_and_repeats(&sim, &op).await).remove(0);
+    let task = core
+        .container_task(principal, ENV, None, "main", &id)
+        .await
+        .unwrap();
+    assert_eq!((task.last_status.as_str(), task.service), ("RUNNING", None));
+    let of_web = TaskFilter {
+        family: Some("web".into()),
+        ..TaskFilter::default()
+    };
+    let running = core
+        .container_tasks(principal, ENV, None, "main", &of_web)
+        .await
+        .unwrap();
+    assert_eq!(running.len(), 4, "the service's three, and one run once");
+    let op = core
+        .stop_container_task(principal, ENV, None, "main", &id, None)
+        .await
+        .unwrap();
+    succeeds_and_repeats(&sim, &op).await;
+    let task = core
+        .container_task(principal, ENV, None, "main", &id)
+        .await
+        .unwrap();
+    assert_eq!(task.last_status, "STOPPED");
+    assert_eq!(
+        task.stopped_reason.as_deref(),
+        Some("stopped through overcast")
+    );
+
+    let op = core
+        .delete_container_service(principal, ENV, None, "main", "api", true, None)
+        .await
+        .unwrap();
+    let deleted = succeeds_and_repeats(&sim, &op).await;
+    let detail = deleted.results[0].detail.clone().unwrap();
+    assert_eq!(detail["deregistered"], json!(["web:1", "web:2"]));
+    is_404(
+        core.container_service(principal, ENV, None, "main", "api")
+            .await,
+    );
+    let revisions = core
+        .task_definitions(principal, ENV, None, Some("web"))
+        .await
+        .unwrap();
+    assert!(revisions.is_empty(), "{revisions:?}");
+    let left = core
+        .container_tasks(principal, ENV, None, "main", &TaskFilter::default())
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "{left:?}");
+
+    let op = core
+        .delete_cluster(principal, ENV, None, "main", false, None)
+        .await
+        .unwrap();
+    succeeds_and_repeats(&sim, &op).await;
+    is_404(core.cluster(principal, ENV, None, "main").await);
+    assert!(core
+        .clusters(principal, ENV, None)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn a_cluster_with_a_service_refuses_a_plain_delete_and_other_orgs_see_none_of_it() {
+    let sim = Sim::start("").await;
+    let core = &sim.core;
+    let mut operators = Vec::new();
+    for org in ["acme", "other"] {
+        let request = serde_json::from_value(json!({"org": org, "role": "operator"})).unwrap();
+        let (op, secret) = core.create_token(&sim.admin, &request, None).await.unwrap();
+        sim.finished(&op).await;
+        operators.push(core.authenticate(&secret.unwrap()).await.unwrap());
+    }
+    let (acme, other) = (&operators[0], &operators[1]);
+    let cluster = serde_json::from_value(json!({"name": "shop"})).unwrap();
+    sim.finished(
+        &core
+            .create_cluster(acme, ENV, &cluster, None)
+            .await
+            .unwrap(),
+    )
+    .await;
+    let definition = serde_json::from_value(json!({
+        "family": "shop",
+        "containers": [{"name": "web", "image": "nginx:alpine"}]
+    }))
+    .unwrap();
+    sim.finished(
+        &core
+            .register_task_definition(acme, ENV, &definition, None)
+            .await
+            .unwrap(),
+    )
+    .await;
+    let service =
+        serde_json::from_value(json!({"name": "api", "task_definition": "shop"})).unwrap();
+    let op = core
+        .create_container_service(acme, ENV, "shop", &service, None)
+        .await
+        .unwrap();
+    assert_eq!(sim.finished(&op).await.status, OperationStatus::Succeeded);
+    let run = serde_json::from_value(json!({"task_definition": "shop"})).unwrap();
+    let op = core
+        .run_container_task(acme, ENV, "shop", &run, None)
+        .await
+        .unwrap();
+    let task = done_targets(&sim.finished(&op).await).remove(0);
+    // The run carries its org; acme sees it.
+    core.container_task(acme, ENV, None, "shop", &task)
+        .await
+        .unwrap();
+
+    assert!(core.clusters(other, ENV, None).await.unwrap().is_empty());
+    assert!(core
+        .task_definitions(other, ENV, None, None)
+        .await
+        .unwrap()
+        .is_empty());
+    is_404(core.cluster(other, ENV, None, "shop").await);
+    is_404(core.task_definition(other, ENV, None, "shop").await);
+    is_404(core.container_services(other, ENV, None, "shop").await);
+    is_404(
+        core.container_service(other, ENV, None, "shop", "api")
+            .await,
+    );
+    is_404(
+        core.container_tasks(other, ENV, None, "shop", &TaskFilter::default())
+            .await,
+    );
+    is_404(core.container_task(other, ENV, None, "shop", &task).await);
+    is_404(
+        core.create_container_service(other, ENV, "shop", &service, None)
+            .await,
+    );
+    is_404(
+        core.run_container_task(other, ENV, "shop", &run, None)
+            .await,
+    );
+    is_404(
+        core.stop_container_task(other, ENV, None, "shop", &task, None)
+            .await,
+    );
+    is_404(
+        core.delete_container_service(other, ENV, None, "shop", "api", true, None)
+            .await,
+    );
+    is_404(
+        core.delete_cluster(other, ENV, None, "shop", true, None)
+            .await,
+    );
+
+    let busy = core
+        .delete_cluster(acme, ENV, None, "shop", false, None)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (busy.kind, busy.code.as_str()),
+        (ErrorKind::Conflict, "cluster_in_use")
+    );
+    assert_eq!(
+        core.container_service(acme, ENV, None, "shop", "api")
+            .await
+            .unwrap()
+            .running_count,
+        1,
+        "the refused delete touched nothing"
+    );
+    let op = core
+        .delete_cluster(acme, ENV, None, "shop", true, None)
+        .await
+        .unwrap();
+    let deleted = sim.finished(&op).await;
+    assert_eq!(deleted.status, OperationStatus::Succeeded, "{deleted:?}");
+    is_404(core.cluster(acme, ENV, None, "shop").await);
+}
+
+#[tokio::test]
+async fn container_creates_whose_answers_are_lost_make_one_thing_each() {
+    // A backend that ignores client tokens and loses every create's answer after acting:
+    // only the operation's tag keeps a retry from making each thing twice.
+    let sim = Sim::start("ignore_client_token = true").await;
+    let (principal, core) = (&sim.admin, &sim.core);
+    sim.provider().set_faults(Faults {
+        act_then_fail_rate: 1.0,
+        actions: [
+            "CreateCluster",
+            "RegisterTaskDefinition",
+            "CreateService",
+            "RunTask",
+        ]
+        .map(String::from)
+        .to_vec(),
+        ..Faults::default()
+    });
+    let cluster = serde_json::from_value(json!({"name": "main"})).unwrap();
+    let definition = serde_json::from_value(json!({
+        "family": "web",
+        "containers": [{"name": "web", "image": "nginx:alpine"}]
+    }))
+    .unwrap();
+    let service = serde_json::from_value(json!({"name": "api", "task_definition": "web"})).unwrap();
+    let run = serde_json::from_value(json!({"task_definition": "web", "count": 2})).unwrap();
+    let made = [
+        core.create_cluster(principal, ENV, &cluster, None).await,
+        core.register_task_definition(principal, ENV, &definition, None)
+            .await,
+    ];
+    for op in made {
+        let op = sim.finished(&op.unwrap()).await;
+        assert_eq!(op.status, OperationStatus::Succeeded, "{op:?}");
+    }
+    let op = core
+        .create_container_service(principal, ENV, "main", &service, None)
+        .await
+        .unwrap();
+    assert_eq!(sim.finished(&op).await.status, OperationStatus::Succeeded);
+    let op = core
+        .run_container_task(principal, ENV, "main", &run, None)
+        .await
+        .unwrap();
+    let ran = sim.finished(&op).await;
+    assert_eq!(ran.status, OperationStatus::Succeeded, "{ran:?}");
+    sim.provider().set_faults(Faults::default());
+
+    assert_eq!(core.clusters(principal, ENV, None).await.unwrap().len(), 1);
+    let revisions = core
+        .task_definitions(principal, ENV, None, None)
+        .await
+        .unwrap();
+    assert_eq!(revisions.len(), 1);
+    let services = core
+        .container_services(principal, ENV, None, "main")
+        .await
+        .unwrap();
+    assert_eq!(services.len(), 1);
+    let all = core
+        .container_tasks(principal, ENV, None, "main", &TaskFilter::default())
+        .await
+        .unwrap();
+    let mut run_tasks: Vec<String> = all
+        .into_iter()
+        .filter(|t| t.service.is_none())
+        .map(|t| t.id)
+        .collect();
+    run_tasks.sort();
+    assert_eq!(run_tasks, done_targets(&ran), "exactly the tasks asked for");
 }
