@@ -6,9 +6,9 @@ use async_trait::async_trait;
 use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, CapacityProviderStrategyItem, ClusterField, Compatibility,
     ContainerDefinition, DesiredStatus, KeyValuePair, LaunchType, LogConfiguration, LogDriver,
-    NetworkConfiguration, NetworkMode, PortMapping as EcsPort, RepositoryCredentials,
-    Secret as EcsSecret, ServiceField, ServiceRegistry, SortOrder, TaskDefinitionField,
-    TaskDefinitionStatus, TaskField, TaskOverride, TransportProtocol,
+    NetworkConfiguration, NetworkMode, PortMapping as EcsPort, PropagateTags,
+    RepositoryCredentials, Secret as EcsSecret, ServiceField, ServiceRegistry, SortOrder,
+    TaskDefinitionField, TaskDefinitionStatus, TaskField, TaskOverride, TransportProtocol,
 };
 use overcast_provider::{
     ClusterSpec, Containers, ProviderError, ProviderErrorKind, RunTaskSpec, ServiceSpec,
@@ -592,6 +592,8 @@ impl Containers for AwsProvider {
                 spec.public_ip,
             )?)
             .set_tags(Some(ecs_tags(&spec.tags)))
+            // Its tasks carry its tags, so they are its org's too.
+            .propagate_tags(PropagateTags::Service)
             .client_token(&spec.client_token);
         // moto reports a service made without a launch type as EC2's, so Fargate is said
         // explicitly unless a capacity strategy chooses.

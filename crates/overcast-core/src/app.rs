@@ -19,8 +19,8 @@ use crate::ids::{new_id, now};
 use crate::metrics::Metrics;
 use crate::operations::{register_changes, CallCounter, Registered, Runner};
 use crate::{
-    buckets, compute, containers, images, key_pairs, objects, parameters, secrets, security_groups,
-    tags, tokens,
+    buckets, compute, containers, images, key_pairs, objects, orchestration, parameters, secrets,
+    security_groups, tags, tokens,
 };
 use overcast_store::{OperationFilter, PageRequest};
 
@@ -44,6 +44,7 @@ register_changes! {
         secrets::SecretChanges,
         parameters::ParameterChanges,
         containers::ContainerChanges,
+        orchestration::CreateStack,
     }
 }
 

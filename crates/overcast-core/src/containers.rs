@@ -23,7 +23,7 @@ use crate::auth::Principal;
 use crate::environments::Environment;
 use crate::errors::provider_error;
 use crate::operations::attempts::{find_or_create, repeatable};
-use crate::operations::{Change, InEnvironment, OperationContext};
+use crate::operations::{Cancellation, Change, InEnvironment, OperationContext};
 use crate::tags::check_tags;
 
 /// The capacity providers a cluster gets unless told: on-demand and spot Fargate.
@@ -36,7 +36,7 @@ pub const EXECUTION_ROLE: &str = "overcast-ecs-task-execution";
 pub const MAX_LOG_EVENTS: u32 = 10_000;
 
 /// The log groups a task definition's containers write to.
-fn log_groups(containers: &[Container]) -> Vec<String> {
+pub(crate) fn log_groups(containers: &[Container]) -> Vec<String> {
     let mut groups: Vec<String> = containers
         .iter()
         .filter_map(|c| c.log.as_ref().map(|l| l.group.clone()))
@@ -151,7 +151,9 @@ pub(crate) struct Placement {
 #[serde(deny_unknown_fields)]
 pub struct CreateServiceRequest {
     pub name: String,
-    /// `family:revision`, or a family for its latest revision.
+    /// `family:revision`, or a family for its latest revision (in a one-call create, the
+    /// revision it registers when this is left out).
+    #[serde(default)]
     pub task_definition: String,
     #[serde(default)]
     pub region: Option<String>,
@@ -400,346 +402,447 @@ impl Change for ContainerChanges {
         step: &mut OperationContext,
     ) -> Result<(), Error> {
         let env = step.environment(&input.environment)?;
-        let env = env.as_ref();
-        let containers = env.containers()?;
         let operation_id = step.operation_id().to_string();
-        let cancellation = step.cancellation();
-        let mine = |mut tags: BTreeMap<String, String>| {
-            tags.insert(tags::OPERATION.into(), operation_id.clone());
-            tags
-        };
-        step.set_total(1).await?;
-        let result = match input.change {
-            ContainerChange::CreateCluster {
-                region,
-                name,
+        let results = apply(
+            env.as_ref(),
+            input.change,
+            &operation_id,
+            &step.cancellation(),
+        )
+        .await?;
+        step.set_total(results.len() as u64).await?;
+        step.record_many(results).await
+    }
+}
+
+/// Carries out one container change as the operation `operation_id`; answers what it did,
+/// one result per resource (a run of tasks has one per task).
+pub(crate) async fn apply(
+    env: &Environment,
+    change: ContainerChange,
+    operation_id: &str,
+    cancellation: &Cancellation,
+) -> Result<Vec<TargetResult>, Error> {
+    let containers = env.containers()?;
+    let operation_id = operation_id.to_string();
+    let cancellation = cancellation.clone();
+    let mine = |mut tags: BTreeMap<String, String>| {
+        tags.insert(tags::OPERATION.into(), operation_id.clone());
+        tags
+    };
+    let result = match change {
+        ContainerChange::CreateCluster {
+            region,
+            name,
+            capacity_providers,
+            default_strategy,
+            tags,
+        } => {
+            let spec = ClusterSpec {
+                region: region.clone(),
+                name: name.clone(),
                 capacity_providers,
                 default_strategy,
-                tags,
-            } => {
-                let spec = ClusterSpec {
-                    region: region.clone(),
-                    name: name.clone(),
-                    capacity_providers,
-                    default_strategy,
-                    tags: mine(tags),
-                };
-                let cluster = find_or_create(
-                    "cluster",
-                    &cancellation,
-                    || async {
-                        let found = containers.cluster(&region, &name).await?;
-                        Ok(found.filter(made_by(&operation_id)))
-                    },
-                    || containers.create_cluster(&spec),
-                )
-                .await?;
-                let cluster = env.with_owner(cluster);
-                TargetResult::done(&cluster.name).with_detail(&cluster)?
-            }
-            ContainerChange::DeleteCluster {
-                region,
-                name,
-                recursive,
-            } => {
-                if recursive {
-                    for service in containers
-                        .list_services(&region, &name)
-                        .await
-                        .map_err(provider_error)?
-                    {
-                        delete_service(containers, &region, &name, &service.name, &cancellation)
-                            .await?;
-                    }
-                    for task in containers
-                        .list_tasks(&region, &name, &TaskFilter::default())
-                        .await
-                        .map_err(provider_error)?
-                    {
-                        stop_task(containers, &region, &name, &task.id).await?;
-                    }
+                tags: mine(tags),
+            };
+            let cluster = find_or_create(
+                "cluster",
+                &cancellation,
+                || async {
+                    let found = containers.cluster(&region, &name).await?;
+                    Ok(found.filter(made_by(&operation_id)))
+                },
+                || containers.create_cluster(&spec),
+            )
+            .await?;
+            let cluster = env.with_owner(cluster);
+            TargetResult::done(&cluster.name).with_detail(&cluster)?
+        }
+        ContainerChange::DeleteCluster {
+            region,
+            name,
+            recursive,
+        } => {
+            if recursive {
+                // A re-run after the cluster went finds it gone: nothing left in it.
+                let services = containers
+                    .list_services(&region, &name)
+                    .await
+                    .or_else(gone_is_empty)?;
+                for service in services {
+                    delete_service(containers, &region, &name, &service.name, &cancellation)
+                        .await?;
                 }
-                match containers.delete_cluster(&region, &name).await {
-                    Err(e) if e.code == "cluster_not_found" => {}
-                    other => other.map_err(provider_error)?,
+                let tasks = containers
+                    .list_tasks(&region, &name, &TaskFilter::default())
+                    .await
+                    .or_else(gone_is_empty)?;
+                for task in tasks {
+                    stop_task(containers, &region, &name, &task.id).await?;
                 }
-                TargetResult::done(name)
             }
-            ContainerChange::RegisterTaskDefinition {
-                region,
-                family,
+            delete_cluster_once_empty(containers, &region, &name, &cancellation).await?;
+            TargetResult::done(name)
+        }
+        ContainerChange::RegisterTaskDefinition {
+            region,
+            family,
+            cpu,
+            memory,
+            containers: defined,
+            execution_role,
+            task_role,
+            tags,
+        } => {
+            // The log groups the containers write to, made when missing (tagged as
+            // overcast's, so a recursive delete knows them), and the execution role ECS
+            // needs to write there, pull from a private registry or read secrets.
+            let mut made_groups = Vec::new();
+            for group in log_groups(&defined) {
+                let support = env.container_support()?;
+                let owner = mine(owner_only(&tags));
+                if repeatable("log group", &cancellation, || {
+                    support.ensure_log_group(&region, &group, &owner)
+                })
+                .await?
+                {
+                    made_groups.push(group);
+                }
+            }
+            let execution_role = match execution_role {
+                Some(role) => Some(role),
+                None if needs_execution_role(&defined) => {
+                    let support = env.container_support()?;
+                    Some(
+                        repeatable("execution role", &cancellation, || {
+                            support.ensure_execution_role(EXECUTION_ROLE)
+                        })
+                        .await?,
+                    )
+                }
+                None => None,
+            };
+            let spec = TaskDefinitionSpec {
+                region: region.clone(),
+                family: family.clone(),
                 cpu,
                 memory,
                 containers: defined,
                 execution_role,
                 task_role,
-                tags,
-            } => {
-                let support = env.container_support()?;
-                // The log groups the containers write to, made when missing (tagged as
-                // overcast's, so a recursive delete knows them), and the execution role ECS
-                // needs to write there, pull from a private registry or read secrets.
-                let mut made_groups = Vec::new();
-                for group in log_groups(&defined) {
-                    let owner = mine(owner_only(&tags));
-                    if repeatable("log group", &cancellation, || {
-                        support.ensure_log_group(&region, &group, &owner)
-                    })
-                    .await?
-                    {
-                        made_groups.push(group);
-                    }
-                }
-                let execution_role = match execution_role {
-                    Some(role) => Some(role),
-                    None if needs_execution_role(&defined) => Some(
-                        repeatable("execution role", &cancellation, || {
-                            support.ensure_execution_role(EXECUTION_ROLE)
-                        })
-                        .await?,
-                    ),
-                    None => None,
-                };
-                let spec = TaskDefinitionSpec {
-                    region: region.clone(),
-                    family: family.clone(),
-                    cpu,
-                    memory,
-                    containers: defined,
-                    execution_role,
-                    task_role,
-                    tags: mine(tags),
-                };
-                // An earlier try's revision is the family's latest, carrying this
-                // operation's tag.
-                let definition = find_or_create(
-                    "task definition",
-                    &cancellation,
-                    || async {
-                        let latest = containers.task_definition(&region, &family).await?;
-                        Ok(latest.filter(made_by(&operation_id)))
-                    },
-                    || containers.register_task_definition(&spec),
-                )
-                .await?;
-                let definition = env.with_owner(definition);
-                let mut result = TargetResult::done(definition.name()).with_detail(&definition)?;
-                if !made_groups.is_empty() {
-                    result.message = Some(format!("made log group(s) {}", made_groups.join(", ")));
-                }
-                result
+                tags: mine(tags),
+            };
+            // An earlier try's revision is the family's latest, carrying this
+            // operation's tag.
+            let definition = find_or_create(
+                "task definition",
+                &cancellation,
+                || async {
+                    let latest = containers.task_definition(&region, &family).await?;
+                    Ok(latest.filter(made_by(&operation_id)))
+                },
+                || containers.register_task_definition(&spec),
+            )
+            .await?;
+            let definition = env.with_owner(definition);
+            let mut result = TargetResult::done(definition.name()).with_detail(&definition)?;
+            if !made_groups.is_empty() {
+                result.message = Some(format!("made log group(s) {}", made_groups.join(", ")));
             }
-            ContainerChange::DeregisterTaskDefinition { region, name } => {
-                repeatable("deregister", &cancellation, || {
-                    containers.deregister_task_definition(&region, &name)
-                })
-                .await?;
-                TargetResult::done(name)
-            }
-            ContainerChange::CreateService {
-                region,
-                cluster,
-                name,
+            result
+        }
+        ContainerChange::DeregisterTaskDefinition { region, name } => {
+            repeatable("deregister", &cancellation, || {
+                containers.deregister_task_definition(&region, &name)
+            })
+            .await?;
+            TargetResult::done(name)
+        }
+        ContainerChange::CreateService {
+            region,
+            cluster,
+            name,
+            task_definition,
+            desired_count,
+            placement,
+            capacity_strategy,
+            registries,
+            tags,
+        } => {
+            let spec = ServiceSpec {
+                region: region.clone(),
+                cluster: cluster.clone(),
+                name: name.clone(),
                 task_definition,
                 desired_count,
-                placement,
                 capacity_strategy,
+                subnets: placement.subnets,
+                security_groups: placement.security_groups,
+                public_ip: placement.public_ip,
                 registries,
-                tags,
-            } => {
-                let spec = ServiceSpec {
-                    region: region.clone(),
-                    cluster: cluster.clone(),
-                    name: name.clone(),
-                    task_definition,
-                    desired_count,
-                    capacity_strategy,
-                    subnets: placement.subnets,
-                    security_groups: placement.security_groups,
-                    public_ip: placement.public_ip,
-                    registries,
-                    tags: mine(tags),
-                    client_token: operation_id.clone(),
-                };
-                let service = find_or_create(
-                    "service",
-                    &cancellation,
-                    || async {
-                        let found = containers.service(&region, &cluster, &name).await?;
-                        Ok(found.filter(made_by(&operation_id)))
-                    },
-                    || containers.create_service(&spec),
-                )
-                .await?;
-                let service = env.with_owner(service);
-                TargetResult::done(&service.name).with_detail(&service)?
-            }
-            ContainerChange::UpdateService {
-                region,
-                cluster,
-                name,
+                tags: mine(tags),
+                client_token: operation_id.clone(),
+            };
+            let service = find_or_create(
+                "service",
+                &cancellation,
+                || async {
+                    let found = containers.service(&region, &cluster, &name).await?;
+                    Ok(found.filter(made_by(&operation_id)))
+                },
+                || containers.create_service(&spec),
+            )
+            .await?;
+            let service = env.with_owner(service);
+            TargetResult::done(&service.name).with_detail(&service)?
+        }
+        ContainerChange::UpdateService {
+            region,
+            cluster,
+            name,
+            desired_count,
+            task_definition,
+            force_new_deployment,
+        } => {
+            let update = ServiceUpdate {
                 desired_count,
                 task_definition,
                 force_new_deployment,
-            } => {
-                let update = ServiceUpdate {
-                    desired_count,
-                    task_definition,
-                    force_new_deployment,
-                };
-                let service = repeatable("update", &cancellation, || {
-                    containers.update_service(&region, &cluster, &name, &update)
-                })
-                .await?;
-                let service = env.with_owner(service);
-                TargetResult::done(&service.name).with_detail(&service)?
-            }
-            ContainerChange::DeleteService {
-                region,
-                cluster,
-                name,
-                recursive,
-                org,
-                family,
-                registries,
-            } => {
-                delete_service(containers, &region, &cluster, &name, &cancellation).await?;
-                let result = TargetResult::done(&name);
-                match (recursive, org) {
-                    (true, Some(org)) => {
-                        let left = Leftovers {
-                            region: &region,
-                            family: family.as_deref(),
-                            registries: &registries,
-                            org: &org,
-                        };
-                        result.with_detail(&left.take_away(env).await?)?
-                    }
-                    _ => result,
+            };
+            let service = repeatable("update", &cancellation, || {
+                containers.update_service(&region, &cluster, &name, &update)
+            })
+            .await?;
+            let service = env.with_owner(service);
+            TargetResult::done(&service.name).with_detail(&service)?
+        }
+        ContainerChange::DeleteService {
+            region,
+            cluster,
+            name,
+            recursive,
+            org,
+            family,
+            registries,
+        } => {
+            delete_service(containers, &region, &cluster, &name, &cancellation).await?;
+            let result = TargetResult::done(&name);
+            match (recursive, org) {
+                (true, Some(org)) => {
+                    let left = Leftovers {
+                        region: &region,
+                        family: family.as_deref(),
+                        registries: &registries,
+                        org: &org,
+                    };
+                    result.with_detail(&left.take_away(env).await?)?
                 }
+                _ => result,
             }
-            ContainerChange::CreateRegistry {
-                region,
-                namespace,
-                name,
+        }
+        ContainerChange::CreateRegistry {
+            region,
+            namespace,
+            name,
+            dns_ttl,
+            tags,
+        } => {
+            let discovery = env.service_discovery()?;
+            let spec = RegistrySpec {
+                region: region.clone(),
+                namespace: namespace.clone(),
+                name: name.clone(),
                 dns_ttl,
-                tags,
-            } => {
-                let discovery = env.service_discovery()?;
-                let spec = RegistrySpec {
-                    region: region.clone(),
-                    namespace: namespace.clone(),
-                    name: name.clone(),
-                    dns_ttl,
-                    tags: mine(tags),
-                    client_token: operation_id.clone(),
-                };
-                let registry = find_or_create(
-                    "registry",
-                    &cancellation,
-                    || async {
-                        let found = discovery.list_registries(&region, Some(&namespace)).await?;
-                        Ok(found.into_iter().find(made_by(&operation_id)))
-                    },
-                    || discovery.create_registry(&spec),
-                )
-                .await?;
-                let registry = env.with_owner(registry);
-                TargetResult::done(&registry.id).with_detail(&registry)?
-            }
-            ContainerChange::DeleteRegistry { region, id } => {
-                env.service_discovery()?
-                    .delete_registry(&region, &id)
-                    .await
-                    .map_err(provider_error)?;
-                TargetResult::done(id)
-            }
-            ContainerChange::RunTask {
-                region,
-                cluster,
-                task_definition,
+                tags: mine(tags),
+                client_token: operation_id.clone(),
+            };
+            let registry = find_or_create(
+                "registry",
+                &cancellation,
+                || async {
+                    let found = discovery.list_registries(&region, Some(&namespace)).await?;
+                    Ok(found.into_iter().find(made_by(&operation_id)))
+                },
+                || discovery.create_registry(&spec),
+            )
+            .await?;
+            let registry = env.with_owner(registry);
+            TargetResult::done(&registry.id).with_detail(&registry)?
+        }
+        ContainerChange::DeleteRegistry { region, id } => {
+            env.service_discovery()?
+                .delete_registry(&region, &id)
+                .await
+                .map_err(provider_error)?;
+            TargetResult::done(id)
+        }
+        ContainerChange::RunTask {
+            region,
+            cluster,
+            task_definition,
+            count,
+            placement,
+            overrides,
+            tags,
+        } => {
+            let spec = RunTaskSpec {
+                region: region.clone(),
+                cluster: cluster.clone(),
+                task_definition: task_definition.clone(),
                 count,
-                placement,
-                overrides,
-                tags,
-            } => {
-                let spec = RunTaskSpec {
-                    region: region.clone(),
-                    cluster: cluster.clone(),
-                    task_definition: task_definition.clone(),
-                    count,
-                    subnets: placement.subnets,
-                    security_groups: placement.security_groups,
-                    public_ip: placement.public_ip,
-                    overrides: overrides
-                        .into_iter()
-                        .map(|(name, o)| {
-                            (
-                                name,
-                                ContainerOverride {
-                                    command: o.command,
-                                    environment: o.environment,
-                                },
-                            )
-                        })
-                        .collect(),
-                    tags: mine(tags),
-                    client_token: operation_id.clone(),
-                };
-                let family = task_definition
-                    .split_once(':')
-                    .map_or(task_definition.as_str(), |(f, _)| f)
-                    .to_string();
-                let tasks = find_or_create(
-                    "tasks",
-                    &cancellation,
-                    || async {
+                subnets: placement.subnets,
+                security_groups: placement.security_groups,
+                public_ip: placement.public_ip,
+                overrides: overrides
+                    .into_iter()
+                    .map(|(name, o)| {
+                        (
+                            name,
+                            ContainerOverride {
+                                command: o.command,
+                                environment: o.environment,
+                            },
+                        )
+                    })
+                    .collect(),
+                tags: mine(tags),
+                client_token: operation_id.clone(),
+            };
+            let family = task_definition
+                .split_once(':')
+                .map_or(task_definition.as_str(), |(f, _)| f)
+                .to_string();
+            let tasks = find_or_create(
+                "tasks",
+                &cancellation,
+                || async {
+                    // A short task an earlier try ran may have stopped already.
+                    let mut ran: Vec<Task> = Vec::new();
+                    for status in ["RUNNING", "STOPPED"] {
                         let filter = TaskFilter {
                             family: Some(family.clone()),
+                            desired_status: Some(status.into()),
                             ..TaskFilter::default()
                         };
-                        let ran: Vec<Task> = containers
-                            .list_tasks(&region, &cluster, &filter)
-                            .await?
-                            .into_iter()
-                            .filter(made_by(&operation_id))
-                            .collect();
-                        Ok((!ran.is_empty()).then_some(ran))
-                    },
-                    || containers.run_task(&spec),
-                )
-                .await?;
-                step.set_total(tasks.len() as u64).await?;
-                for task in tasks {
+                        ran.extend(
+                            containers
+                                .list_tasks(&region, &cluster, &filter)
+                                .await?
+                                .into_iter()
+                                .filter(made_by(&operation_id)),
+                        );
+                    }
+                    Ok((!ran.is_empty()).then_some(ran))
+                },
+                || containers.run_task(&spec),
+            )
+            .await?;
+            return tasks
+                .into_iter()
+                .map(|task| {
                     let task = env.with_owner(task);
-                    step.record(TargetResult::done(&task.id).with_detail(&task)?)
-                        .await?;
-                }
-                return Ok(());
+                    TargetResult::done(&task.id).with_detail(&task)
+                })
+                .collect();
+        }
+        ContainerChange::StopTask {
+            region,
+            cluster,
+            id,
+        } => {
+            let task = stop_task(containers, &region, &cluster, &id).await?;
+            match task {
+                Some(task) => TargetResult::done(&id).with_detail(&env.with_owner(task))?,
+                None => TargetResult::done(&id),
             }
-            ContainerChange::StopTask {
-                region,
-                cluster,
-                id,
-            } => {
-                let task = stop_task(containers, &region, &cluster, &id).await?;
-                match task {
-                    Some(task) => TargetResult::done(&id).with_detail(&env.with_owner(task))?,
-                    None => TargetResult::done(&id),
-                }
+        }
+    };
+    Ok(vec![result])
+}
+
+/// The change that makes a cluster: Fargate and Fargate Spot, on-demand by default.
+pub(crate) fn cluster_change(
+    principal: &Principal,
+    request: &CreateClusterRequest,
+    region: String,
+) -> Result<ContainerChange, Error> {
+    validate_container_name("name", &request.name)?;
+    check_tags(&request.tags)?;
+    let capacity_providers = request.capacity_providers.clone().unwrap_or_else(|| {
+        DEFAULT_CAPACITY_PROVIDERS
+            .iter()
+            .map(|p| p.to_string())
+            .collect()
+    });
+    let default_strategy = request.default_strategy.clone().unwrap_or_else(|| {
+        vec![CapacityShare {
+            provider: "FARGATE".into(),
+            weight: 1,
+            base: 0,
+        }]
+    });
+    if let Some(unknown) = default_strategy
+        .iter()
+        .find(|s| !capacity_providers.contains(&s.provider))
+    {
+        return Err(Error::invalid(
+            "default_strategy",
+            format!(
+                "`{}` is not one of the cluster's capacity providers",
+                unknown.provider
+            ),
+        ));
+    }
+    Ok(ContainerChange::CreateCluster {
+        region,
+        name: request.name.clone(),
+        capacity_providers,
+        default_strategy,
+        tags: owner_tags(principal, &request.tags),
+    })
+}
+
+/// A listing of a cluster that is gone: nothing.
+fn gone_is_empty<T>(error: overcast_provider::ProviderError) -> Result<Vec<T>, Error> {
+    if error.code == "cluster_not_found" {
+        Ok(Vec::new())
+    } else {
+        Err(provider_error(error))
+    }
+}
+
+/// How long a cluster's delete waits for its stopping tasks to be gone.
+const CLUSTER_EMPTY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
+/// Deletes a cluster, waiting while the backend still counts tasks that are stopping
+/// (Fargate tasks take tens of seconds to); one already gone counts as deleted.
+pub(crate) async fn delete_cluster_once_empty(
+    containers: &dyn Containers,
+    region: &str,
+    name: &str,
+    cancellation: &Cancellation,
+) -> Result<(), Error> {
+    let deadline = std::time::Instant::now() + CLUSTER_EMPTY_TIMEOUT;
+    loop {
+        match containers.delete_cluster(region, name).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.code == "cluster_not_found" => return Ok(()),
+            Err(e) if e.code == "cluster_in_use" && std::time::Instant::now() < deadline => {
+                cancellation.check()?;
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
             }
-        };
-        step.record(result).await
+            Err(e) => return Err(provider_error(e)),
+        }
     }
 }
 
 /// Scales a service to zero, then deletes it; a service already gone counts as deleted.
-async fn delete_service(
+pub(crate) async fn delete_service(
     containers: &dyn Containers,
     region: &str,
     cluster: &str,
     name: &str,
-    cancellation: &crate::operations::Cancellation,
+    cancellation: &Cancellation,
 ) -> Result<(), Error> {
     let to_zero = ServiceUpdate {
         desired_count: Some(0),
@@ -794,6 +897,8 @@ struct TakenAway {
     deregistered: Vec<String>,
     log_groups: Vec<String>,
     registries: Vec<String>,
+    /// Registry credentials secrets overcast made for the containers.
+    secrets: Vec<String>,
 }
 
 impl Leftovers<'_> {
@@ -811,6 +916,7 @@ impl Leftovers<'_> {
             let in_use = services_task_definitions(containers, region).await?;
             let mut groups = Vec::new();
             let mut kept_groups = Vec::new();
+            let mut credentials = Vec::new();
             for name in containers
                 .list_task_definitions(region, Some(family))
                 .await
@@ -829,6 +935,12 @@ impl Leftovers<'_> {
                     continue;
                 }
                 groups.extend(log_groups(&definition.containers));
+                credentials.extend(
+                    definition
+                        .containers
+                        .iter()
+                        .filter_map(|c| c.repository_credentials.clone()),
+                );
                 containers
                     .deregister_task_definition(region, &name)
                     .await
@@ -837,8 +949,8 @@ impl Leftovers<'_> {
             }
             groups.sort();
             groups.dedup();
-            let support = env.container_support()?;
             for group in groups.into_iter().filter(|g| !kept_groups.contains(g)) {
+                let support = env.container_support()?;
                 let tags = support
                     .log_group_tags(region, &group)
                     .await
@@ -849,6 +961,19 @@ impl Leftovers<'_> {
                         .await
                         .map_err(provider_error)?;
                     taken.log_groups.push(group);
+                }
+            }
+            credentials.sort();
+            credentials.dedup();
+            for arn in credentials {
+                let secrets = env.secrets()?;
+                let found = secrets.secret(region, &arn).await.map_err(provider_error)?;
+                if let Some(secret) = found.filter(|s| self.made_for_org(&s.tags)) {
+                    secrets
+                        .delete_secret(region, &arn, 0)
+                        .await
+                        .map_err(provider_error)?;
+                    taken.secrets.push(secret.name);
                 }
             }
         }
@@ -889,6 +1014,8 @@ async fn services_task_definitions(
             .await
             .map_err(provider_error)?
         {
+            // Every deployment's revision: one being replaced still runs tasks.
+            in_use.extend(service.deployments.into_iter().map(|d| d.task_definition));
             in_use.push(service.task_definition);
         }
     }
@@ -905,6 +1032,32 @@ impl Core {
         let containers = environment.containers()?;
         let region = environment.region_or_first(region)?;
         Ok((environment, containers, region))
+    }
+
+    /// Where tasks go: the subnets and security groups asked for, else the environment's
+    /// own (its instances' launch defaults).
+    pub(crate) fn placement(
+        &self,
+        env: &str,
+        subnets: &[String],
+        security_groups: &[String],
+        public_ip: bool,
+    ) -> Result<Placement, Error> {
+        let environment = self.environments.require(env)?;
+        let defaults = environment.compute().ok().map(|c| c.launch_defaults());
+        let subnets = match (subnets.is_empty(), &defaults) {
+            (true, Some(defaults)) => defaults.subnet.iter().cloned().collect(),
+            _ => subnets.to_vec(),
+        };
+        let security_groups = match (security_groups.is_empty(), defaults) {
+            (true, Some(defaults)) => defaults.security_groups,
+            _ => security_groups.to_vec(),
+        };
+        Ok(Placement {
+            subnets,
+            security_groups,
+            public_ip,
+        })
     }
 
     async fn start_container_change(
@@ -984,38 +1137,7 @@ impl Core {
                 )
             });
         }
-        let capacity_providers = request.capacity_providers.clone().unwrap_or_else(|| {
-            DEFAULT_CAPACITY_PROVIDERS
-                .iter()
-                .map(|p| p.to_string())
-                .collect()
-        });
-        let default_strategy = request.default_strategy.clone().unwrap_or_else(|| {
-            vec![CapacityShare {
-                provider: "FARGATE".into(),
-                weight: 1,
-                base: 0,
-            }]
-        });
-        if let Some(unknown) = default_strategy
-            .iter()
-            .find(|s| !capacity_providers.contains(&s.provider))
-        {
-            return Err(Error::invalid(
-                "default_strategy",
-                format!(
-                    "`{}` is not one of the cluster's capacity providers",
-                    unknown.provider
-                ),
-            ));
-        }
-        let change = ContainerChange::CreateCluster {
-            region,
-            name: request.name.clone(),
-            capacity_providers,
-            default_strategy,
-            tags: owner_tags(principal, &request.tags),
-        };
+        let change = cluster_change(principal, request, region)?;
         self.start_container_change(
             principal,
             env,
@@ -1093,12 +1215,35 @@ impl Core {
         if let Some(operation) = self.replayed(principal, idempotency).await? {
             return Ok(operation);
         }
+        let (_, _, region) = self.containers_of(env, request.region.as_deref())?;
+        let change = self
+            .task_definition_change(principal, env, region, request)
+            .await?;
+        self.start_container_change(
+            principal,
+            env,
+            format!("task-definitions/{}", request.family),
+            None,
+            change,
+            idempotency,
+        )
+        .await
+    }
+
+    /// The change that registers a task definition revision in `region`: the request
+    /// checked, its containers' secrets resolved to the ARNs of the caller's secrets.
+    pub(crate) async fn task_definition_change(
+        &self,
+        principal: &Principal,
+        env: &str,
+        region: String,
+        request: &RegisterTaskDefinitionRequest,
+    ) -> Result<ContainerChange, Error> {
         validate_container_name("family", &request.family)?;
         check_tags(&request.tags)?;
         if request.containers.is_empty() {
             return Err(Error::invalid("containers", "give at least one container"));
         }
-        let (_, _, region) = self.containers_of(env, request.region.as_deref())?;
         let mut containers = Vec::new();
         for (i, c) in request.containers.iter().enumerate() {
             validate_container_name(&format!("containers[{i}].name"), &c.name)?;
@@ -1148,7 +1293,7 @@ impl Core {
                 repository_credentials,
             });
         }
-        let change = ContainerChange::RegisterTaskDefinition {
+        Ok(ContainerChange::RegisterTaskDefinition {
             region,
             family: request.family.clone(),
             cpu: request.cpu.clone().unwrap_or_else(|| "256".into()),
@@ -1157,16 +1302,42 @@ impl Core {
             execution_role: request.execution_role.clone(),
             task_role: request.task_role.clone(),
             tags: owner_tags(principal, &request.tags),
-        };
-        self.start_container_change(
-            principal,
-            env,
-            format!("task-definitions/{}", request.family),
-            None,
-            change,
-            idempotency,
-        )
-        .await
+        })
+    }
+
+    /// The change that makes a service discovery service: the request checked and its
+    /// namespace asked for (a 404 naming it when there is none).
+    pub(crate) async fn registry_change(
+        &self,
+        principal: &Principal,
+        env: &str,
+        region: &str,
+        request: &CreateRegistryRequest,
+    ) -> Result<ContainerChange, Error> {
+        validate_container_name("name", &request.name)?;
+        check_tags(&request.tags)?;
+        if !(1..=2_147_483_647).contains(&request.dns_ttl) {
+            return Err(Error::invalid("dns_ttl", "must be 1 or more seconds"));
+        }
+        let environment = self.environments.require(env)?;
+        let exists = environment
+            .service_discovery()?
+            .namespace_exists(region, &request.namespace)
+            .await
+            .map_err(provider_error)?;
+        if !exists {
+            return Err(Error {
+                field: Some("namespace".into()),
+                ..Error::not_found("namespace", &request.namespace)
+            });
+        }
+        Ok(ContainerChange::CreateRegistry {
+            region: region.to_string(),
+            namespace: request.namespace.clone(),
+            name: request.name.clone(),
+            dns_ttl: request.dns_ttl,
+            tags: owner_tags(principal, &request.tags),
+        })
     }
 
     /// The ARN of an overcast secret the caller may see; a 404 naming `field` otherwise.
@@ -1312,6 +1483,12 @@ impl Core {
         }
         validate_container_name("name", &request.name)?;
         check_tags(&request.tags)?;
+        if request.task_definition.is_empty() {
+            return Err(Error::invalid(
+                "task_definition",
+                "give family:revision, or a family for its latest revision",
+            ));
+        }
         let cluster = self
             .cluster(principal, env, request.region.as_deref(), cluster)
             .await?;
@@ -1351,11 +1528,12 @@ impl Core {
             name: request.name.clone(),
             task_definition: definition.name(),
             desired_count: request.desired_count,
-            placement: Placement {
-                subnets: request.subnets.clone(),
-                security_groups: request.security_groups.clone(),
-                public_ip: request.public_ip,
-            },
+            placement: self.placement(
+                env,
+                &request.subnets,
+                &request.security_groups,
+                request.public_ip,
+            )?,
             capacity_strategy: request.capacity_strategy.clone(),
             registries: request.registries.clone(),
             tags: owner_tags(principal, &request.tags),
@@ -1559,11 +1737,12 @@ impl Core {
             cluster: cluster.name.clone(),
             task_definition: definition.name(),
             count: request.count,
-            placement: Placement {
-                subnets: request.subnets.clone(),
-                security_groups: request.security_groups.clone(),
-                public_ip: request.public_ip,
-            },
+            placement: self.placement(
+                env,
+                &request.subnets,
+                &request.security_groups,
+                request.public_ip,
+            )?,
             overrides: request.overrides.clone(),
             tags: owner_tags(principal, &request.tags),
         };
@@ -1659,31 +1838,13 @@ impl Core {
         if let Some(operation) = self.replayed(principal, idempotency).await? {
             return Ok(operation);
         }
-        validate_container_name("name", &request.name)?;
-        check_tags(&request.tags)?;
-        if !(1..=2_147_483_647).contains(&request.dns_ttl) {
-            return Err(Error::invalid("dns_ttl", "must be 1 or more seconds"));
-        }
-        let environment = self.environments.require(env)?;
-        let region = environment.region_or_first(request.region.as_deref())?;
-        let exists = environment
-            .service_discovery()?
-            .namespace_exists(&region, &request.namespace)
-            .await
-            .map_err(provider_error)?;
-        if !exists {
-            return Err(Error {
-                field: Some("namespace".into()),
-                ..Error::not_found("namespace", &request.namespace)
-            });
-        }
-        let change = ContainerChange::CreateRegistry {
-            region,
-            namespace: request.namespace.clone(),
-            name: request.name.clone(),
-            dns_ttl: request.dns_ttl,
-            tags: owner_tags(principal, &request.tags),
-        };
+        let region = self
+            .environments
+            .require(env)?
+            .region_or_first(request.region.as_deref())?;
+        let change = self
+            .registry_change(principal, env, &region, request)
+            .await?;
         self.start_container_change(
             principal,
             env,

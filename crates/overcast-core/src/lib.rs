@@ -19,6 +19,7 @@ pub mod key_pairs;
 pub mod metrics;
 pub mod objects;
 pub mod operations;
+pub mod orchestration;
 pub mod parameters;
 pub mod secrets;
 pub mod security_groups;

@@ -1168,6 +1168,16 @@ async fn a_cluster_with_a_service_refuses_a_plain_delete_and_other_orgs_see_none
     core.container_task(acme, ENV, None, "shop", &task)
         .await
         .unwrap();
+    // So do the tasks the service started: they carry the service's tags.
+    let of_service = TaskFilter {
+        service: Some("api".into()),
+        ..TaskFilter::default()
+    };
+    let service_tasks = core
+        .container_tasks(acme, ENV, None, "shop", &of_service)
+        .await
+        .unwrap();
+    assert_eq!(service_tasks.len(), 1, "acme sees its service's task");
 
     assert!(core.clusters(other, ENV, None).await.unwrap().is_empty());
     assert!(core
@@ -1303,4 +1313,118 @@ async fn container_creates_whose_answers_are_lost_make_one_thing_each() {
         .collect();
     run_tasks.sort();
     assert_eq!(run_tasks, done_targets(&ran), "exactly the tasks asked for");
+}
+
+#[tokio::test]
+async fn a_recursive_cluster_delete_waits_for_its_tasks_to_stop() {
+    // Tasks take a while to stop, as Fargate's do; the cluster is refused until they have.
+    let sim = Sim::start("stopping_secs = 1.5").await;
+    let core = &sim.core;
+    let cluster = serde_json::from_value(json!({"name": "batch"})).unwrap();
+    sim.finished(
+        &core
+            .create_cluster(&sim.admin, ENV, &cluster, None)
+            .await
+            .unwrap(),
+    )
+    .await;
+    let definition = serde_json::from_value(json!({
+        "family": "job",
+        "containers": [{"name": "run", "image": "busybox"}]
+    }))
+    .unwrap();
+    sim.finished(
+        &core
+            .register_task_definition(&sim.admin, ENV, &definition, None)
+            .await
+            .unwrap(),
+    )
+    .await;
+    let run = serde_json::from_value(json!({"task_definition": "job", "count": 2})).unwrap();
+    sim.finished(
+        &core
+            .run_container_task(&sim.admin, ENV, "batch", &run, None)
+            .await
+            .unwrap(),
+    )
+    .await;
+    let op = core
+        .delete_cluster(&sim.admin, ENV, None, "batch", true, None)
+        .await
+        .unwrap();
+    let done = sim.finished(&op).await;
+    assert_eq!(done.status, OperationStatus::Succeeded, "{done:?}");
+    is_404(core.cluster(&sim.admin, ENV, None, "batch").await);
+}
+
+#[tokio::test]
+async fn a_one_call_service_is_made_once_and_a_failed_step_undoes_what_it_made() {
+    let sim = Sim::start("").await;
+    let (principal, core) = (&sim.admin, &sim.core);
+    let request = serde_json::from_value(json!({
+        "cluster": {"name": "shop"},
+        "task_definition": {"family": "shop", "containers": [{"name": "web", "image": "nginx:alpine"}]},
+        "service": {"name": "api", "desired_count": 1},
+    }))
+    .unwrap();
+    let op = core
+        .create_container_stack(principal, ENV, &request, None)
+        .await
+        .unwrap();
+    // Run again from the start, as after a crash: every step finds what it made.
+    let done = succeeds_and_repeats(&sim, &op).await;
+    assert_eq!(
+        done_targets(&done),
+        ["cluster", "service", "task_definition"]
+    );
+    assert_eq!(core.clusters(principal, ENV, None).await.unwrap().len(), 1);
+    let revisions = core
+        .task_definitions(principal, ENV, None, Some("shop"))
+        .await
+        .unwrap();
+    assert_eq!(revisions.len(), 1, "registered once");
+    let services = core
+        .container_services(principal, ENV, None, "shop")
+        .await
+        .unwrap();
+    assert_eq!(services.len(), 1);
+    assert_eq!(services[0].task_definition, "shop:1");
+
+    // The sim takes no subnets: the service step fails, and the rest is undone.
+    let failing = serde_json::from_value(json!({
+        "cluster": {"name": "doomed"},
+        "task_definition": {"family": "doomed", "containers": [{"name": "web", "image": "nginx:alpine"}]},
+        "service": {"name": "api", "subnets": ["subnet-0123"]},
+    }))
+    .unwrap();
+    let op = core
+        .create_container_stack(principal, ENV, &failing, None)
+        .await
+        .unwrap();
+    let ended = sim.finished(&op).await;
+    assert_eq!(ended.status, OperationStatus::Failed, "{ended:?}");
+    let outcomes: Vec<(&str, TargetOutcome)> = ended
+        .results
+        .iter()
+        .map(|r| (r.target.as_str(), r.outcome))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("cluster", TargetOutcome::Done),
+            ("task_definition", TargetOutcome::Done),
+            ("rollback", TargetOutcome::Failed),
+            ("undo:task_definition", TargetOutcome::Done),
+            ("undo:cluster", TargetOutcome::Done),
+        ]
+    );
+    is_404(core.cluster(principal, ENV, None, "doomed").await);
+    assert!(core
+        .task_definitions(principal, ENV, None, Some("doomed"))
+        .await
+        .unwrap()
+        .is_empty());
+    // Run again from the start, as after a crash: it fails the same way and leaves nothing.
+    assert!(run_again(core, &op.id).await.is_err());
+    is_404(core.cluster(principal, ENV, None, "doomed").await);
 }

@@ -597,15 +597,15 @@ impl ServiceRecord {
                     service: name.to_string(),
                     deployment: primary.id.clone(),
                 };
-                // ECS gives a service's tasks no tags unless asked to, and the AWS backend
-                // does not ask.
+                // A service's tasks carry its tags, as ECS gives them when asked to
+                // propagate them (the AWS backend asks).
                 let task = TaskRecord::new(
                     &id,
                     cluster,
                     primary.task_definition.clone(),
                     primary.containers.clone(),
                     Some(by),
-                    BTreeMap::new(),
+                    self.tags.clone(),
                     s,
                 );
                 tasks.insert(id.clone(), task);
@@ -2054,7 +2054,7 @@ mod tests {
         for task in &started {
             assert_eq!(task.service.as_deref(), Some("api"));
             assert_eq!(task.last_status, "PROVISIONING");
-            assert!(task.tags.is_empty(), "ECS propagates no tags unless asked");
+            assert_eq!(task.tags["app"], "api", "the service's tags, propagated");
         }
         let cluster = sim.cluster("sim-1", "main").await.unwrap().unwrap();
         assert_eq!((cluster.active_services, cluster.pending_tasks), (1, 2));

@@ -57,9 +57,10 @@ pub struct FaultPlan {
     /// Seed of the RNG that makes the decisions. With requests sent one at a time, the same
     /// seed makes the same faults on the same requests.
     pub seed: u64,
-    /// If set, faults (latency included) apply only to EC2 Query API requests whose `Action`
-    /// is in this list; every other request, S3's included, passes through untouched and
-    /// takes no draw from the RNG, so unrelated traffic does not shift the seeded sequence.
+    /// If set, faults (latency included) apply only to requests whose action (an EC2 Query
+    /// API `Action`, or a JSON protocol's `X-Amz-Target` operation) is in this list; every
+    /// other request, S3's included, passes through untouched and takes no draw from the
+    /// RNG, so unrelated traffic does not shift the seeded sequence.
     pub only_actions: Option<Vec<String>>,
 }
 
@@ -404,9 +405,17 @@ async fn handle(
     }
 }
 
-/// The `Action` of an EC2 Query API request (from a form body or the query string), None for
-/// anything else (S3).
+/// The action of an AWS request: an EC2 Query API `Action` (from a form body or the query
+/// string), or the operation a JSON-protocol request names in `X-Amz-Target` (ECS,
+/// CloudWatch Logs, Cloud Map: `Service.Action`); None for anything else (S3).
 fn ec2_action(parts: &Parts, body: &[u8]) -> Option<String> {
+    if let Some(target) = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|value| value.to_str().ok())
+    {
+        return target.rsplit('.').next().map(str::to_string);
+    }
     let is_form = parts
         .headers
         .get(header::CONTENT_TYPE)

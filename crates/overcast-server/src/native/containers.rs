@@ -10,6 +10,7 @@ use overcast_core::containers::{
     CreateClusterRequest, CreateRegistryRequest, CreateServiceRequest, LogsRequest,
     RegisterTaskDefinitionRequest, RunTaskRequest, UpdateServiceRequest, MAX_LOG_EVENTS,
 };
+use overcast_core::orchestration::CreateContainerServiceRequest;
 use overcast_provider::TaskFilter;
 use overcast_types::{
     Cluster, ContainerLogs, ContainerService, Operation, Page, Registry, Task, TaskDefinition,
@@ -665,4 +666,34 @@ pub async fn task_logs(
         )
         .await?;
     Ok(Json(logs))
+}
+
+/// Makes a whole container service in one operation: the cluster (unless the caller has one
+/// of that name), a task definition revision, a service discovery service, and the service,
+/// in that order. When a step fails, what the operation made is undone, newest first; its
+/// results say what was made, undone, or left in place.
+#[utoipa::path(post, path = "/v1/environments/{env}/container-services", tag = "containers", request_body = CreateContainerServiceRequest,
+    params(("env" = String, Path, description = "Environment name"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original operation")),
+    responses((status = 201, body = Operation), (status = 202, body = Operation), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody, description = "a part names what the caller does not have, e.g. a namespace or secret"),
+              (status = 409, body = ErrorBody, description = "the service exists")))]
+pub async fn container_service_create(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    ApiPath(env): ApiPath<String>,
+    request: Mutation<CreateContainerServiceRequest>,
+) -> ApiResult<Response> {
+    let operation = state
+        .core
+        .create_container_stack(
+            &principal,
+            &env,
+            &request.body,
+            request.idempotency.as_ref(),
+        )
+        .await?;
+    request
+        .answer(&state, &principal, operation, StatusCode::CREATED)
+        .await
 }

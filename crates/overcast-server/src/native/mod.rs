@@ -533,6 +533,7 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(containers::task_view))
         .routes(routes!(containers::task_stop))
         .routes(routes!(containers::task_logs))
+        .routes(routes!(containers::container_service_create))
         .routes(routes!(
             containers::registry_list,
             containers::registry_create

@@ -3,9 +3,10 @@
 
 use crate::BIN;
 use aws_sdk_ec2::types::{Filter, InstanceStateName};
+use overcast_test_utils::faults::{FaultPlan, FaultProxy};
 use overcast_test_utils::metrics::backend_calls;
 use overcast_test_utils::moto::{
-    ec2_client, heavy_use, in_moto, moto_url, new_account, some_image, REGIONS,
+    ec2_client, ecs_client, heavy_use, in_moto, moto_url, new_account, some_image, REGIONS,
 };
 use overcast_test_utils::process::{cli, serve, serve_with, write_aws_config};
 use overcast_test_utils::{eventually_within, ADMIN};
@@ -627,5 +628,98 @@ async fn a_bulk_stop_resumes_after_sigkill_and_acts_on_each_target_once() {
     assert!(
         stops <= 2,
         "the resumed run stopped only what was not recorded: {stops} calls"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_call_service_resumes_after_sigkill_and_makes_each_part_once() {
+    // ECS's CreateService is held 3 s on its way to moto, so the server is killed after the
+    // cluster and the task definition were made and before the service step was recorded.
+    let proxy = FaultProxy::start(
+        moto_url(),
+        FaultPlan {
+            latency: Duration::from_secs(3),
+            only_actions: Some(vec!["CreateService".into()]),
+            ..FaultPlan::default()
+        },
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let account = new_account();
+    let direct = write_aws_config(dir.path(), &account);
+    let proxied = dir.path().join("proxied.toml");
+    std::fs::write(
+        &proxied,
+        std::fs::read_to_string(&direct)
+            .unwrap()
+            .replace(moto_url(), &proxy.url()),
+    )
+    .unwrap();
+    let ecs = ecs_client(&account, REGIONS[0]).await;
+    let ec2 = ec2_client(&account, REGIONS[0]).await;
+    let subnets = ec2.describe_subnets().send().await.unwrap();
+    let subnet = subnets.subnets()[0].subnet_id().unwrap().to_string();
+
+    let first = serve(BIN, &proxied);
+    let op: serde_json::Value = first
+        .request(Method::POST, "/v1/environments/aws-test/container-services", Some(ADMIN))
+        .header("prefer", "respond-async")
+        .json(&serde_json::json!({
+            "cluster": {"name": "myclu"},
+            "task_definition": {"family": "webservers", "containers": [{"name": "web", "image": "nginx:alpine"}]},
+            "service": {"name": "www", "subnets": [subnet]},
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let op_id = op["id"].as_str().unwrap().to_string();
+    let revisions = || async {
+        ecs.list_task_definitions()
+            .family_prefix("webservers")
+            .send()
+            .await
+            .unwrap()
+            .task_definition_arns()
+            .len()
+    };
+    eventually_within(
+        "the task definition was registered",
+        Duration::from_millis(25),
+        Duration::from_secs(20),
+        || async { revisions().await > 0 },
+    )
+    .await;
+    let (_, mid_way) = first
+        .call(
+            Method::GET,
+            &format!("/v1/operations/{op_id}"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(mid_way["status"], "running", "killed mid-way: {mid_way}");
+    drop(first);
+
+    let second = serve(BIN, &direct);
+    let ended = second.operation_end(&op_id).await;
+    assert_eq!(ended["status"], "succeeded", "{ended}");
+    let steps: Vec<&str> = ended["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, ["cluster", "task_definition", "service"]);
+    assert_eq!(revisions().await, 1, "one revision, not one per run");
+    let clusters = ecs.list_clusters().send().await.unwrap();
+    assert_eq!(clusters.cluster_arns().len(), 1);
+    let services = ecs.list_services().cluster("myclu").send().await.unwrap();
+    assert_eq!(
+        services.service_arns().len(),
+        1,
+        "one service, whether or not the held create reached moto"
     );
 }
