@@ -1363,7 +1363,11 @@ async fn a_one_call_service_is_made_once_and_a_failed_step_undoes_what_it_made()
     let (principal, core) = (&sim.admin, &sim.core);
     let request = serde_json::from_value(json!({
         "cluster": {"name": "shop"},
-        "task_definition": {"family": "shop", "containers": [{"name": "web", "image": "nginx:alpine"}]},
+        "task_definition": {"family": "shop", "containers": [{
+            "name": "web", "image": "nginx:alpine",
+            "log": {"group": "/shop", "stream_prefix": "web"},
+        }]},
+        "registry": {"namespace": overcast_provider_sim::SIM_NAMESPACE, "name": "api"},
         "service": {"name": "api", "desired_count": 1},
     }))
     .unwrap();
@@ -1375,7 +1379,7 @@ async fn a_one_call_service_is_made_once_and_a_failed_step_undoes_what_it_made()
     let done = succeeds_and_repeats(&sim, &op).await;
     assert_eq!(
         done_targets(&done),
-        ["cluster", "service", "task_definition"]
+        ["cluster", "registry", "service", "task_definition"]
     );
     assert_eq!(core.clusters(principal, ENV, None).await.unwrap().len(), 1);
     let revisions = core
@@ -1389,6 +1393,33 @@ async fn a_one_call_service_is_made_once_and_a_failed_step_undoes_what_it_made()
         .unwrap();
     assert_eq!(services.len(), 1);
     assert_eq!(services[0].task_definition, "shop:1");
+    assert_eq!(
+        services[0].registries.len(),
+        1,
+        "registered in the new registry"
+    );
+    let definition = &revisions[0];
+    assert!(
+        definition.execution_role.is_some(),
+        "the role its logs need"
+    );
+
+    // A recursive delete takes away the revision, its log group and the registry.
+    let op = core
+        .delete_container_service(principal, ENV, None, "shop", "api", true, None)
+        .await
+        .unwrap();
+    let deleted = sim.finished(&op).await;
+    assert_eq!(deleted.status, OperationStatus::Succeeded, "{deleted:?}");
+    let taken = deleted.results[0].detail.clone().unwrap();
+    assert_eq!(taken["deregistered"], json!(["shop:1"]));
+    assert_eq!(taken["log_groups"], json!(["/shop"]));
+    assert_eq!(taken["registries"].as_array().unwrap().len(), 1);
+    assert!(core
+        .registries(principal, ENV, None, None)
+        .await
+        .unwrap()
+        .is_empty());
 
     // The sim takes no subnets: the service step fails, and the rest is undone.
     let failing = serde_json::from_value(json!({

@@ -102,6 +102,23 @@ pub const ECS_ACTIONS: &[&str] = &[
     "StopTask",
 ];
 
+/// The CloudWatch Logs, IAM and Cloud Map calls the simulator answers for container
+/// services (Cloud Map's by `servicediscovery:` names, as they share ECS's).
+pub const CONTAINER_SUPPORT_ACTIONS: &[&str] = &[
+    "CreateLogGroup",
+    "ListTagsLogGroup",
+    "DeleteLogGroup",
+    "GetLogEvents",
+    "GetRole",
+    "CreateRole",
+    "PutRolePolicy",
+    "servicediscovery:GetNamespace",
+    "servicediscovery:ListServices",
+    "servicediscovery:GetService",
+    "servicediscovery:CreateService",
+    "servicediscovery:DeleteService",
+];
+
 /// The service a call belongs to: its refusals carry that service's codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Service {
@@ -119,7 +136,8 @@ fn service(action: &str) -> Service {
         Service::SecretsManager
     } else if SSM_ACTIONS.contains(&action) {
         Service::Ssm
-    } else if ECS_ACTIONS.contains(&action) {
+    } else if ECS_ACTIONS.contains(&action) || CONTAINER_SUPPORT_ACTIONS.contains(&action) {
+        // JSON-protocol services alike: their refusals carry ECS's codes.
         Service::Ecs
     } else {
         Service::Ec2
@@ -134,6 +152,7 @@ pub(crate) fn is_action(action: &str) -> bool {
         SECRETS_MANAGER_ACTIONS,
         SSM_ACTIONS,
         ECS_ACTIONS,
+        CONTAINER_SUPPORT_ACTIONS,
     ]
     .iter()
     .any(|actions| actions.contains(&action))

@@ -10,6 +10,7 @@
 //! for it.
 
 mod compute;
+mod container_support;
 mod containers;
 mod errors;
 mod faults;
@@ -24,15 +25,18 @@ mod tags;
 mod world;
 
 pub use compute::{BASE_IMAGE, DEFAULT_INSTANCE_TYPE};
+pub use container_support::SIM_NAMESPACE;
 pub use faults::{
-    Faults, EC2_ACTIONS, ECS_ACTIONS, S3_ACTIONS, SECRETS_MANAGER_ACTIONS, SSM_ACTIONS,
+    Faults, CONTAINER_SUPPORT_ACTIONS, EC2_ACTIONS, ECS_ACTIONS, S3_ACTIONS,
+    SECRETS_MANAGER_ACTIONS, SSM_ACTIONS,
 };
 pub use settings::{Settings, SimFactory, SimMachine};
 
 use async_trait::async_trait;
 use overcast_provider::{
-    Attempt, AttemptOutcome, CallObserver, Compute, Containers, Firewall, Images, KeyPairs,
-    ObjectStore, Parameters, Provider, ProviderError, ProviderStatus, Secrets, Tags,
+    Attempt, AttemptOutcome, CallObserver, Compute, ContainerSupport, Containers, Firewall, Images,
+    KeyPairs, ObjectStore, Parameters, Provider, ProviderError, ProviderStatus, Secrets,
+    ServiceDiscovery, Tags,
 };
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -312,6 +316,14 @@ impl Provider for SimProvider {
     }
 
     fn containers(&self) -> Option<&dyn Containers> {
+        Some(self)
+    }
+
+    fn container_support(&self) -> Option<&dyn ContainerSupport> {
+        Some(self)
+    }
+
+    fn service_discovery(&self) -> Option<&dyn ServiceDiscovery> {
         Some(self)
     }
 }

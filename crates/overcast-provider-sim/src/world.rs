@@ -22,6 +22,8 @@ pub(crate) struct World {
     pub ids: Ids,
     pub regions: BTreeMap<String, Region>,
     pub buckets: BTreeMap<String, BucketRecord>,
+    /// IAM's roles by name: IAM is global.
+    pub roles: std::collections::BTreeSet<String>,
 }
 
 /// What one region holds. EC2's resources live in one region each.
@@ -43,6 +45,10 @@ pub(crate) struct Region {
     pub clusters: BTreeMap<String, ClusterRecord>,
     /// ECS's task definitions by family.
     pub task_definitions: BTreeMap<String, FamilyRecord>,
+    /// CloudWatch Logs' groups by name, with their tags (the sim's containers log nothing).
+    pub log_groups: BTreeMap<String, BTreeMap<String, String>>,
+    /// Cloud Map's services by id, with the client token each was made under.
+    pub registries: BTreeMap<String, (overcast_types::Registry, String)>,
 }
 
 impl World {
@@ -59,6 +65,7 @@ impl World {
                 .map(|r| (r.clone(), Region::default()))
                 .collect(),
             buckets: BTreeMap::new(),
+            roles: Default::default(),
         }
     }
 
