@@ -404,7 +404,10 @@ async fn promote_one(
     region: &str,
     id: &str,
 ) -> Result<Response, Error> {
-    if !in_region(cx.state, cx.principal, env, region, id).await? {
+    if instance_in_region(cx.state, cx.principal, env, region, id)
+        .await?
+        .is_none()
+    {
         return Ok(message(NO_INSTANCE));
     }
     let request = InstanceActionRequest {
@@ -428,17 +431,18 @@ async fn promote_one(
     Ok(audited(promoted(&operation), &operation))
 }
 
-/// Whether an instance the caller may see is in `region`.
-async fn in_region(
+/// The instance `id` if the caller may see it and it is in `region`; `None` where CloudMan
+/// said it did not exist.
+async fn instance_in_region(
     state: &AppState,
     principal: &Principal,
     env: &str,
     region: &str,
     id: &str,
-) -> Result<bool, Error> {
+) -> Result<Option<Instance>, Error> {
     match state.core.instance(principal, env, id).await {
-        Ok(instance) => Ok(instance.region == region),
-        Err(e) if e.kind == ErrorKind::NotFound || e.kind == ErrorKind::InvalidInput => Ok(false),
+        Ok(instance) => Ok((instance.region == region).then_some(instance)),
+        Err(e) if matches!(e.kind, ErrorKind::NotFound | ErrorKind::InvalidInput) => Ok(None),
         Err(e) => Err(e),
     }
 }
@@ -600,13 +604,10 @@ async fn image(State(state): State<AppState>, change: Change) -> Response {
                 "instance-id",
                 "An instance id is required to create an image",
             )?;
-            let instance = match state.core.instance(&change.principal, &env, &id).await {
-                Ok(instance) if instance.region == served => instance,
-                Ok(_) => return Ok(message(NO_INSTANCE)),
-                Err(e) if matches!(e.kind, ErrorKind::NotFound | ErrorKind::InvalidInput) => {
-                    return Ok(message(NO_INSTANCE))
-                }
-                Err(e) => return Err(e),
+            let Some(instance) =
+                instance_in_region(&state, &change.principal, &env, &served, &id).await?
+            else {
+                return Ok(message(NO_INSTANCE));
             };
             let tag_key = &state.core.config().stage_policy(&env).tag_key;
             let Some(stage) = instance.tags.get(tag_key) else {
@@ -748,17 +749,15 @@ async fn show(
             let Some((env, served)) = served_region(&state, &region)? else {
                 return Ok(message(NOT_A_REGION));
             };
-            match state.core.instance(&principal, &env, &id).await {
-                Ok(instance) if instance.region == served => Ok(answer(
-                    StatusCode::OK,
-                    &json!({"instance": id, "details": [instance_view(&instance)]}),
-                )),
-                Ok(_) => Ok(message(NO_INSTANCE)),
-                Err(e) if matches!(e.kind, ErrorKind::NotFound | ErrorKind::InvalidInput) => {
-                    Ok(message(NO_INSTANCE))
-                }
-                Err(e) => Err(e),
-            }
+            Ok(
+                match instance_in_region(&state, &principal, &env, &served, &id).await? {
+                    Some(instance) => answer(
+                        StatusCode::OK,
+                        &json!({"instance": id, "details": [instance_view(&instance)]}),
+                    ),
+                    None => message(NO_INSTANCE),
+                },
+            )
         }
         .await,
     )
