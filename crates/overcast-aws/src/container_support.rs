@@ -246,7 +246,11 @@ impl AwsProvider {
 
 #[async_trait]
 impl ServiceDiscovery for AwsProvider {
-    async fn namespace_exists(&self, region: &str, namespace: &str) -> Result<bool, ProviderError> {
+    async fn namespace_name(
+        &self,
+        region: &str,
+        namespace: &str,
+    ) -> Result<Option<String>, ProviderError> {
         let discovery = self.discovery(region).await?;
         let result = discovery.get_namespace().id(namespace).send().await;
         match self.observe(
@@ -254,8 +258,14 @@ impl ServiceDiscovery for AwsProvider {
             region,
             result.map_err(from_sdk),
         ) {
-            Ok(_) => Ok(true),
-            Err(e) if is(&e, "NamespaceNotFound") => Ok(false),
+            Ok(found) => Ok(Some(
+                found
+                    .namespace()
+                    .and_then(|n| n.name())
+                    .unwrap_or(namespace)
+                    .to_string(),
+            )),
+            Err(e) if is(&e, "NamespaceNotFound") => Ok(None),
             Err(e) => Err(e),
         }
     }

@@ -391,6 +391,7 @@ impl Parameters for AwsProvider {
                 .iter()
                 .map(|p| Parameter {
                     name: p.name().unwrap_or_default().to_string(),
+                    arn: p.arn().map(str::to_string),
                     kind: from_ssm_type(p.r#type()),
                     version: p.version(),
                     description: p.description().map(str::to_string),
@@ -427,8 +428,10 @@ impl Parameters for AwsProvider {
         };
         let kind = from_ssm_type(meta.r#type());
         // A SecureString's value is read only when asked for: even encrypted, it is
-        // nothing a listing or a description needs.
-        let value = if kind != ParameterType::SecureString || decrypt {
+        // nothing a listing or a description needs. The parameter is read also when the
+        // description lacks its ARN (moto's does), for the ARN alone.
+        let wants_value = kind != ParameterType::SecureString || decrypt;
+        let (value, arn) = if wants_value || meta.arn().is_none() {
             let result = ssm
                 .get_parameter()
                 .name(name)
@@ -436,12 +439,22 @@ impl Parameters for AwsProvider {
                 .send()
                 .await;
             let got = self.observe("GetParameter", region, result.map_err(from_sdk))?;
-            got.parameter().and_then(|p| p.value()).map(str::to_string)
+            let parameter = got.parameter();
+            (
+                parameter
+                    .and_then(|p| p.value())
+                    .filter(|_| wants_value)
+                    .map(str::to_string),
+                meta.arn()
+                    .or(parameter.and_then(|p| p.arn()))
+                    .map(str::to_string),
+            )
         } else {
-            None
+            (None, meta.arn().map(str::to_string))
         };
         Ok(Some(Parameter {
             name: name.to_string(),
+            arn,
             kind,
             version: meta.version(),
             description: meta.description().map(str::to_string),
@@ -495,6 +508,7 @@ impl Parameters for AwsProvider {
             let page = self.observe("GetParameterHistory", region, result.map_err(from_sdk))?;
             versions.extend(page.parameters().iter().map(|p| Parameter {
                 name: name.to_string(),
+                arn: None,
                 kind: from_ssm_type(p.r#type()),
                 version: p.version(),
                 description: p.description().map(str::to_string),

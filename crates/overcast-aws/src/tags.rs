@@ -1,7 +1,7 @@
 //! Tags on every kind of AWS resource overcast manages: EC2's CreateTags and DeleteTags for
 //! instances, images (and their snapshots) and security groups, in batches of EC2's
 //! 1,000 ids; S3's whole-set bucket tagging, read, merged and written back; Secrets
-//! Manager's and SSM's tag calls, one resource each.
+//! Manager's, SSM's and ECS's tag calls, one resource each.
 
 use async_trait::async_trait;
 use aws_sdk_ec2::types::Tag;
@@ -24,6 +24,9 @@ impl Tags for AwsProvider {
         match kind {
             ResourceKind::Secret => return self.tag_secrets(region, ids, tags).await,
             ResourceKind::Parameter => return self.tag_parameters(region, ids, tags).await,
+            ResourceKind::Cluster | ResourceKind::ContainerService => {
+                return self.tag_ecs_resources(region, ids, tags).await
+            }
             ResourceKind::Bucket => {}
             _ => return self.ec2_set_tags(region, ids, tags).await,
         }
@@ -45,6 +48,9 @@ impl Tags for AwsProvider {
         match kind {
             ResourceKind::Secret => return self.untag_secrets(region, ids, keys).await,
             ResourceKind::Parameter => return self.untag_parameters(region, ids, keys).await,
+            ResourceKind::Cluster | ResourceKind::ContainerService => {
+                return self.untag_ecs_resources(region, ids, keys).await
+            }
             _ => {}
         }
         if kind == ResourceKind::Bucket {
@@ -71,6 +77,50 @@ impl Tags for AwsProvider {
 }
 
 impl AwsProvider {
+    /// Sets tags on ECS clusters and services, one ARN a call.
+    async fn tag_ecs_resources(
+        &self,
+        region: &str,
+        arns: &[String],
+        tags: &BTreeMap<String, String>,
+    ) -> Result<(), ProviderError> {
+        let ecs = self.ecs(region).await?;
+        let tags: Vec<aws_sdk_ecs::types::Tag> = tags
+            .iter()
+            .map(|(k, v)| aws_sdk_ecs::types::Tag::builder().key(k).value(v).build())
+            .collect();
+        for arn in arns {
+            let result = ecs
+                .tag_resource()
+                .resource_arn(arn)
+                .set_tags(Some(tags.clone()))
+                .send()
+                .await;
+            self.observe("TagResource", region, result.map_err(from_sdk))?;
+        }
+        Ok(())
+    }
+
+    /// Removes tags from ECS clusters and services by key, one ARN a call.
+    async fn untag_ecs_resources(
+        &self,
+        region: &str,
+        arns: &[String],
+        keys: &[String],
+    ) -> Result<(), ProviderError> {
+        let ecs = self.ecs(region).await?;
+        for arn in arns {
+            let result = ecs
+                .untag_resource()
+                .resource_arn(arn)
+                .set_tag_keys(Some(keys.to_vec()))
+                .send()
+                .await;
+            self.observe("UntagResource", region, result.map_err(from_sdk))?;
+        }
+        Ok(())
+    }
+
     /// Sets tags on EC2 resources of any kind (instances, images, snapshots, groups).
     pub(crate) async fn ec2_set_tags(
         &self,

@@ -110,6 +110,27 @@ pub struct CompatConfig {
     /// The Cloud VM API's `/vm` routes.
     #[serde(default)]
     pub vm_api: VmApiConfig,
+    /// ecs-api's `/v1/ecs` routes.
+    #[serde(default)]
+    pub ecs_api: EcsApiConfig,
+}
+
+/// The ecs-api family: its `{account}` path segment names an overcast environment, either
+/// by the environment's own name or by an account set here.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EcsApiConfig {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub accounts: BTreeMap<String, EcsAccount>,
+}
+
+/// One ecs-api account.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EcsAccount {
+    pub environment: String,
+    /// The KMS key a `SecureString` parameter is encrypted with when its request names
+    /// none (ecs-api's `defaultKmsKeyId`); without it, the backend's default key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key_id: Option<String>,
 }
 
 /// A family that names AWS regions, served by one environment.
@@ -577,6 +598,14 @@ impl Config {
                 "must be at least 1".into(),
             );
         }
+        for (account, served) in &self.compat.ecs_api.accounts {
+            if !self.environments.contains_key(&served.environment) {
+                at(
+                    format!("compat.ecs_api.accounts.{account}.environment"),
+                    format!("no environment `{}`", served.environment),
+                );
+            }
+        }
         for (host, registry) in &self.registries {
             let base = format!("registries.\"{host}\"");
             if let Err(reason) = overcast_registry::check_domain(host) {
@@ -825,7 +854,7 @@ mod tests {
 
     #[test]
     fn compat_families_must_name_an_environment_there_is() {
-        let text = "[environments.aws-dev]\nprovider = \"aws\"\n\n[compat.cloudman]\nenvironment = \"aws-prod\"\n\n[compat.vm_api]\ntimeout_secs = 0\n";
+        let text = "[environments.aws-dev]\nprovider = \"aws\"\n\n[compat.cloudman]\nenvironment = \"aws-prod\"\n\n[compat.vm_api]\ntimeout_secs = 0\n\n[compat.ecs_api.accounts.nonprod]\nenvironment = \"aws-test\"\n";
         let err = Config::parse("t.toml", text, &ProviderFactories::new()).unwrap_err();
         let problems: Vec<String> = err
             .problems
@@ -837,7 +866,8 @@ mod tests {
             problems,
             [
                 "line 5: compat.cloudman.environment: no environment `aws-prod`",
-                "line 8: compat.vm_api.timeout_secs: must be at least 1"
+                "line 8: compat.vm_api.timeout_secs: must be at least 1",
+                "line 11: compat.ecs_api.accounts.nonprod.environment: no environment `aws-test`"
             ]
         );
         let mapping = RegionMapping {

@@ -1319,13 +1319,11 @@ impl Core {
         if !(1..=2_147_483_647).contains(&request.dns_ttl) {
             return Err(Error::invalid("dns_ttl", "must be 1 or more seconds"));
         }
-        let environment = self.environments.require(env)?;
-        let exists = environment
-            .service_discovery()?
-            .namespace_exists(region, &request.namespace)
-            .await
-            .map_err(provider_error)?;
-        if !exists {
+        if self
+            .namespace_name(env, Some(region), &request.namespace)
+            .await?
+            .is_none()
+        {
             return Err(Error {
                 field: Some("namespace".into()),
                 ..Error::not_found("namespace", &request.namespace)
@@ -1790,6 +1788,23 @@ impl Core {
     }
 
     /// The service discovery services of a namespace (or all) the caller may see.
+    /// A Cloud Map namespace's name (its DNS domain), or `None` when it does not exist.
+    /// Namespaces are the account's, shared by every org.
+    pub async fn namespace_name(
+        &self,
+        env: &str,
+        region: Option<&str>,
+        id: &str,
+    ) -> Result<Option<String>, Error> {
+        let environment = self.environments.require(env)?;
+        let region = environment.region_or_first(region)?;
+        environment
+            .service_discovery()?
+            .namespace_name(&region, id)
+            .await
+            .map_err(provider_error)
+    }
+
     pub async fn registries(
         &self,
         principal: &Principal,

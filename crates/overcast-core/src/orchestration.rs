@@ -60,6 +60,12 @@ pub struct CreateContainerServiceRequest {
 pub struct RegistryCredentials {
     pub username: String,
     pub password: String,
+    /// The secret's name (default: `SERVICE-CONTAINER-registry`).
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// The secret's own tags.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for RegistryCredentials {
@@ -585,12 +591,16 @@ impl Core {
             if given.username.is_empty() || given.password.is_empty() {
                 return Err(Error::invalid(field, "give a username and a password"));
             }
-            let name = format!("{}-{container}-registry", request.service.name);
-            overcast_types::validate_secret_name(&field, &name)?;
+            let name = given
+                .secret
+                .clone()
+                .unwrap_or_else(|| format!("{}-{container}-registry", request.service.name));
+            overcast_types::validate_secret_name(&format!("{field}.secret"), &name)?;
+            crate::tags::check_tags(&given.tags)?;
             planned.push(CredentialSecret {
                 container: container.clone(),
                 name,
-                tags: owner_tags(principal, &BTreeMap::new()),
+                tags: owner_tags(principal, &given.tags),
             });
         }
         Ok(planned)

@@ -80,7 +80,7 @@ fn root(principal: &Principal) -> String {
 }
 
 /// The full name of a caller's name, checked.
-fn full_name(principal: &Principal, field: &str, name: &str) -> Result<String, Error> {
+pub(crate) fn full_name(principal: &Principal, field: &str, name: &str) -> Result<String, Error> {
     validate_parameter_path(field, name, false)?;
     Ok(format!("{}{name}", root(principal)))
 }

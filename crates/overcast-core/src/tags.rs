@@ -1,6 +1,7 @@
 //! Tags: the rules every tag set follows (EC2's limits; overcast's own keys reserved), and
 //! setting or removing the tags of one resource of any kind (instance, image, security
-//! group, bucket) as an operation, through the provider's `Tags` capability.
+//! group, bucket, parameter, container cluster or service) as an operation, through the
+//! provider's `Tags` capability.
 
 use async_trait::async_trait;
 use overcast_types::{tags, Error, Operation, Role, TargetResult};
@@ -53,6 +54,8 @@ fn tag_kind(kind: ResourceKind) -> &'static str {
         ResourceKind::Bucket => "bucket.tag",
         ResourceKind::Secret => "secret.tag",
         ResourceKind::Parameter => "parameter.tag",
+        ResourceKind::Cluster => "cluster.tag",
+        ResourceKind::ContainerService => "container_service.tag",
     }
 }
 
@@ -91,6 +94,8 @@ impl Change for Tag {
         "bucket.tag",
         "secret.tag",
         "parameter.tag",
+        "cluster.tag",
+        "container_service.tag",
     ];
     type Input = TagInput;
 
@@ -140,6 +145,8 @@ impl Core {
             return Err(Error::invalid("tags", "give at least one tag"));
         }
         let id = request.id.as_str();
+        // What the backend knows the resource by, where that is not the caller's id.
+        let mut backend_id = request.id.clone();
         let (region, org) = match request.target {
             ResourceKind::Instance => {
                 let found = self.instance(principal, env, id).await?;
@@ -157,11 +164,34 @@ impl Core {
                 let found = self.bucket(principal, env, id).await?;
                 (found.region, found.org)
             }
-            // Secrets and parameters change their tags through their own update routes.
-            ResourceKind::Secret | ResourceKind::Parameter => {
+            // A parameter by the caller's name, below its org's root.
+            ResourceKind::Parameter => {
+                self.parameter(principal, env, None, id).await?;
+                backend_id = crate::parameters::full_name(principal, "id", id)?;
+                let region = self.environments.require(env)?.region_or_first(None)?;
+                (region, Some(principal.org.clone()))
+            }
+            // A cluster by its name, a service as `CLUSTER/SERVICE`; both by ARN at the backend.
+            ResourceKind::Cluster => {
+                let found = self.cluster(principal, env, None, id).await?;
+                backend_id = arn_of(found.arn, id)?;
+                (found.region, found.org)
+            }
+            ResourceKind::ContainerService => {
+                let (cluster, name) = id
+                    .split_once('/')
+                    .ok_or_else(|| Error::invalid("id", "name a service as CLUSTER/SERVICE"))?;
+                let found = self
+                    .container_service(principal, env, None, cluster, name)
+                    .await?;
+                backend_id = arn_of(found.arn, id)?;
+                (found.region, found.org)
+            }
+            // Secrets change their tags through their own update route.
+            ResourceKind::Secret => {
                 return Err(Error::invalid(
                     "target",
-                    "tag secrets and parameters through their own routes",
+                    "tag secrets through their own update route",
                 ))
             }
         };
@@ -169,7 +199,7 @@ impl Core {
             environment: env.to_string(),
             target: request.target,
             region,
-            ids: vec![request.id.clone()],
+            ids: vec![backend_id],
             set: request.set,
             remove: request.remove,
         };
@@ -177,6 +207,11 @@ impl Core {
         self.start::<Tag>(principal, target, &input, idempotency)
             .await
     }
+}
+
+/// A container resource's ARN, which its backend tags it by.
+fn arn_of(arn: Option<String>, id: &str) -> Result<String, Error> {
+    arn.ok_or_else(|| Error::internal(format!("{id} has no ARN to tag it by")))
 }
 
 #[cfg(test)]

@@ -14,6 +14,8 @@ use crate::SimProvider;
 
 /// The service discovery namespace of every sim region.
 pub const SIM_NAMESPACE: &str = "ns-sim";
+/// The DNS domain of [`SIM_NAMESPACE`].
+pub const SIM_DOMAIN: &str = "sim.internal";
 
 #[async_trait]
 impl ContainerSupport for SimProvider {
@@ -76,9 +78,13 @@ impl ContainerSupport for SimProvider {
 
 #[async_trait]
 impl ServiceDiscovery for SimProvider {
-    async fn namespace_exists(&self, region: &str, namespace: &str) -> Result<bool, ProviderError> {
+    async fn namespace_name(
+        &self,
+        region: &str,
+        namespace: &str,
+    ) -> Result<Option<String>, ProviderError> {
         self.run("servicediscovery:GetNamespace", region, |_| {
-            Ok(namespace == SIM_NAMESPACE)
+            Ok((namespace == SIM_NAMESPACE).then(|| SIM_DOMAIN.to_string()))
         })
         .await
     }
@@ -201,8 +207,14 @@ mod tests {
     #[tokio::test]
     async fn registries_live_in_the_one_namespace_and_tokens_make_one() {
         let sim = sim();
-        assert!(sim.namespace_exists("sim-1", SIM_NAMESPACE).await.unwrap());
-        assert!(!sim.namespace_exists("sim-1", "ns-other").await.unwrap());
+        assert_eq!(
+            sim.namespace_name("sim-1", SIM_NAMESPACE)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(SIM_DOMAIN)
+        );
+        assert_eq!(sim.namespace_name("sim-1", "ns-other").await.unwrap(), None);
         let spec = RegistrySpec {
             region: "sim-1".into(),
             namespace: SIM_NAMESPACE.into(),

@@ -935,6 +935,24 @@ impl SimProvider {
 }
 
 impl Ecs<'_> {
+    /// The tags of the cluster or service with this ARN.
+    fn tags_of(&mut self, arn: &str) -> Result<&mut BTreeMap<String, String>, ProviderError> {
+        for cluster in self.clusters.values_mut() {
+            if cluster.arn == arn {
+                return Ok(&mut cluster.tags);
+            }
+            if let Some(service) = cluster.services.values_mut().find(|s| s.arn == arn) {
+                return Ok(&mut service.tags);
+            }
+        }
+        Err(refusal(
+            Kind::NotFound,
+            "resource_not_found",
+            "InvalidParameterException",
+            format!("The specified resource is not found: {arn}"),
+        ))
+    }
+
     /// Works out what every scheduler of the region did until now, and forgets the tasks
     /// stopped long ago.
     fn settle(&mut self) {
@@ -1512,6 +1530,30 @@ impl Ecs<'_> {
 }
 
 impl SimProvider {
+    /// Changes the tags of ECS clusters and services by ARN, one call each (TagResource,
+    /// UntagResource).
+    pub(crate) async fn change_ecs_tags(
+        &self,
+        region: &str,
+        arns: &[String],
+        action: &'static str,
+        change: &(dyn Fn(&mut BTreeMap<String, String>) + Sync),
+    ) -> Result<(), ProviderError> {
+        for arn in arns {
+            self.run(action, region, |world| {
+                let mut ecs = self.ecs(world, region)?;
+                let tags = ecs.tags_of(arn)?;
+                let mut changed = tags.clone();
+                change(&mut changed);
+                check_ecs_tags(&changed)?;
+                *tags = changed;
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
     /// A List call's answers page by page, one call each, as ECS pages them: `listing`
     /// gives every entry in order, each with the key the next page starts after.
     async fn pages<K, T>(
@@ -1909,6 +1951,61 @@ mod tests {
 
     fn codes(e: &ProviderError) -> (Kind, &'static str, Option<&str>, Option<&'static str>) {
         (e.kind, e.code, e.backend_code.as_deref(), e.field)
+    }
+
+    #[tokio::test]
+    async fn clusters_and_services_take_and_drop_tags_by_arn() {
+        use overcast_provider::{ResourceKind, Tags};
+        let (sim, calls) = provider(settings(0.0));
+        setup(&sim).await;
+        sim.create_service(&service_spec("api", 1, ""))
+            .await
+            .unwrap();
+        let cluster = sim.cluster("sim-1", "main").await.unwrap().unwrap();
+        let api = service(&sim, "api").await;
+        let arns = [cluster.arn.clone().unwrap(), api.arn.clone().unwrap()];
+        for (kind, arn) in [
+            (ResourceKind::Cluster, &arns[0]),
+            (ResourceKind::ContainerService, &arns[1]),
+        ] {
+            sim.set_tags(
+                "sim-1",
+                kind,
+                std::slice::from_ref(arn),
+                &tags(&[("MyKey", "v")]),
+            )
+            .await
+            .unwrap();
+        }
+        let cluster = sim.cluster("sim-1", "main").await.unwrap().unwrap();
+        assert_eq!(cluster.tags, tags(&[("team", "web"), ("MyKey", "v")]));
+        assert_eq!(
+            service(&sim, "api").await.tags,
+            tags(&[("app", "api"), ("MyKey", "v")])
+        );
+        sim.remove_tags(
+            "sim-1",
+            ResourceKind::Cluster,
+            &arns[..1],
+            &["MyKey".to_string()],
+        )
+        .await
+        .unwrap();
+        let cluster = sim.cluster("sim-1", "main").await.unwrap().unwrap();
+        assert_eq!(cluster.tags, tags(&[("team", "web")]));
+        let missing = "arn:aws:ecs:sim-1:000000000000:cluster/nope".to_string();
+        let e = sim
+            .set_tags(
+                "sim-1",
+                ResourceKind::Cluster,
+                &[missing],
+                &tags(&[("a", "b")]),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, Kind::NotFound);
+        assert_eq!(calls.count("TagResource", "ok"), 2);
+        assert_eq!(calls.count("UntagResource", "ok"), 1);
     }
 
     #[tokio::test]

@@ -61,6 +61,7 @@ impl Version {
     fn to_parameter(&self, name: &str) -> Parameter {
         Parameter {
             name: name.to_string(),
+            arn: None,
             kind: self.kind,
             version: self.number,
             description: self.description.clone(),

@@ -3,7 +3,8 @@
 //! environment's `max_ids_per_call`, each all or nothing; S3's whole-set bucket tagging,
 //! read, merged and written back; Secrets Manager's TagResource and UntagResource for
 //! secrets by name, and SSM's AddTagsToResource and RemoveTagsFromResource for parameters
-//! by full name, one resource a call.
+//! by full name, and ECS's TagResource and UntagResource for clusters and services by ARN,
+//! one resource a call.
 
 use async_trait::async_trait;
 use overcast_provider::{ProviderError, ResourceKind, Tags};
@@ -30,6 +31,10 @@ impl Tagging {
             (ResourceKind::Secret, Tagging::Remove) => "UntagResource",
             (ResourceKind::Parameter, Tagging::Set) => "AddTagsToResource",
             (ResourceKind::Parameter, Tagging::Remove) => "RemoveTagsFromResource",
+            (ResourceKind::Cluster | ResourceKind::ContainerService, Tagging::Set) => "TagResource",
+            (ResourceKind::Cluster | ResourceKind::ContainerService, Tagging::Remove) => {
+                "UntagResource"
+            }
             (_, Tagging::Set) => "CreateTags",
             (_, Tagging::Remove) => "DeleteTags",
         }
@@ -61,14 +66,17 @@ fn tags_of<'a>(
             .get_mut(id)
             .map(|g| &mut g.tags)
             .ok_or_else(|| group_not_found(id)),
-        // Buckets, secrets and parameters are other services', tagged by their own calls.
-        ResourceKind::Bucket | ResourceKind::Secret | ResourceKind::Parameter => {
-            Err(ProviderError::new(
-                overcast_provider::ProviderErrorKind::InvalidInput,
-                "invalid_input",
-                format!("{} tags are not EC2's", kind.name()),
-            ))
-        }
+        // Buckets, secrets, parameters and container resources are other services', tagged
+        // by their own calls.
+        ResourceKind::Bucket
+        | ResourceKind::Secret
+        | ResourceKind::Parameter
+        | ResourceKind::Cluster
+        | ResourceKind::ContainerService => Err(ProviderError::new(
+            overcast_provider::ProviderErrorKind::InvalidInput,
+            "invalid_input",
+            format!("{} tags are not EC2's", kind.name()),
+        )),
     }
 }
 
@@ -144,6 +152,9 @@ impl SimProvider {
                 return self
                     .change_parameter_tags(region, ids, action, change)
                     .await
+            }
+            ResourceKind::Cluster | ResourceKind::ContainerService => {
+                return self.change_ecs_tags(region, ids, action, change).await
             }
             ResourceKind::Instance | ResourceKind::Image | ResourceKind::SecurityGroup => {}
         }

@@ -273,9 +273,13 @@ pub struct RegistrySpec {
 /// Service discovery of one environment's account.
 #[async_trait]
 pub trait ServiceDiscovery: Send + Sync {
-    /// Whether a namespace exists (AWS refuses services in one that does not; moto does
-    /// not, so overcast asks first).
-    async fn namespace_exists(&self, region: &str, namespace: &str) -> Result<bool, ProviderError>;
+    /// A namespace's name (its DNS domain), or `None` when there is no such namespace (AWS
+    /// refuses services in one that does not exist; moto does not, so overcast asks first).
+    async fn namespace_name(
+        &self,
+        region: &str,
+        namespace: &str,
+    ) -> Result<Option<String>, ProviderError>;
 
     async fn list_registries(
         &self,

@@ -19,6 +19,10 @@ pub enum ResourceKind {
     Secret,
     /// By its full name, org root included.
     Parameter,
+    /// A container cluster, by its ARN.
+    Cluster,
+    /// A container service, by its ARN.
+    ContainerService,
 }
 
 impl ResourceKind {
@@ -31,6 +35,8 @@ impl ResourceKind {
             ResourceKind::Bucket => "bucket",
             ResourceKind::Secret => "secret",
             ResourceKind::Parameter => "parameter",
+            ResourceKind::Cluster => "cluster",
+            ResourceKind::ContainerService => "container_service",
         }
     }
 }

@@ -137,6 +137,9 @@ impl ParameterType {
 #[derive(Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Parameter {
     pub name: String,
+    /// The backend's id (an ARN on AWS), where a description gives it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
     #[serde(rename = "type")]
     pub kind: ParameterType,
     pub version: i64,
