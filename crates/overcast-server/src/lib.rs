@@ -63,10 +63,14 @@ pub fn app(core: Arc<Core>) -> Router {
     let state = AppState { core };
     let (api, document) = parts();
     let native = api.merge(SwaggerUi::new("/docs").url("/openapi.json", document));
-    family_routes(native, &state, native::Native)
+    let app = family_routes(native, &state, native::Native)
         .merge(compat::routes(&state))
         .fallback(native::not_found)
         .method_not_allowed_fallback(native::method_not_allowed)
         .layer(from_fn(http::request_id::request_id))
-        .with_state(state)
+        .with_state(state);
+    // A layer on a router runs after its routing; this one must run before.
+    Router::new()
+        .fallback_service(app)
+        .layer(from_fn(compat::ecs_api::before_routing))
 }

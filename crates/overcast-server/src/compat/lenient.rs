@@ -12,7 +12,8 @@ pub fn parse_json(bytes: &[u8]) -> Result<Value, serde_json::Error> {
     serde_json::from_slice(&without_trailing_commas(bytes))
 }
 
-fn without_trailing_commas(bytes: &[u8]) -> Vec<u8> {
+/// The bytes without the commas that stand right before a closing `}` or `]`.
+pub fn without_trailing_commas(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len());
     let (mut in_string, mut escaped) = (false, false);
     for (i, &b) in bytes.iter().enumerate() {

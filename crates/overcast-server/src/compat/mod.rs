@@ -1,10 +1,11 @@
 //! The compatibility families: the routes of the tools overcast replaces (CloudMan, the
-//! Cloud VM API, the Flint EC2 connector), so their clients switch by changing only the URL
+//! Cloud VM API, the Flint EC2 connector, ecs-api), so their clients switch by changing only the URL
 //! and the token. Each is a thin adapter: it reads its tool's request format, calls the
 //! same core use cases as `/v1` (so every change is an operation, audited, idempotent and
 //! scoped to the token's org), and answers in its tool's shapes and texts.
 
 pub mod cloudman;
+pub mod ecs_api;
 pub mod flint;
 pub mod lenient;
 pub mod vm_api;
@@ -26,6 +27,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
     family_routes(cloudman::routes(), state, cloudman::CloudMan)
         .merge(family_routes(vm_api::routes(), state, vm_api::VmApi))
         .merge(family_routes(flint::routes(), state, flint::Flint))
+        .merge(family_routes(ecs_api::routes(), state, ecs_api::EcsApi))
 }
 
 /// What a change through a compatibility route needs besides its own fields: who asks,

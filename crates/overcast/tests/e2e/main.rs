@@ -13,6 +13,7 @@ mod aws_secrets;
 mod aws_transfer;
 mod cli;
 mod compat;
+mod compat_ecs;
 mod config;
 mod fuzz;
 mod local;

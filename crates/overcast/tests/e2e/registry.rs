@@ -239,6 +239,26 @@ async fn pushed_images_are_found_by_tag_and_digest_and_what_is_not_there_is_404(
     let (status, _, _) = check(&server, Method::HEAD, &unknown_digest, &viewer).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
+    // ecs-api's image check says it by status alone, its token in `X-Auth-Token`: present,
+    // absent (a digest is checked, not ignored as ecs-api did), not a reference.
+    for (image, expected) in [
+        (app.clone(), StatusCode::OK),
+        (by_digest.clone(), StatusCode::OK),
+        (unknown_digest.clone(), StatusCode::NOT_FOUND),
+        (format!("{host}/team/nothing:1.0"), StatusCode::NOT_FOUND),
+        ("Not A Reference".to_string(), StatusCode::BAD_REQUEST),
+    ] {
+        let response = server
+            .http
+            .head(format!("{}/v1/ecs/images", server.base))
+            .query(&[("image", &image)])
+            .header("X-Auth-Token", &viewer)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), expected, "{image}");
+    }
+
     // An absent repository and a wrong tag: 404, in the error shape of every 404.
     for absent in [
         format!("{host}/team/nothing:1.0"),
