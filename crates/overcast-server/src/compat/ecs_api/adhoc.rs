@@ -3,9 +3,7 @@
 //! these straight to AWS; here each read is the caller's org's and each change an
 //! operation, answered in the SDK's output shapes once it has ended.
 
-use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 use overcast_core::containers::{OverrideRequest, RunTaskRequest};
 use overcast_provider::TaskFilter;
@@ -18,9 +16,7 @@ use super::decode::{self, GoStruct};
 use super::services::{
     cluster_request, fargate_only, network, registry_request, task_definition_request,
 };
-use super::{
-    account, change_context, finished, json_answer, query_values, render, respond, EcsError,
-};
+use super::{account, finished, json_answer, query_values, render, respond, EcsError, Sent};
 use crate::compat::audited;
 use crate::native::extract::{ApiPath, Caller};
 use crate::AppState;
@@ -48,26 +44,22 @@ struct Change<'a> {
     cx: crate::compat::ChangeContext<'a>,
 }
 
-#[allow(clippy::too_many_arguments)]
 fn change<'a>(
     state: &'a AppState,
     principal: &'a overcast_core::auth::Principal,
     account_name: &str,
     service: &str,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
+    sent: &Sent,
 ) -> Result<Change<'a>, EcsError> {
-    let value = if body.is_empty() {
+    let value = if sent.body.is_empty() {
         Value::Null
     } else {
-        decode::body(body)?
+        decode::body(&sent.body)?
     };
     Ok(Change {
         env: account(state, account_name, service)?.environment,
         value,
-        cx: change_context(state, principal, headers, method, uri, body)?,
+        cx: sent.context(state, principal)?,
     })
 }
 
@@ -92,23 +84,11 @@ pub async fn create_cluster(
     State(state): State<AppState>,
     Caller(principal): Caller,
     ApiPath(account_name): ApiPath<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    sent: Sent,
 ) -> Response {
     respond(
         async {
-            let c = change(
-                &state,
-                &principal,
-                &account_name,
-                "ecs",
-                &method,
-                &uri,
-                &headers,
-                &body,
-            )?;
+            let c = change(&state, &principal, &account_name, "ecs", &sent)?;
             let input = GoStruct::of(&c.value, "ecs.CreateClusterInput")?;
             let request = cluster_request(&input, &principal.org, false)?;
             let operation = state
@@ -148,22 +128,11 @@ pub async fn delete_cluster(
     State(state): State<AppState>,
     Caller(principal): Caller,
     ApiPath((account_name, name)): ApiPath<(String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    sent: Sent,
 ) -> Response {
     respond(
         async {
-            let c = change(
-                &state,
-                &principal,
-                &account_name,
-                "ecs",
-                &method,
-                &uri,
-                &headers,
-                b"",
-            )?;
+            let c = change(&state, &principal, &account_name, "ecs", &sent)?;
             let mut cluster = state.core.cluster(&principal, &c.env, None, &name).await?;
             let operation = state
                 .core
@@ -220,23 +189,11 @@ pub async fn run_task(
     State(state): State<AppState>,
     Caller(principal): Caller,
     ApiPath((account_name, cluster)): ApiPath<(String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    sent: Sent,
 ) -> Response {
     respond(
         async {
-            let c = change(
-                &state,
-                &principal,
-                &account_name,
-                "ecs",
-                &method,
-                &uri,
-                &headers,
-                &body,
-            )?;
+            let c = change(&state, &principal, &account_name, "ecs", &sent)?;
             let input = GoStruct::of(&c.value, "ecs.RunTaskInput")?;
             input.refuse(&[
                 "CapacityProviderStrategy",
@@ -341,22 +298,11 @@ pub async fn stop_task(
     State(state): State<AppState>,
     Caller(principal): Caller,
     ApiPath((account_name, cluster, id)): ApiPath<(String, String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    sent: Sent,
 ) -> Response {
     respond(
         async {
-            let c = change(
-                &state,
-                &principal,
-                &account_name,
-                "ecs",
-                &method,
-                &uri,
-                &headers,
-                b"",
-            )?;
+            let c = change(&state, &principal, &account_name, "ecs", &sent)?;
             let operation = state
                 .core
                 .stop_container_task(
@@ -424,23 +370,11 @@ pub async fn register_task_definition(
     State(state): State<AppState>,
     Caller(principal): Caller,
     ApiPath(account_name): ApiPath<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    sent: Sent,
 ) -> Response {
     respond(
         async {
-            let c = change(
-                &state,
-                &principal,
-                &account_name,
-                "ecs",
-                &method,
-                &uri,
-                &headers,
-                &body,
-            )?;
+            let c = change(&state, &principal, &account_name, "ecs", &sent)?;
             let input = GoStruct::of(&c.value, "ecs.RegisterTaskDefinitionInput")?;
             let request = task_definition_request(&input, &principal.org)?;
             let operation = state
@@ -487,22 +421,11 @@ pub async fn deregister_task_definition(
     State(state): State<AppState>,
     Caller(principal): Caller,
     ApiPath((account_name, name)): ApiPath<(String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    sent: Sent,
 ) -> Response {
     respond(
         async {
-            let c = change(
-                &state,
-                &principal,
-                &account_name,
-                "ecs",
-                &method,
-                &uri,
-                &headers,
-                b"",
-            )?;
+            let c = change(&state, &principal, &account_name, "ecs", &sent)?;
             let mut definition = state
                 .core
                 .task_definition(&principal, &c.env, None, &name)
@@ -552,23 +475,11 @@ pub async fn create_registry(
     State(state): State<AppState>,
     Caller(principal): Caller,
     ApiPath(account_name): ApiPath<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    sent: Sent,
 ) -> Response {
     respond(
         async {
-            let c = change(
-                &state,
-                &principal,
-                &account_name,
-                "service discover",
-                &method,
-                &uri,
-                &headers,
-                &body,
-            )?;
+            let c = change(&state, &principal, &account_name, "service discover", &sent)?;
             let input = GoStruct::of(&c.value, "servicediscovery.CreateServiceInput")?;
             let mut request = registry_request(&input)?;
             request.tags = super::with_org(&principal.org, BTreeMap::new());
@@ -608,22 +519,11 @@ pub async fn delete_registry(
     State(state): State<AppState>,
     Caller(principal): Caller,
     ApiPath((account_name, id)): ApiPath<(String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    sent: Sent,
 ) -> Response {
     respond(
         async {
-            let c = change(
-                &state,
-                &principal,
-                &account_name,
-                "service discover",
-                &method,
-                &uri,
-                &headers,
-                b"",
-            )?;
+            let c = change(&state, &principal, &account_name, "service discover", &sent)?;
             let operation = state
                 .core
                 .delete_registry(&principal, &c.env, None, &id, c.cx.idempotency.as_ref())

@@ -10,12 +10,14 @@ mod render;
 mod services;
 mod stores;
 
-use axum::extract::{RawQuery, Request, State};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, head, post};
 use axum::Router;
+use overcast_core::auth::Principal;
 use overcast_core::config::Config;
 use overcast_types::{Error, ErrorKind, Operation, OperationStatus, Role, TargetOutcome};
 use serde_json::{json, Value};
@@ -429,23 +431,51 @@ async fn image(
     response
 }
 
-/// The change context of a request, its errors in ecs-api's form.
-pub fn change_context<'a>(
-    state: &'a AppState,
-    principal: &'a overcast_core::auth::Principal,
-    headers: &HeaderMap,
-    method: &Method,
-    uri: &Uri,
-    body: &[u8],
-) -> Result<ChangeContext<'a>, EcsError> {
-    Ok(ChangeContext::new(
-        state,
-        principal,
-        headers,
-        method,
-        uri.path(),
-        body,
-    )?)
+/// A change request as it was sent: its idempotency is computed from all of it.
+pub struct Sent {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl<S: Send + Sync> FromRequest<S> for Sent {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Response> {
+        let (method, uri, headers) = (
+            request.method().clone(),
+            request.uri().clone(),
+            request.headers().clone(),
+        );
+        let body = Bytes::from_request(request, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(Sent {
+            method,
+            uri,
+            headers,
+            body,
+        })
+    }
+}
+
+impl Sent {
+    /// Its change context: who asks, and the request's idempotency.
+    pub fn context<'a>(
+        &self,
+        state: &'a AppState,
+        principal: &'a Principal,
+    ) -> Result<ChangeContext<'a>, EcsError> {
+        Ok(ChangeContext::new(
+            state,
+            principal,
+            &self.headers,
+            &self.method,
+            self.uri.path(),
+            &self.body,
+        )?)
+    }
 }
 
 #[cfg(test)]

@@ -3,9 +3,7 @@
 //! failure undoes what it made; the update of tags and deployments; the delete, recursive
 //! or not; and the list, show (`?all=true`), events and logs (CONTRACTS.md §2.4–2.7).
 
-use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 use overcast_core::auth::Principal;
 use overcast_core::containers::{
@@ -23,8 +21,8 @@ use std::collections::BTreeMap;
 
 use super::decode::{self, GoStruct};
 use super::{
-    account, change_context, finished, go_bool, json_answer, query_values, render, respond,
-    with_org, EcsError, ORG_KEYS,
+    account, finished, go_bool, json_answer, query_values, render, respond, with_org, EcsError,
+    Sent, ORG_KEYS,
 };
 use crate::compat::audited;
 use crate::native::extract::{ApiPath, Caller};
@@ -487,17 +485,14 @@ pub async fn create(
     State(state): State<AppState>,
     Caller(principal): Caller,
     ApiPath(account_name): ApiPath<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    sent: Sent,
 ) -> Response {
     respond(
         async {
-            let value = decode::body(&body)?;
+            let value = decode::body(&sent.body)?;
             let env = account(&state, &account_name, "ecs")?.environment;
             let request = stack_request(&state, &principal, &env, &value).await?;
-            let cx = change_context(&state, &principal, &headers, &method, &uri, &body)?;
+            let cx = sent.context(&state, &principal)?;
             let operation = state
                 .core
                 .create_container_stack(&principal, &env, &request, cx.idempotency.as_ref())
@@ -706,14 +701,11 @@ pub async fn update(
     State(state): State<AppState>,
     Caller(principal): Caller,
     ApiPath((account_name, cluster, name)): ApiPath<(String, String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    sent: Sent,
 ) -> Response {
     respond(
         async {
-            let value = decode::body(&body)?;
+            let value = decode::body(&sent.body)?;
             let input = GoStruct::of(&value, "orchestration.ServiceOrchestrationUpdateInput")?;
             let env = account(&state, &account_name, "ecs")?.environment;
             let given_tags = input.has("Tags").then(|| input.tags("Tags")).transpose()?;
@@ -733,7 +725,7 @@ pub async fn update(
                     )));
                 }
             }
-            let cx = change_context(&state, &principal, &headers, &method, &uri, &body)?;
+            let cx = sent.context(&state, &principal)?;
             // One request, up to three operations: the last one carries the request's
             // idempotency, and tagging twice is harmless.
             let mut last = None;
@@ -800,16 +792,14 @@ pub async fn delete(
     Caller(principal): Caller,
     ApiPath((account_name, cluster, name)): ApiPath<(String, String, String)>,
     RawQuery(query): RawQuery,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    sent: Sent,
 ) -> Response {
     respond(
         async {
             let env = account(&state, &account_name, "ecs")?.environment;
             let recursive = go_bool(query_values(query.as_deref())?.get("recursive"));
             let service = service_of(&state, &principal, &env, &cluster, &name).await?;
-            let cx = change_context(&state, &principal, &headers, &method, &uri, b"")?;
+            let cx = sent.context(&state, &principal)?;
             let operation = state
                 .core
                 .delete_container_service(

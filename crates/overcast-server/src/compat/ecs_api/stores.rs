@@ -3,9 +3,7 @@
 //! `/{prefix}/{param}`, which lives at `/{org}/{prefix}/{param}` in the backend exactly
 //! where ecs-api put it. Reads never answer a value.
 
-use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 use overcast_core::auth::Principal;
 use overcast_core::parameters::{ParameterQuery, PutParameterRequest};
@@ -17,8 +15,8 @@ use std::collections::BTreeMap;
 
 use super::decode::{self, GoStruct};
 use super::{
-    account, change_context, finished, json_answer, query_values, render, respond, text_answer,
-    with_org, EcsError, ORG_KEYS, ORG_TAG,
+    account, finished, json_answer, query_values, render, respond, text_answer, with_org, EcsError,
+    Sent, ORG_KEYS, ORG_TAG,
 };
 use crate::compat::{audited, ChangeContext};
 use crate::native::extract::{ApiPath, Caller};
@@ -106,14 +104,11 @@ pub async fn create_secret(
     State(state): State<AppState>,
     Caller(principal): Caller,
     ApiPath(account_name): ApiPath<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    sent: Sent,
 ) -> Response {
     respond(
         async {
-            let value = decode::body(&body).map_err(|e| {
+            let value = decode::body(&sent.body).map_err(|e| {
                 EcsError::bad_request(format!(
                     "cannot decode body into create secret create input: {}",
                     e.text
@@ -130,7 +125,7 @@ pub async fn create_secret(
                 region: None,
                 tags: with_org(&principal.org, input.tags("Tags")?),
             };
-            let cx = change_context(&state, &principal, &headers, &method, &uri, &body)?;
+            let cx = sent.context(&state, &principal)?;
             let operation = state
                 .core
                 .create_secret(&principal, &env, &request, cx.idempotency.as_ref())
@@ -173,9 +168,7 @@ pub async fn delete_secret(
     Caller(principal): Caller,
     ApiPath((account_name, given)): ApiPath<(String, String)>,
     RawQuery(query): RawQuery,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    sent: Sent,
 ) -> Response {
     respond(
         async {
@@ -192,7 +185,7 @@ pub async fn delete_secret(
                 ));
             }
             let secret = secret_of(&state, &principal, &env, &given).await?;
-            let cx = change_context(&state, &principal, &headers, &method, &uri, b"")?;
+            let cx = sent.context(&state, &principal)?;
             let operation = state
                 .core
                 .delete_secret(
@@ -233,14 +226,11 @@ pub async fn update_secret(
     State(state): State<AppState>,
     Caller(principal): Caller,
     ApiPath((account_name, given)): ApiPath<(String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    sent: Sent,
 ) -> Response {
     respond(
         async {
-            let value = decode::body(&body)?;
+            let value = decode::body(&sent.body)?;
             let input = GoStruct::of(&value, "api.SecretUpdateInput")?;
             let env = account(&state, &account_name, SECRETS)?.environment;
             let tags = input.tags("Tags")?;
@@ -257,7 +247,7 @@ pub async fn update_secret(
                 tags,
                 ..UpdateSecretRequest::default()
             };
-            let cx = change_context(&state, &principal, &headers, &method, &uri, &body)?;
+            let cx = sent.context(&state, &principal)?;
             let operation = state
                 .core
                 .update_secret(
@@ -353,14 +343,11 @@ pub async fn create_parameter(
     State(state): State<AppState>,
     Caller(principal): Caller,
     ApiPath((account_name, prefix)): ApiPath<(String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    sent: Sent,
 ) -> Response {
     respond(
         async {
-            let value = decode::body(&body).map_err(|e| {
+            let value = decode::body(&sent.body).map_err(|e| {
                 EcsError::bad_request(format!(
                     "cannot decode body into put parameter input: {}",
                     e.text
@@ -376,7 +363,7 @@ pub async fn create_parameter(
                 )));
             }
             let name = parameter_name(&prefix, &short);
-            let cx = change_context(&state, &principal, &headers, &method, &uri, &body)?;
+            let cx = sent.context(&state, &principal)?;
             let kind = parameter_type(&input)?.unwrap_or(ParameterType::SecureString);
             let tags = caller_tags(input.tags("Tags")?);
             let operation = put_value(
@@ -452,14 +439,12 @@ pub async fn delete_parameters(
     State(state): State<AppState>,
     Caller(principal): Caller,
     ApiPath((account_name, prefix)): ApiPath<(String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    sent: Sent,
 ) -> Response {
     respond(
         async {
             let env = account(&state, &account_name, PARAMETERS)?.environment;
-            let cx = change_context(&state, &principal, &headers, &method, &uri, b"")?;
+            let cx = sent.context(&state, &principal)?;
             let operation = state
                 .core
                 .delete_parameters_under(
@@ -510,15 +495,13 @@ pub async fn delete_parameter(
     State(state): State<AppState>,
     Caller(principal): Caller,
     ApiPath((account_name, prefix, param)): ApiPath<(String, String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    sent: Sent,
 ) -> Response {
     respond(
         async {
             let env = account(&state, &account_name, PARAMETERS)?.environment;
             let name = parameter_name(&prefix, &param);
-            let cx = change_context(&state, &principal, &headers, &method, &uri, b"")?;
+            let cx = sent.context(&state, &principal)?;
             let operation = state
                 .core
                 .delete_parameter(&principal, &env, None, &name, cx.idempotency.as_ref())
@@ -543,14 +526,11 @@ pub async fn update_parameter(
     State(state): State<AppState>,
     Caller(principal): Caller,
     ApiPath((account_name, prefix, param)): ApiPath<(String, String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    sent: Sent,
 ) -> Response {
     respond(
         async {
-            let value = decode::body(&body)?;
+            let value = decode::body(&sent.body)?;
             let input = GoStruct::of(&value, "ssm.PutParameterInput")?;
             let account = account(&state, &account_name, PARAMETERS)?;
             let env = account.environment.as_str();
@@ -570,7 +550,7 @@ pub async fn update_parameter(
                 None
             };
             let new_value = input.string("Value")?.filter(|v| !v.is_empty());
-            let cx = change_context(&state, &principal, &headers, &method, &uri, &body)?;
+            let cx = sent.context(&state, &principal)?;
             let mut last = None;
             if let Some(tags) = tags {
                 let request = TagRequest {
