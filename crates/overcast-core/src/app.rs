@@ -4,7 +4,7 @@
 //! Each resource module adds its use cases in an `impl Core` block of its own.
 
 use overcast_provider::ProviderFactories;
-use overcast_store::{Created, IdempotencyClaim, Store};
+use overcast_store::{Backend, Created, Hold, IdempotencyClaim, Store};
 use overcast_types::{Error, Operation, OperationStatus, Page, Role, TokenInfo};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use crate::environments::{EnvironmentView, Environments, MachineTypeView};
 use crate::errors::store_error;
 use crate::ids::{new_id, now};
 use crate::metrics::Metrics;
-use crate::operations::{register_changes, CallCounter, Registered, Runner};
+use crate::operations::{register_changes, CallCounter, Membership, Registered, Runner};
 use crate::{
     buckets, compute, containers, images, key_pairs, objects, orchestration, parameters, secrets,
     security_groups, tags, tokens,
@@ -80,6 +80,25 @@ pub struct EnvironmentReadiness {
     pub reachable: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// A server sharing this server's database, as `GET /v1/servers` shows it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ServerView {
+    pub id: String,
+    pub version: String,
+    pub host: String,
+    pub pid: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub started_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub heartbeat_at: OffsetDateTime,
+    /// The unfinished operations it holds.
+    pub operations: Vec<String>,
+    /// Whether it is the server that answered.
+    pub this: bool,
 }
 
 /// What an operation acts on and whose it is.
@@ -153,11 +172,26 @@ impl Core {
             providers,
             Arc::new(CallCounter::new(metrics.clone())),
         ));
+        let membership = Membership {
+            id: new_id("srv"),
+            lease: Duration::from_secs(config.operation_lease_secs),
+            alone: store.backend() == Backend::Sqlite,
+            elsewhere: config
+                .environments
+                .iter()
+                .filter(|(_, env)| !config.serves(env))
+                .map(|(name, _)| name.clone())
+                .collect(),
+        };
+        if membership.alone {
+            refuse_a_second_server(&store, membership.lease).await?;
+        }
         let runner = Runner::new(
             store.clone(),
             metrics.clone(),
             environments.clone(),
             registry(),
+            membership,
         );
         let core = Arc::new(Core {
             config,
@@ -169,7 +203,7 @@ impl Core {
             bucket_homes: objects::BucketHomes::default(),
         });
         let bootstrap = core.bootstrap_admin(admin_secret).await?;
-        core.runner.resume_unfinished().await?;
+        core.runner.join().await?;
         Ok((core, bootstrap))
     }
 
@@ -186,8 +220,9 @@ impl Core {
         registry().kinds()
     }
 
-    /// Closes the store after in-flight work has stopped using it.
+    /// Lets the other servers take this one's operations, then closes the store.
     pub async fn close(&self) {
+        self.runner.leave().await;
         self.store.close().await;
     }
 
@@ -279,6 +314,37 @@ impl Core {
             store,
             environments,
         }
+    }
+
+    /// The live servers on this database (a heartbeat within three leases), with the
+    /// operations each holds. Admins only.
+    pub async fn servers(&self, principal: &Principal) -> Result<Vec<ServerView>, Error> {
+        principal.require(Role::Admin)?;
+        let lease = self.runner.membership().lease;
+        let live = self
+            .store
+            .servers(now() - lease * 3)
+            .await
+            .map_err(store_error)?;
+        let held = self.store.held_operations().await.map_err(store_error)?;
+        let me = &self.runner.membership().id;
+        Ok(live
+            .into_iter()
+            .map(|server| ServerView {
+                operations: held
+                    .iter()
+                    .filter(|(owner, _)| *owner == server.id)
+                    .map(|(_, id)| id.clone())
+                    .collect(),
+                this: server.id == *me,
+                id: server.id,
+                version: server.version,
+                host: server.host,
+                pid: server.pid,
+                started_at: server.started_at,
+                heartbeat_at: server.heartbeat_at,
+            })
+            .collect())
     }
 
     // ---- environments ---------------------------------------------------------------------
@@ -376,7 +442,12 @@ impl Core {
         }
         let created = self
             .store
-            .create_operation(&operation, claim.as_ref())
+            .create_held_operation(
+                &operation,
+                claim.as_ref(),
+                &self.runner.membership().id,
+                self.runner.lease_until(),
+            )
             .await
             .map_err(store_error);
         if !matches!(created, Ok(Created::New(_))) {
@@ -386,7 +457,11 @@ impl Core {
             Created::New(operation) => {
                 self.metrics
                     .operation(kind, OperationStatus::Pending.as_str());
-                self.runner.submit(operation.clone());
+                let hold = Hold {
+                    owner: self.runner.membership().id.clone(),
+                    fence: 1,
+                };
+                self.runner.submit(operation.clone(), hold);
                 Ok((operation, true))
             }
             Created::Replayed(operation) => Ok((operation, false)),
@@ -493,6 +568,39 @@ fn write_private_file(path: &std::path::Path, contents: &str) -> std::io::Result
         .mode(0o600)
         .open(path)?;
     file.write_all(contents.as_bytes())
+}
+
+/// Whether a process of this host runs: a killed one not yet reaped (a zombie) does not.
+fn process_runs(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+            .is_some_and(|state| !matches!(state, 'Z' | 'X'))
+    })
+}
+
+/// One SQLite database serves one server: another live server process on it (a fresh
+/// heartbeat, and on this host a process that still runs) is refused with a word on
+/// PostgreSQL. Servers of this very process (tests open several) are not others.
+async fn refuse_a_second_server(store: &Store, lease: Duration) -> Result<(), Error> {
+    let live = store
+        .servers(now() - lease * 3)
+        .await
+        .map_err(store_error)?;
+    let here = crate::config::host_name();
+    let other = live
+        .iter()
+        .find(|s| s.pid != std::process::id() && (s.host != here || process_runs(s.pid)));
+    match other {
+        None => Ok(()),
+        Some(server) => Err(Error::conflict(
+            "database_in_use",
+            format!(
+                "another overcast server ({}, process {} on {}) uses this SQLite database: one SQLite database serves one server; to run several, give them one PostgreSQL database (database_url = \"postgres://...\")",
+                server.id, server.pid, server.host
+            ),
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -30,6 +30,15 @@ pub struct Config {
     /// The longest wait a request may ask for with `?timeout=`.
     #[serde(default = "default_max_operation_timeout")]
     pub max_operation_timeout_secs: u64,
+    /// This server's name among several on one PostgreSQL (default: the host's name); an
+    /// environment's `served_by` names the server that drives it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    /// With several servers on one PostgreSQL: how long a server's hold on an operation
+    /// lasts without its heartbeat (every third of it), so how soon another server takes
+    /// over the operations of one that died.
+    #[serde(default = "default_operation_lease")]
+    pub operation_lease_secs: u64,
     /// The longest a presigned object link may stay valid (at most 604,800: 7 days, the
     /// most SigV4 allows).
     #[serde(default = "default_presign_max")]
@@ -201,6 +210,11 @@ pub struct EnvironmentConfig {
     /// admins see them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_org: Option<String>,
+    /// With several servers: the one server (by `server_name`) that drives this
+    /// environment, because its resources live on that server's host (local VMs). The
+    /// others list it as served there and refuse its requests; default: any server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_by: Option<String>,
     /// The provider's own keys, e.g. an aws environment's `regions` and `endpoint_url`.
     #[serde(flatten)]
     pub settings: Table,
@@ -214,6 +228,7 @@ impl EnvironmentConfig {
             description: None,
             stages: None,
             default_org: None,
+            served_by: None,
             settings: Table::new(),
         }
     }
@@ -250,6 +265,10 @@ fn default_listen() -> String {
 
 fn default_operation_timeout() -> u64 {
     60
+}
+
+fn default_operation_lease() -> u64 {
+    15
 }
 
 fn default_max_operation_timeout() -> u64 {
@@ -430,11 +449,18 @@ impl Config {
             &mut self.max_operation_timeout_secs,
         );
         number("OVERCAST_PRESIGN_MAX_SECS", &mut self.presign_max_secs);
+        number(
+            "OVERCAST_OPERATION_LEASE_SECS",
+            &mut self.operation_lease_secs,
+        );
         if let Some(listen) = var("OVERCAST_LISTEN") {
             self.listen = listen;
         }
         if let Some(dir) = var("OVERCAST_DATA_DIR") {
             self.data_dir = Some(dir.into());
+        }
+        if let Some(name) = var("OVERCAST_SERVER_NAME") {
+            self.server_name = Some(name);
         }
         if let Some(url) = var("OVERCAST_DATABASE_URL") {
             self.database_url = Some(url);
@@ -521,6 +547,9 @@ impl Config {
                     "must start with sqlite: or postgres://".into(),
                 );
             }
+        }
+        if self.operation_lease_secs == 0 {
+            at("operation_lease_secs".into(), "must be at least 1".into());
         }
         if self.operation_timeout_secs > self.max_operation_timeout_secs {
             at(
@@ -719,6 +748,18 @@ impl Config {
 
     /// The data dir: as configured, else `$XDG_DATA_HOME/overcast`, else
     /// `~/.local/share/overcast`, else `./overcast-data`.
+    /// This server's name: `server_name`, else the host's name.
+    pub fn server_name(&self) -> String {
+        self.server_name.clone().unwrap_or_else(host_name)
+    }
+
+    /// Whether this server drives the environment (it names no other server).
+    pub fn serves(&self, env: &EnvironmentConfig) -> bool {
+        env.served_by
+            .as_ref()
+            .is_none_or(|name| *name == self.server_name())
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         if let Some(dir) = &self.data_dir {
             return dir.clone();
@@ -829,6 +870,16 @@ fn key_offset(doc: &toml_edit::ImDocument<String>, path: &str) -> Option<usize> 
 /// dot in a way that matters here: a name with one fails validation anyway.
 fn split_path(path: &str) -> impl Iterator<Item = &str> {
     path.split('.').filter(|s| !s.is_empty())
+}
+
+/// This machine's name.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 #[cfg(test)]

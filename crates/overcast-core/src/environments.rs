@@ -20,6 +20,8 @@ use crate::errors::provider_error;
 /// A configured environment and its provider.
 pub struct Environment {
     pub name: String,
+    /// The other server that drives it, when this one does not.
+    pub served_by: Option<String>,
     pub config: EnvironmentConfig,
     pub stages: StagePolicy,
     pub provider: Arc<dyn Provider>,
@@ -43,6 +45,9 @@ pub struct EnvironmentView {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub details: BTreeMap<String, String>,
     pub capabilities: Vec<Capability>,
+    /// The other server that drives it (this one refuses its requests).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub served_by: Option<String>,
 }
 
 /// A machine type as the API shows it.
@@ -71,7 +76,16 @@ impl Environments {
             .environments
             .iter()
             .map(|(name, env)| {
+                let served_by = env.served_by.clone().filter(|_| !config.serves(env));
                 let provider = match providers.get(env.provider.as_str()) {
+                    // Never opened here: another server drives it.
+                    Some(_) if served_by.is_some() => Arc::new(Unavailable::new(
+                        env.provider.as_str(),
+                        format!(
+                            "served by server {}, where its resources are",
+                            env.served_by.as_deref().unwrap_or_default()
+                        ),
+                    )) as Arc<dyn Provider>,
                     Some(factory) => factory.build(ProviderContext {
                         name,
                         settings: &env.settings,
@@ -88,6 +102,7 @@ impl Environments {
                 };
                 let environment = Environment {
                     name: name.clone(),
+                    served_by,
                     config: env.clone(),
                     stages: config.stage_policy(name).clone(),
                     provider,
@@ -119,6 +134,18 @@ impl Environments {
 impl Environment {
     /// 503 with the reason when the provider cannot run here.
     fn available(&self) -> Result<&dyn Provider, Error> {
+        if let Some(server) = &self.served_by {
+            return Err(Error {
+                field: Some("environment".into()),
+                ..Error::conflict(
+                    "served_elsewhere",
+                    format!(
+                        "environment {} is driven by server {server}, where its resources are: send its requests there",
+                        self.name
+                    ),
+                )
+            });
+        }
         match self.provider.unavailable_reason() {
             Some(reason) => Err(Error::unavailable(
                 "environment_unavailable",
@@ -207,6 +234,7 @@ impl Environment {
             reason: status.reason,
             details: status.details,
             capabilities: self.provider.capabilities(),
+            served_by: self.served_by.clone(),
         }
     }
 }

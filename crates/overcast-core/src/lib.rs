@@ -28,7 +28,9 @@ mod sim_tests;
 pub mod tags;
 pub mod tokens;
 
-pub use app::{Bootstrap, Core, EnvironmentReadiness, Idempotency, Readiness, ADMIN_ORG};
+pub use app::{
+    Bootstrap, Core, EnvironmentReadiness, Idempotency, Readiness, ServerView, ADMIN_ORG,
+};
 pub use audit::AuditRecord;
 pub use ids::{new_id, now};
 pub use overcast_store::{AuditFilter, OperationFilter, PageRequest, MAX_PAGE};

@@ -1,5 +1,6 @@
-//! Prometheus metrics: HTTP requests, operations, backend calls and their attempts on the
-//! wire, in one registry per server so that tests can run several servers in one process.
+//! Prometheus metrics: HTTP requests, operations, holds on operations, backend calls and
+//! their attempts on the wire, in one registry per server so that tests can run several
+//! servers in one process.
 
 use overcast_provider::{Attempt, AttemptOutcome};
 use prometheus::{
@@ -15,6 +16,18 @@ pub struct Metrics {
     backend_attempts: IntCounterVec,
     backend_retries: IntCounterVec,
     backend_throttles: IntCounterVec,
+    leases: IntCounterVec,
+}
+
+/// What happened to a server's hold on an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseEvent {
+    /// It claimed an operation nobody held.
+    Claim,
+    /// It claimed an operation whose holder's lease had run out.
+    Takeover,
+    /// It found that another server holds an operation it was running, and stopped.
+    Lost,
 }
 
 impl Metrics {
@@ -59,6 +72,12 @@ impl Metrics {
             "Attempts of backend calls the backend throttled, by provider, action and region.",
             &["provider", "action", "region"],
         );
+        let leases = counter(
+            "overcast_operation_leases_total",
+            "Holds on operations this server took or lost: claim (nobody held it), takeover \
+             (its holder's lease ran out), lost (another server holds it now).",
+            &["event"],
+        );
         let http_seconds = HistogramVec::new(
             HistogramOpts::new(
                 "overcast_http_request_duration_seconds",
@@ -79,7 +98,17 @@ impl Metrics {
             backend_attempts,
             backend_retries,
             backend_throttles,
+            leases,
         }
+    }
+
+    pub fn lease(&self, event: LeaseEvent) {
+        let name = match event {
+            LeaseEvent::Claim => "claim",
+            LeaseEvent::Takeover => "takeover",
+            LeaseEvent::Lost => "lost",
+        };
+        self.leases.with_label_values(&[name]).inc();
     }
 
     pub fn http_request(&self, route: &str, method: &str, status: u16, seconds: f64) {

@@ -12,7 +12,7 @@ use overcast_types::{
 };
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -148,7 +148,8 @@ async fn run_again(core: &Core, id: &str) -> Result<Operation, Error> {
         operation,
         store: core.store.clone(),
         environments: core.environments.clone(),
-        cancelled: Arc::new(AtomicBool::new(false)),
+        hold: None,
+        flags: crate::operations::context::RunFlags::new(false, u64::MAX),
         handovers: Default::default(),
         given: Default::default(),
         calls: Arc::new(AtomicU64::new(0)),
@@ -550,14 +551,19 @@ async fn a_resumed_bulk_stop_acts_only_on_the_targets_it_had_not_recorded() {
     };
     operation.progress = Progress { done: 2, total: 6 };
     let store = &sim.core.store;
-    store.create_operation(&operation, None).await.unwrap();
+    // Held by a server that died, as the crashed run left it: only a restart takes it.
+    let dead_hold = crate::ids::now() + Duration::from_secs(3600);
     store
-        .mark_running(&operation.id, crate::ids::now())
+        .create_held_operation(&operation, None, "srv_dead", dead_hold)
+        .await
+        .unwrap();
+    store
+        .mark_running(&operation.id, None, crate::ids::now())
         .await
         .unwrap();
     let recorded = vec![TargetResult::done(&ids[0]), TargetResult::done(&ids[1])];
     store
-        .save_progress(&operation.id, operation.progress, &recorded, 0)
+        .save_progress(&operation.id, None, operation.progress, &recorded, 0)
         .await
         .unwrap();
 

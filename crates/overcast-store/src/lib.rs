@@ -11,6 +11,11 @@ use sqlx::{Any, AnyPool, Row};
 use std::time::Duration;
 use time::OffsetDateTime;
 
+mod coordination;
+
+use coordination::{fenced, with_hold};
+pub use coordination::{Claimed, Hold, Renewed, Saved, ServerRecord, NOTIFY_CHANNEL};
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Listings never return more than this many rows at once.
@@ -27,6 +32,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored {what} cannot be read: {detail}")]
     Corrupt { what: &'static str, detail: String },
+    #[error("operation {id} is held by another server now: this server's write was refused")]
+    Fenced { id: String },
     #[error("cannot create the database file {path}: {source}")]
     File {
         path: String,
@@ -144,6 +151,8 @@ impl Conditions {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Where it connected, for the PostgreSQL listener of [`Store::listen`].
+    url: std::sync::Arc<str>,
 }
 
 impl Store {
@@ -170,6 +179,7 @@ impl Store {
             }
             _ => url.to_string(),
         };
+        let listen_url: std::sync::Arc<str> = url.as_str().into();
         let pool = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 4 } else { 10 })
             .acquire_timeout(Duration::from_secs(10))
@@ -194,7 +204,11 @@ impl Store {
             .connect(&url)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            url: listen_url,
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -326,6 +340,17 @@ impl Store {
         operation: &Operation,
         claim: Option<&IdempotencyClaim>,
     ) -> Result<Created, StoreError> {
+        self.insert_operation(operation, claim, None).await
+    }
+
+    /// [`Store::create_operation`], the operation held by `holder` (a server, until a time)
+    /// from the moment it exists, when given.
+    pub(crate) async fn insert_operation(
+        &self,
+        operation: &Operation,
+        claim: Option<&IdempotencyClaim>,
+        holder: Option<(&str, OffsetDateTime)>,
+    ) -> Result<Created, StoreError> {
         let mut tx = self.pool.begin().await?;
         if let Some(claim) = claim {
             let inserted = sqlx::query(
@@ -355,8 +380,9 @@ impl Store {
         sqlx::query(
             "INSERT INTO operations (id, kind, org, environment, target, requested_by, status,
                  progress_done, progress_total, results, error, input, cancel_requested,
-                 created_at, started_at, finished_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+                 created_at, started_at, finished_at, owner, lease_until, fence)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                 $17, $18, $19)",
         )
         .bind(operation.id.as_str())
         .bind(operation.kind.as_str())
@@ -374,6 +400,9 @@ impl Store {
         .bind(to_ms(operation.created_at))
         .bind(operation.started_at.map(to_ms))
         .bind(operation.finished_at.map(to_ms))
+        .bind(holder.map(|(owner, _)| owner))
+        .bind(holder.map(|(_, until)| to_ms(until)))
+        .bind(i64::from(holder.is_some()))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -445,72 +474,94 @@ impl Store {
         .await
     }
 
-    /// Operations a restart must resume: pending or running.
-    pub async fn unfinished_operations(&self) -> Result<Vec<Operation>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "{OPERATION_SELECT} WHERE status IN ('pending', 'running') ORDER BY id"
-        ))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(operation_from_row).collect()
-    }
-
     /// Moves a pending or running operation to running. False when it has already ended
-    /// (e.g. it was cancelled before it started).
-    pub async fn mark_running(&self, id: &str, at: OffsetDateTime) -> Result<bool, StoreError> {
-        let changed = sqlx::query(
+    /// (e.g. it was cancelled before it started), or when `hold` is no longer its holder's.
+    pub async fn mark_running(
+        &self,
+        id: &str,
+        hold: Option<&Hold>,
+        at: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let query = fenced(
             "UPDATE operations SET status = 'running', started_at = COALESCE(started_at, $2)
              WHERE id = $1 AND status IN ('pending', 'running')",
-        )
-        .bind(id)
-        .bind(to_ms(at))
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
+            hold,
+            3,
+        );
+        let changed = with_hold(sqlx::query(&query).bind(id).bind(to_ms(at)), hold)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
         Ok(changed == 1)
     }
 
-    /// Saves how far a running operation has come and how many backend calls it made.
+    /// Saves how far a running operation has come and how many backend calls it made, and
+    /// answers whether a cancel was asked for meanwhile. Under a `hold` that is no longer
+    /// the operation's, nothing is saved: [`StoreError::Fenced`].
     pub async fn save_progress(
         &self,
         id: &str,
+        hold: Option<&Hold>,
         progress: Progress,
         results: &[TargetResult],
         backend_calls: u64,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
+    ) -> Result<Saved, StoreError> {
+        let query = fenced(
             "UPDATE operations SET progress_done = $2, progress_total = $3, results = $4,
                  backend_calls = $5 WHERE id = $1",
+            hold,
+            6,
+        ) + " RETURNING cancel_requested";
+        let row = with_hold(
+            sqlx::query(&query)
+                .bind(id)
+                .bind(progress.done as i64)
+                .bind(progress.total as i64)
+                .bind(to_json(&results))
+                .bind(backend_calls as i64),
+            hold,
         )
-        .bind(id)
-        .bind(progress.done as i64)
-        .bind(progress.total as i64)
-        .bind(to_json(&results))
-        .bind(backend_calls as i64)
-        .execute(&self.pool)
+        .fetch_optional(&self.pool)
         .await?;
-        Ok(())
+        match row {
+            Some(row) => Ok(Saved {
+                cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
+            }),
+            None => Err(StoreError::Fenced { id: id.to_string() }),
+        }
     }
 
-    /// Ends an operation that has not ended yet. False when it had already ended.
+    /// Ends an operation that has not ended yet. False when it had already ended, or when
+    /// `hold` is no longer its holder's.
     pub async fn finish_operation(
         &self,
         id: &str,
+        hold: Option<&Hold>,
         status: OperationStatus,
         error: Option<&OperationError>,
         at: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let changed = sqlx::query(
-            "UPDATE operations SET status = $2, error = $3, finished_at = $4
+        let query = fenced(
+            "UPDATE operations SET status = $2, error = $3, finished_at = $4, owner = NULL,
+                 lease_until = NULL
              WHERE id = $1 AND status IN ('pending', 'running')",
+            hold,
+            5,
+        );
+        let changed = with_hold(
+            sqlx::query(&query)
+                .bind(id)
+                .bind(status.as_str())
+                .bind(error.map(to_json))
+                .bind(to_ms(at)),
+            hold,
         )
-        .bind(id)
-        .bind(status.as_str())
-        .bind(error.map(to_json))
-        .bind(to_ms(at))
         .execute(&self.pool)
         .await?
         .rows_affected();
+        if changed == 1 {
+            self.notify(&format!("ended:{id}")).await?;
+        }
         Ok(changed == 1)
     }
 
@@ -525,6 +576,9 @@ impl Store {
         .execute(&self.pool)
         .await?
         .rows_affected();
+        if changed == 1 {
+            self.notify(&format!("cancel:{id}")).await?;
+        }
         Ok(changed == 1)
     }
 
@@ -641,7 +695,7 @@ fn token_from_row(row: &AnyRow) -> Result<TokenInfo, StoreError> {
     })
 }
 
-fn operation_from_row(row: &AnyRow) -> Result<Operation, StoreError> {
+pub(crate) fn operation_from_row(row: &AnyRow) -> Result<Operation, StoreError> {
     let status: String = row.try_get("status")?;
     let error: Option<String> = row.try_get("error")?;
     Ok(Operation {

@@ -3,7 +3,8 @@
 //! starts on loopback).
 
 use overcast_store::{
-    AuditFilter, Created, IdempotencyClaim, OperationFilter, PageRequest, Revoked, Store,
+    AuditFilter, Created, Hold, IdempotencyClaim, OperationFilter, PageRequest, Revoked,
+    ServerRecord, Store, StoreError,
 };
 use overcast_types::{
     AuditEntry, ErrorKind, Operation, OperationError, OperationStatus, Progress, Role,
@@ -147,9 +148,9 @@ async fn operations_move_through_their_statuses(store: &Store) {
     );
     assert_eq!(store.operation("op_1").await.unwrap().unwrap(), op);
 
-    assert!(store.mark_running("op_1", t(5)).await.unwrap());
+    assert!(store.mark_running("op_1", None, t(5)).await.unwrap());
     // Resuming a running operation keeps its first start time.
-    assert!(store.mark_running("op_1", t(9)).await.unwrap());
+    assert!(store.mark_running("op_1", None, t(9)).await.unwrap());
     let results = vec![TargetResult {
         target: "i-1".into(),
         outcome: TargetOutcome::Done,
@@ -157,7 +158,7 @@ async fn operations_move_through_their_statuses(store: &Store) {
         detail: Some(serde_json::json!({"state": "running"})),
     }];
     store
-        .save_progress("op_1", Progress { done: 1, total: 2 }, &results, 7)
+        .save_progress("op_1", None, Progress { done: 1, total: 2 }, &results, 7)
         .await
         .unwrap();
     let error = OperationError {
@@ -167,15 +168,15 @@ async fn operations_move_through_their_statuses(store: &Store) {
         kind: Some(ErrorKind::Conflict),
     };
     assert!(store
-        .finish_operation("op_1", OperationStatus::Failed, Some(&error), t(20))
+        .finish_operation("op_1", None, OperationStatus::Failed, Some(&error), t(20))
         .await
         .unwrap());
     // An ended operation stays as it ended.
     assert!(!store
-        .finish_operation("op_1", OperationStatus::Succeeded, None, t(30))
+        .finish_operation("op_1", None, OperationStatus::Succeeded, None, t(30))
         .await
         .unwrap());
-    assert!(!store.mark_running("op_1", t(40)).await.unwrap());
+    assert!(!store.mark_running("op_1", None, t(40)).await.unwrap());
     assert!(!store.request_cancel("op_1").await.unwrap());
 
     let got = store.operation("op_1").await.unwrap().unwrap();
@@ -189,27 +190,198 @@ async fn operations_move_through_their_statuses(store: &Store) {
     assert_eq!(got.input, serde_json::json!({"count": 2}));
 }
 
-async fn unfinished_operations_are_found_for_resume(store: &Store) {
+async fn unfinished_operations_are_claimed_once_and_former_holders_fenced(store: &Store) {
     for (id, status) in [("op_a", None), ("op_b", Some("run")), ("op_c", Some("end"))] {
         store
             .create_operation(&operation(id, "acme", "k", 0), None)
             .await
             .unwrap();
         if status.is_some() {
-            store.mark_running(id, t(1)).await.unwrap();
+            store.mark_running(id, None, t(1)).await.unwrap();
         }
         if status == Some("end") {
             store
-                .finish_operation(id, OperationStatus::Succeeded, None, t(2))
+                .finish_operation(id, None, OperationStatus::Succeeded, None, t(2))
                 .await
                 .unwrap();
         }
     }
+    store
+        .create_held_operation(&operation("op_d", "acme", "k", 0), None, "srv_b", t(1000))
+        .await
+        .unwrap();
     assert!(store.request_cancel("op_a").await.unwrap());
-    let unfinished = store.unfinished_operations().await.unwrap();
-    let ids: Vec<_> = unfinished.iter().map(|o| o.id.as_str()).collect();
+
+    // The unfinished ones nobody holds are claimed, each once; the held one is left.
+    let claimed = store
+        .claim_operations("srv_a", t(10), t(510), 10, false, &[])
+        .await
+        .unwrap();
+    let ids: Vec<_> = claimed.iter().map(|c| c.operation.id.as_str()).collect();
     assert_eq!(ids, ["op_a", "op_b"]);
-    assert!(unfinished[0].cancel_requested && !unfinished[1].cancel_requested);
+    assert!(claimed[0].operation.cancel_requested && !claimed[1].operation.cancel_requested);
+    assert!(claimed.iter().all(|c| c.hold
+        == Hold {
+            owner: "srv_a".into(),
+            fence: 1
+        }));
+    assert!(claimed.iter().all(|c| c.previous_owner.is_none()));
+    let again = store
+        .claim_operations("srv_c", t(20), t(520), 10, false, &[])
+        .await
+        .unwrap();
+    assert!(
+        again.is_empty(),
+        "held ones are not claimed while their leases last"
+    );
+
+    // Renewals answer what is still held, with the cancels asked for.
+    let mine = ["op_a".to_string(), "op_b".to_string(), "op_d".to_string()];
+    let renewed = store.renew_leases("srv_a", &mine, t(600)).await.unwrap();
+    let mut held: Vec<_> = renewed
+        .iter()
+        .map(|r| (r.id.as_str(), r.cancel_requested))
+        .collect();
+    held.sort();
+    assert_eq!(held, [("op_a", true), ("op_b", false)]);
+
+    // Once srv_a's leases ran out, srv_c takes its operations over; srv_a's writes are
+    // refused from then on, and its renewal finds nothing.
+    let taken = store
+        .claim_operations("srv_c", t(700), t(1200), 1, false, &[])
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].operation.id, "op_a");
+    assert_eq!(taken[0].hold.fence, 2);
+    assert_eq!(taken[0].previous_owner.as_deref(), Some("srv_a"));
+    let former = Hold {
+        owner: "srv_a".into(),
+        fence: 1,
+    };
+    let refused = store
+        .save_progress("op_a", Some(&former), Progress::default(), &[], 0)
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, StoreError::Fenced { .. }), "{refused}");
+    assert!(!store
+        .mark_running("op_a", Some(&former), t(701))
+        .await
+        .unwrap());
+    assert!(!store
+        .finish_operation(
+            "op_a",
+            Some(&former),
+            OperationStatus::Succeeded,
+            None,
+            t(702)
+        )
+        .await
+        .unwrap());
+    let holder = &taken[0].hold;
+    assert!(
+        store
+            .save_progress("op_a", Some(holder), Progress::default(), &[], 0)
+            .await
+            .unwrap()
+            .cancel_requested
+    );
+    assert!(store
+        .finish_operation(
+            "op_a",
+            Some(holder),
+            OperationStatus::Cancelled,
+            None,
+            t(703)
+        )
+        .await
+        .unwrap());
+    let still: Vec<_> = store
+        .renew_leases("srv_a", &mine, t(800))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(still, ["op_b"]);
+
+    // A lone server at its start takes everything unfinished; a stopping one lets go.
+    let every = store
+        .claim_operations("srv_d", t(801), t(1300), 10, true, &[])
+        .await
+        .unwrap();
+    let ids: Vec<_> = every.iter().map(|c| c.operation.id.as_str()).collect();
+    assert_eq!(ids, ["op_b", "op_d"]);
+    assert_eq!(store.release_operations("srv_d").await.unwrap(), 2);
+    assert!(store.held_operations().await.unwrap().is_empty());
+    let local = ["aws-dev".to_string()];
+    let excluded = store
+        .claim_operations("srv_e", t(802), t(1300), 10, false, &local)
+        .await
+        .unwrap();
+    assert!(
+        excluded.is_empty(),
+        "another host's environment is left to it"
+    );
+    let claimed = store
+        .claim_operations("srv_e", t(802), t(1300), 10, false, &["env-b".to_string()])
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
+}
+
+async fn concurrent_claims_never_take_one_operation_twice(store: &Store) {
+    for i in 0..200 {
+        store
+            .create_operation(&operation(&format!("op_{i:03}"), "acme", "k", 0), None)
+            .await
+            .unwrap();
+    }
+    let claimers = (0..3).map(|n| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let owner = format!("srv_{n}");
+            let mut mine = Vec::new();
+            loop {
+                let claimed = store
+                    .claim_operations(&owner, t(10), t(10_000), 7, false, &[])
+                    .await
+                    .unwrap();
+                if claimed.is_empty() {
+                    return mine;
+                }
+                mine.extend(claimed.into_iter().map(|c| c.operation.id));
+            }
+        })
+    });
+    let mut all = Vec::new();
+    for claimer in claimers {
+        all.extend(claimer.await.unwrap());
+    }
+    let distinct: HashSet<_> = all.iter().collect();
+    assert_eq!((all.len(), distinct.len()), (200, 200));
+    let held = store.held_operations().await.unwrap();
+    assert_eq!(held.len(), 200);
+}
+
+async fn servers_register_beat_and_are_forgotten(store: &Store) {
+    let server = |id: &str, at: i64| ServerRecord {
+        id: id.into(),
+        version: "0.1.0".into(),
+        host: "h1".into(),
+        pid: 42,
+        started_at: t(at),
+        heartbeat_at: t(at),
+    };
+    store.register_server(&server("srv_a", 0)).await.unwrap();
+    store.register_server(&server("srv_b", 0)).await.unwrap();
+    store.heartbeat("srv_b", t(5_000)).await.unwrap();
+    let live = store.servers(t(1_000)).await.unwrap();
+    assert_eq!(live.len(), 1, "srv_a's heartbeat is too old: {live:?}");
+    assert_eq!(live[0].id, "srv_b");
+    assert_eq!(live[0].heartbeat_at, t(5_000));
+    store.remove_server("srv_b").await.unwrap();
+    assert!(store.servers(t(0)).await.unwrap().is_empty());
 }
 
 async fn an_idempotency_key_replays_or_conflicts(store: &Store) {
@@ -299,7 +471,7 @@ async fn operations_are_paged_and_filtered(store: &Store) {
             .await
             .unwrap();
     }
-    store.mark_running("op_3", t(1)).await.unwrap();
+    store.mark_running("op_3", None, t(1)).await.unwrap();
 
     let mut seen = vec![];
     let mut after = None;
@@ -522,7 +694,9 @@ contract!(
     tokens_are_found_by_hash_and_revoked_once,
     one_secret_is_recorded_once_whoever_records_it,
     operations_move_through_their_statuses,
-    unfinished_operations_are_found_for_resume,
+    unfinished_operations_are_claimed_once_and_former_holders_fenced,
+    concurrent_claims_never_take_one_operation_twice,
+    servers_register_beat_and_are_forgotten,
     an_idempotency_key_replays_or_conflicts,
     concurrent_requests_with_one_key_create_one_operation,
     operations_are_paged_and_filtered,

@@ -37,6 +37,7 @@ pub mod api;
 pub mod faults;
 pub mod metrics;
 pub mod moto;
+pub mod postgres;
 pub mod process;
 #[cfg(feature = "qemu")]
 pub mod qemu;

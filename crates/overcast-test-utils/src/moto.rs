@@ -161,6 +161,53 @@ mod sdk {
         images.images()[0].image_id().unwrap().to_string()
     }
 
+    /// Launches `count` instances (in batches of 500) tagged as the admin org's, in
+    /// `stage`, straight in moto.
+    pub async fn launch_fleet(ec2: &aws_sdk_ec2::Client, count: i32, stage: &str) {
+        use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+        let image = some_image(ec2).await;
+        let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
+        let mut left = count;
+        while left > 0 {
+            let batch = left.min(500);
+            ec2.run_instances()
+                .image_id(&image)
+                .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+                .min_count(batch)
+                .max_count(batch)
+                .tag_specifications(
+                    TagSpecification::builder()
+                        .resource_type(ResourceType::Instance)
+                        .tags(tag("overcast:org", "admin"))
+                        .tags(tag("stage", stage))
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap();
+            left -= batch;
+        }
+    }
+
+    /// How many instances moto holds in `state`.
+    pub async fn count_in_state(ec2: &aws_sdk_ec2::Client, state: &str) -> usize {
+        let out = ec2
+            .describe_instances()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("instance-state-name")
+                    .values(state)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        out.reservations()
+            .iter()
+            .map(|r| r.instances().len())
+            .sum::<usize>()
+    }
+
     /// One instance as moto holds it.
     #[derive(Debug, Clone)]
     pub struct InMoto {

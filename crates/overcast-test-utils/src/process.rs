@@ -121,6 +121,34 @@ pub fn serve(bin: &str, config: &Path) -> Served {
     serve_with(bin, config, &[], &[])
 }
 
+/// `overcast serve --config CONFIG` expected to refuse to start: answers what it said on
+/// stderr as it exited. A server that keeps running fails the test (and is stopped).
+pub fn refused_to_serve(bin: &str, config: &Path) -> String {
+    let mut child = Command::new(bin)
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env("OVERCAST_ADMIN_TOKEN", ADMIN)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("overcast serve was expected to refuse to start, and kept running");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!exit.success(), "it exited successfully: {stderr}");
+    stderr
+}
+
 /// `overcast serve --config CONFIG` with some environment variables set and some removed.
 pub fn serve_with(bin: &str, config: &Path, set: &[(&str, &str)], remove: &[&str]) -> Served {
     let mut command = Command::new(bin);

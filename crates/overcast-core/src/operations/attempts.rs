@@ -112,11 +112,11 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::operations::context::RunFlags;
     use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-    use std::sync::Arc;
 
     fn not_cancelled() -> Cancellation {
-        Cancellation(Arc::new(AtomicBool::new(false)))
+        Cancellation(RunFlags::new(false, u64::MAX))
     }
 
     fn lost_answer() -> ProviderError {

@@ -1,12 +1,13 @@
 //! What a change sees of its operation while it runs: the record and its saved results, the
-//! environments and the store, and the means to save progress, take a value its request
-//! gave it, hand a secret to the waiting request and notice a cancel.
+//! environments and the store, and the means to save progress (under this server's hold),
+//! take a value its request gave it, hand a secret to the waiting request and notice a
+//! cancel or a hold taken over.
 
-use overcast_store::Store;
-use overcast_types::{Error, Operation, TargetResult};
+use overcast_store::{Hold, Store, StoreError};
+use overcast_types::{Error, ErrorKind, Operation, TargetResult};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::environments::{Environment, Environments};
@@ -42,7 +43,9 @@ pub struct OperationContext {
     pub(crate) operation: Operation,
     pub(crate) store: Store,
     pub(crate) environments: Arc<Environments>,
-    pub(crate) cancelled: Arc<AtomicBool>,
+    /// This server's hold on the operation; every save is fenced by it.
+    pub(crate) hold: Option<Hold>,
+    pub(crate) flags: Arc<RunFlags>,
     pub(crate) handovers: Handovers,
     /// Values requests gave their operations' changes.
     pub(crate) given: Handovers,
@@ -143,32 +146,98 @@ impl OperationContext {
         self.cancellation().check()
     }
 
-    /// A handle to check for a cancel from work that runs beside the change.
+    /// A handle to check for a cancel (or a lost hold) from work that runs beside the
+    /// change.
     pub fn cancellation(&self) -> Cancellation {
-        Cancellation(self.cancelled.clone())
+        Cancellation(self.flags.clone())
     }
 
+    /// Saves the operation as it stands, under this server's hold: a save refused because
+    /// another server holds the operation now stops this run; a cancel asked for on any
+    /// server is learnt here.
     pub(crate) async fn save(&self) -> Result<(), Error> {
-        self.store
+        let saved = self
+            .store
             .save_progress(
                 &self.operation.id,
+                self.hold.as_ref(),
                 self.operation.progress,
                 &self.operation.results,
                 self.calls.load(Ordering::SeqCst),
             )
-            .await
-            .map_err(store_error)
+            .await;
+        match saved {
+            Ok(saved) => {
+                if saved.cancel_requested {
+                    self.flags.cancelled.store(true, Ordering::SeqCst);
+                }
+                Ok(())
+            }
+            Err(StoreError::Fenced { .. }) => {
+                self.flags.lost.store(true, Ordering::SeqCst);
+                Err(lease_lost())
+            }
+            Err(e) => Err(store_error(e)),
+        }
     }
 }
 
-/// Whether an operation was asked to stop.
+/// Milliseconds since this process's first look at the clock: a monotonic time that a
+/// paused process sees jump, so a hold that ran out meanwhile is noticed.
+pub(crate) fn monotonic_ms() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+/// What a run of an operation must stop for: a cancel, or this server's hold on it gone.
+#[derive(Debug)]
+pub(crate) struct RunFlags {
+    pub(crate) cancelled: AtomicBool,
+    /// Another server holds the operation now.
+    pub(crate) lost: AtomicBool,
+    /// Until when (by [`monotonic_ms`]) the hold lasts without another renewal.
+    pub(crate) valid_until: AtomicU64,
+}
+
+impl RunFlags {
+    /// Flags for a run held until `valid_until` (by [`monotonic_ms`]; `u64::MAX`: a run
+    /// no other server can take).
+    pub(crate) fn new(cancelled: bool, valid_until: u64) -> Arc<RunFlags> {
+        Arc::new(RunFlags {
+            cancelled: AtomicBool::new(cancelled),
+            lost: AtomicBool::new(false),
+            valid_until: AtomicU64::new(valid_until),
+        })
+    }
+
+    /// Whether this server may no longer act for the operation.
+    pub(crate) fn hold_gone(&self) -> bool {
+        self.lost.load(Ordering::SeqCst) || monotonic_ms() > self.valid_until.load(Ordering::SeqCst)
+    }
+}
+
+/// The error a run stops with when another server may hold its operation.
+pub(crate) fn lease_lost() -> Error {
+    Error::new(
+        ErrorKind::Conflict,
+        "lease_lost",
+        "this server's hold on the operation ran out or was taken over: another server \
+         goes on with it",
+    )
+}
+
+/// Whether an operation was asked to stop, or its run must stop because this server's
+/// hold on it is gone (checked before every step, so a paused server does not act again).
 #[derive(Clone)]
-pub struct Cancellation(pub(super) Arc<AtomicBool>);
+pub struct Cancellation(pub(super) Arc<RunFlags>);
 
 impl Cancellation {
-    /// An error to return when the operation was asked to stop.
+    /// An error to return when the operation was asked to stop or is no longer this
+    /// server's to run.
     pub fn check(&self) -> Result<(), Error> {
-        if self.0.load(Ordering::SeqCst) {
+        if self.0.hold_gone() {
+            Err(lease_lost())
+        } else if self.0.cancelled.load(Ordering::SeqCst) {
             Err(Error::cancelled())
         } else {
             Ok(())

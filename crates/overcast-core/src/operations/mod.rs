@@ -5,11 +5,11 @@
 mod accounting;
 pub(crate) mod attempts;
 mod change;
-mod context;
+pub(crate) mod context;
 mod runner;
 
 pub use accounting::CallCounter;
 pub(crate) use change::register_changes;
 pub use change::{Change, InEnvironment, Registered, Registry};
 pub use context::{Cancellation, OperationContext};
-pub use runner::Runner;
+pub use runner::{Membership, Runner};

@@ -85,12 +85,12 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Mutation<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let (mut parts, body) = req.into_parts();
+        let (parts, body) = req.into_parts();
         let respond_async = prefers_async(&parts);
         let wait = if respond_async {
             Duration::ZERO
         } else {
-            wait_from(&mut parts, state).await?
+            wait_from(&parts, state, state.core.config().operation_timeout_secs)?
         };
         let key = idempotency_key(&parts.headers)?;
         if let Some(content_type) = parts.headers.get(header::CONTENT_TYPE) {
@@ -201,9 +201,9 @@ fn prefers_async(parts: &Parts) -> bool {
         })
 }
 
-/// How long a change waits for its operation: `?timeout=SECONDS` (up to the configured
-/// max), else the configured default.
-async fn wait_from(parts: &mut Parts, state: &AppState) -> Result<Duration, ApiError> {
+/// How long a request waits for its operation: `?timeout=SECONDS` (up to the configured
+/// max), else `default_secs`.
+fn wait_from(parts: &Parts, state: &AppState, default_secs: u64) -> Result<Duration, ApiError> {
     let config = state.core.config();
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(parts.uri.query().unwrap_or(""))
         .map_err(|e| Error::invalid("query", format!("cannot read the query: {e}")))?;
@@ -212,7 +212,7 @@ async fn wait_from(parts: &mut Parts, state: &AppState) -> Result<Duration, ApiE
         .find(|(k, _)| k == "timeout")
         .map(|(_, v)| v);
     let secs = match timeout {
-        None => config.operation_timeout_secs,
+        None => default_secs,
         Some(text) => text
             .parse::<u64>()
             .ok()
@@ -228,6 +228,18 @@ async fn wait_from(parts: &mut Parts, state: &AppState) -> Result<Duration, ApiE
             })?,
     };
     Ok(Duration::from_secs(secs))
+}
+
+/// How long a read of an operation waits for it to end: `?timeout=SECONDS` (up to the
+/// configured max), else not at all. It ends the wait wherever the operation runs.
+pub struct WaitFor(pub Duration);
+
+impl FromRequestParts<AppState> for WaitFor {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        Ok(WaitFor(wait_from(parts, state, 0)?))
+    }
 }
 
 /// Query parameters, refusing unknown ones, and values holding a character that is not a

@@ -49,9 +49,10 @@ fn is_docs_route(route: &str) -> bool {
 }
 
 /// The role a native route needs, from its method and declared route: tokens are for
-/// admins, reading is for viewers, every change is for operators.
+/// admins (and so is the servers' list), reading is for viewers, every change is for
+/// operators.
 pub fn required_role(method: &str, route: &str) -> Role {
-    if route == "/v1/tokens" || route.starts_with("/v1/tokens/") {
+    if route == "/v1/tokens" || route.starts_with("/v1/tokens/") || route == "/v1/servers" {
         Role::Admin
     } else if SECRET_READS.contains(&route) {
         Role::Operator
@@ -415,6 +416,7 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(system::system_ready))
         .routes(routes!(system::system_version))
         .routes(routes!(system::system_metrics))
+        .routes(routes!(system::servers_list))
         .routes(routes!(system::principal_view))
         .routes(routes!(environments::environment_list))
         .routes(routes!(environments::environment_view))

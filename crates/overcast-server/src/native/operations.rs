@@ -12,7 +12,7 @@ use utoipa::IntoParams;
 use super::{page_limit, since};
 use crate::native::error::{ApiResult, ErrorBody};
 use crate::native::extract::{ApiPath, Caller};
-use crate::native::extract::{ApiQuery, Mutation, NoBody};
+use crate::native::extract::{ApiQuery, Mutation, NoBody, WaitFor};
 use crate::AppState;
 
 #[derive(Deserialize, IntoParams)]
@@ -59,15 +59,23 @@ pub async fn operation_list(
     Ok(Json(state.core.operations(&principal, filter, page).await?))
 }
 
+/// An operation; with `?timeout=SECONDS`, once it has ended or the wait is over, whichever
+/// server runs it.
 #[utoipa::path(get, path = "/v1/operations/{id}", tag = "operations",
-    params(("id" = String, Path, description = "Operation id")),
+    params(("id" = String, Path, description = "Operation id"),
+           ("timeout" = Option<u64>, Query, description = "Wait up to this many seconds for it to end")),
     responses((status = 200, body = Operation), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn operation_view(
     State(state): State<AppState>,
     Caller(principal): Caller,
     ApiPath(id): ApiPath<String>,
+    WaitFor(wait): WaitFor,
 ) -> ApiResult<Json<Operation>> {
-    Ok(Json(state.core.operation(&principal, &id).await?))
+    let operation = state.core.operation(&principal, &id).await?;
+    if wait.is_zero() || operation.status.is_final() {
+        return Ok(Json(operation));
+    }
+    Ok(Json(state.core.wait(&principal, &id, wait).await?))
 }
 
 /// Asks an operation to stop: a pending one ends at once, a running one at its next step.

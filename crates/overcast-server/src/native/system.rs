@@ -1,15 +1,15 @@
-//! Health, readiness, version, metrics and "who am I".
+//! Health, readiness, version, metrics, the servers sharing the database, and "who am I".
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
-use overcast_core::Readiness;
+use overcast_core::{Readiness, ServerView};
 use overcast_types::Role;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::native::error::ErrorBody;
+use crate::native::error::{ApiResult, ErrorBody};
 use crate::native::extract::Caller;
 use crate::AppState;
 
@@ -74,6 +74,18 @@ pub async fn system_metrics(State(state): State<AppState>, _: Caller) -> impl In
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.core.metrics().render(),
     )
+}
+
+/// The live servers sharing this server's database: their version, last heartbeat and the
+/// operations each holds (admins only).
+#[utoipa::path(get, path = "/v1/servers", tag = "system",
+    responses((status = 200, body = Vec<ServerView>), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody)))]
+pub async fn servers_list(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+) -> ApiResult<Json<Vec<ServerView>>> {
+    Ok(Json(state.core.servers(&principal).await?))
 }
 
 /// The token the request carries: its name, org and role.

@@ -6,7 +6,8 @@ use aws_sdk_ec2::types::{Filter, InstanceStateName};
 use overcast_test_utils::faults::{FaultPlan, FaultProxy};
 use overcast_test_utils::metrics::backend_calls;
 use overcast_test_utils::moto::{
-    ec2_client, ecs_client, heavy_use, in_moto, moto_url, new_account, some_image, REGIONS,
+    count_in_state, ec2_client, ecs_client, heavy_use, in_moto, launch_fleet, moto_url,
+    new_account, some_image, REGIONS,
 };
 use overcast_test_utils::process::{cli, serve, serve_with, write_aws_config};
 use overcast_test_utils::{eventually_within, ADMIN};
@@ -542,43 +543,8 @@ async fn a_bulk_stop_resumes_after_sigkill_and_acts_on_each_target_once() {
     let account = new_account();
     let config = write_aws_config(dir.path(), &account);
     let ec2 = ec2_client(&account, REGIONS[0]).await;
-    let image = some_image(&ec2).await;
-    use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
-    let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
-    for _ in 0..5 {
-        ec2.run_instances()
-            .image_id(&image)
-            .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
-            .min_count(500)
-            .max_count(500)
-            .tag_specifications(
-                TagSpecification::builder()
-                    .resource_type(ResourceType::Instance)
-                    .tags(tag("overcast:org", "admin"))
-                    .tags(tag("stage", "dev"))
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
-    }
-    let stopped = || async {
-        let out = ec2
-            .describe_instances()
-            .filters(
-                Filter::builder()
-                    .name("instance-state-name")
-                    .values("stopped")
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
-        out.reservations()
-            .iter()
-            .map(|r| r.instances().len())
-            .sum::<usize>()
-    };
+    launch_fleet(&ec2, COUNT as i32, "dev").await;
+    let stopped = || count_in_state(&ec2, "stopped");
     let first = serve(BIN, &config);
     let op: serde_json::Value = first
         .request(

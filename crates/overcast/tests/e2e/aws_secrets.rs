@@ -507,27 +507,6 @@ async fn the_cli_takes_values_from_files_and_prints_them_only_when_asked() {
     assert!(truth.parameters().is_empty());
 }
 
-/// A fresh database in the test PostgreSQL cluster, and where its tools are.
-fn fresh_postgres_database() -> (String, std::path::PathBuf) {
-    let admin_url = std::env::var("OVERCAST_TEST_POSTGRES_URL").expect(
-        "OVERCAST_TEST_POSTGRES_URL is not set: run ./scripts/test, which starts a throwaway PostgreSQL",
-    );
-    let bin = std::fs::read_dir("/usr/lib/postgresql")
-        .expect("PostgreSQL's tools, as ./scripts/test installs them")
-        .filter_map(|e| e.ok())
-        .map(|e| e.path().join("bin"))
-        .max()
-        .unwrap();
-    let name = format!("overcast_scan_{}", std::process::id());
-    let status = std::process::Command::new(bin.join("psql"))
-        .args([&admin_url, "-q", "-c", &format!("CREATE DATABASE {name}")])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let (base, _) = admin_url.rsplit_once('/').unwrap();
-    (format!("{base}/{name}"), bin)
-}
-
 /// Every file under `dir`, read whole.
 fn files_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
     let mut found = Vec::new();
@@ -550,7 +529,7 @@ async fn no_value_rests_in_the_store_the_server_log_or_the_audit_log() {
         "scan-secure-parameter-value",
         "scan-secure-parameter-again",
     ];
-    let (postgres_url, pg_bin) = fresh_postgres_database();
+    let (postgres_url, pg_bin) = overcast_test_utils::postgres::fresh_database("scan");
     for database in [None, Some(postgres_url.as_str())] {
         let dir = tempfile::tempdir().unwrap();
         let account = new_account();

@@ -19,6 +19,7 @@ mod fuzz;
 mod local;
 mod local_vms;
 mod registry;
+mod servers;
 
 /// The binary under test, for the process helpers of `overcast_test_utils::process`.
 const BIN: &str = env!("CARGO_BIN_EXE_overcast");
