@@ -88,6 +88,22 @@ async fn start_change(server: &Served, method: Method, path: &str, body: Value) 
         .to_string()
 }
 
+/// Starts a bulk stop of `stage` on `server` and answers its id once `done` of its
+/// targets are recorded.
+async fn stop_under_way(server: &Served, stage: &str, done: u64) -> String {
+    let op_id = start_change(
+        server,
+        Method::POST,
+        "/v1/environments/sim/instances/stop",
+        json!({"stage": stage}),
+    )
+    .await;
+    server
+        .operation_until(&op_id, Duration::from_millis(20), |op| done_of(op) >= done)
+        .await;
+    op_id
+}
+
 /// The operation once it has ended, waited for on `server` (whichever runs it).
 async fn ended_on(server: &Served, id: &str) -> Value {
     let (status, op) = server
@@ -266,15 +282,7 @@ async fn cancels_and_waits_reach_across_servers_and_per_host_things_stay_put() {
     let a = started.pop().unwrap();
 
     // A slow bulk stop on A, cancelled on B, waited for on C.
-    let op_id = start_change(
-        &a,
-        Method::POST,
-        "/v1/environments/sim/instances/stop",
-        json!({"stage": "dev"}),
-    )
-    .await;
-    a.operation_until(&op_id, Duration::from_millis(50), |op| done_of(op) >= 10)
-        .await;
+    let op_id = stop_under_way(&a, "dev", 10).await;
     let cancelled = b
         .request(
             Method::POST,
@@ -356,15 +364,7 @@ async fn a_paused_server_does_not_act_again_once_its_lease_ran_out() {
     );
     let b = started.pop().unwrap();
     let a = started.pop().unwrap();
-    let op_id = start_change(
-        &a,
-        Method::POST,
-        "/v1/environments/sim/instances/stop",
-        json!({"stage": "dev"}),
-    )
-    .await;
-    a.operation_until(&op_id, Duration::from_millis(50), |op| done_of(op) >= 20)
-        .await;
+    let op_id = stop_under_way(&a, "dev", 20).await;
     let before = backend_calls(&a.metrics().await, &[("action", "StopInstances")]);
     signal(&a, "STOP");
     let paused = Instant::now();
@@ -521,16 +521,8 @@ async fn figures_takeover_time_and_operations_per_second_with_one_two_and_three_
     for round in 0..5 {
         let dir = root.path().join(format!("round-{round}"));
         let victim = serve_with(BIN, &write_config(&dir, &database_url, &envs), &[], &[]);
-        let op_id = start_change(
-            &victim,
-            Method::POST,
-            "/v1/environments/sim/instances/stop",
-            json!({"stage": if round % 2 == 0 { "dev" } else { "test" }}),
-        )
-        .await;
-        victim
-            .operation_until(&op_id, Duration::from_millis(20), |op| done_of(op) >= 10)
-            .await;
+        let stage = if round % 2 == 0 { "dev" } else { "test" };
+        let op_id = stop_under_way(&victim, stage, 10).await;
         let victim_id = own_id(&victim).await;
         drop(victim);
         let killed = Instant::now();
