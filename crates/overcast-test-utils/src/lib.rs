@@ -34,6 +34,7 @@
 //! once, with both, and each test binary links only what it calls.
 
 pub mod api;
+pub mod fakepve;
 pub mod faults;
 pub mod metrics;
 pub mod moto;

@@ -56,6 +56,16 @@ impl TestServer {
         Self::open(config, dir, ProviderFactories::new(), None).await
     }
 
+    /// A server with the providers of this build of overcast and `adjust`ed config (no
+    /// `aws-test` environment).
+    #[cfg(feature = "aws")]
+    pub async fn built_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config(dir.path());
+        adjust(&mut config);
+        Self::open(config, dir, overcast::providers(), None).await
+    }
+
     /// A server with the providers of this build of overcast and its `aws-test` environment,
     /// spanning [`crate::moto::REGIONS`] of a fresh moto account.
     #[cfg(feature = "aws")]

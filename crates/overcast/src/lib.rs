@@ -7,6 +7,7 @@ pub mod import_vm_api;
 use overcast_aws::AwsFactory;
 use overcast_provider::{factories, ProviderFactories};
 use overcast_provider_sim::SimFactory;
+use overcast_proxmox::ProxmoxFactory;
 use overcast_qemu::QemuFactory;
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ pub fn providers() -> ProviderFactories {
     factories(vec![
         Arc::new(AwsFactory),
         Arc::new(QemuFactory),
+        Arc::new(ProxmoxFactory),
         Arc::new(SimFactory::new()),
     ])
 }

@@ -18,6 +18,7 @@ mod config;
 mod fuzz;
 mod local;
 mod local_vms;
+mod proxmox;
 mod registry;
 mod servers;
 

@@ -1,0 +1,97 @@
+//! fakepve, the Proxmox VE API simulator the Proxmox tests run against, started by the
+//! test through `scripts/fakepve-serve.py` (which registers API tokens) on a port the
+//! system picks, over HTTPS with a fresh self-signed certificate, and stopped when dropped.
+//! `OVERCAST_TEST_FAKEPVE` names the Python of its venv, as `scripts/test` installs it.
+
+use base64::Engine;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub struct FakePve {
+    /// `https://127.0.0.1:PORT`.
+    pub url: String,
+    /// The certificate (PEM), to trust as a CA file.
+    pub cert: PathBuf,
+    /// The certificate's SHA-256 as PVE shows it, `AB:CD:...`.
+    pub fingerprint: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for FakePve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl FakePve {
+    /// Serves `guests` (fakepve's `{"guests": [...]}`) with the API tokens
+    /// `USER@REALM!ID=SECRET`; the user `root@pam` signs in with the password `secret`.
+    pub fn start(guests: &serde_json::Value, tokens: &[&str]) -> FakePve {
+        let python = std::env::var("OVERCAST_TEST_FAKEPVE")
+            .expect("OVERCAST_TEST_FAKEPVE is not set: run ./scripts/test, which installs fakepve");
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../scripts/fakepve-serve.py"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let guests_file = dir.path().join("guests.json");
+        std::fs::write(&guests_file, guests.to_string()).unwrap();
+        let mut command = Command::new(python);
+        command
+            .arg(script)
+            .args(["--dir", dir.path().to_str().unwrap()])
+            .args(["--guests", guests_file.to_str().unwrap()]);
+        for token in tokens {
+            command.args(["--token", token]);
+        }
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (found, listening) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("fakepve listening on ") {
+                    let _ = found.send(rest.to_string());
+                }
+            }
+        });
+        let Ok(line) = listening.recv_timeout(Duration::from_secs(30)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("fakepve did not say where it listens");
+        };
+        let (url, cert) = line.split_once(" cert=").unwrap();
+        let cert = PathBuf::from(cert);
+        let fingerprint = fingerprint_of(&cert);
+        FakePve {
+            url: url.to_string(),
+            cert,
+            fingerprint,
+            child,
+            _dir: dir,
+        }
+    }
+}
+
+/// The SHA-256 of a PEM certificate's DER, `AB:CD:...`.
+fn fingerprint_of(pem: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(pem).unwrap();
+    let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap();
+    ring::digest::digest(&ring::digest::SHA256, &der)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
