@@ -26,8 +26,8 @@ pub struct Client {
     api: String,
     identity: Identity,
     secret: String,
-    /// The ticket cookie of a user sign-in, and when it was had.
-    ticket: Mutex<Option<(String, Instant)>>,
+    /// A user sign-in's ticket, and when it was had.
+    ticket: Mutex<Option<(Ticket, Instant)>>,
 }
 
 #[derive(Deserialize)]
@@ -35,9 +35,12 @@ struct Envelope<T> {
     data: T,
 }
 
-#[derive(Deserialize)]
+/// A ticket and the CSRF token every change made under it carries.
+#[derive(Clone, Deserialize)]
 struct Ticket {
     ticket: String,
+    #[serde(rename = "CSRFPreventionToken")]
+    csrf: String,
 }
 
 impl Client {
@@ -64,8 +67,41 @@ impl Client {
 
     /// A GET of `path` (below `/api2/json`), its `data` read as `T`.
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ProviderError> {
-        let request = self.http.get(format!("{}{path}", self.api));
-        let request = self.signed(request).await?;
+        self.call(reqwest::Method::GET, path, &[]).await
+    }
+
+    /// A POST of a form to `path`, its `data` read as `T` (a change's task UPID).
+    pub async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        form: &[(&str, String)],
+    ) -> Result<T, ProviderError> {
+        self.call(reqwest::Method::POST, path, form).await
+    }
+
+    /// A PUT of a form to `path`, its `data` read as `T`.
+    pub async fn put<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        form: &[(&str, String)],
+    ) -> Result<T, ProviderError> {
+        self.call(reqwest::Method::PUT, path, form).await
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        form: &[(&str, String)],
+    ) -> Result<T, ProviderError> {
+        let changes = method != reqwest::Method::GET;
+        let mut request = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.api));
+        if !form.is_empty() {
+            request = request.form(form);
+        }
+        let request = self.signed(request, changes).await?;
         let response = request.send().await.map_err(unreachable)?;
         let status = response.status();
         let text = response.text().await.map_err(unreachable)?;
@@ -78,14 +114,16 @@ impl Client {
                 ProviderError::new(
                     ProviderErrorKind::Refused,
                     "unexpected_answer",
-                    format!("PVE answered GET {path} with what overcast cannot read: {e}"),
+                    format!("PVE answered {method} {path} with what overcast cannot read: {e}"),
                 )
             })
     }
 
+    /// Signs a request: the API token, or the ticket (and, for a change, its CSRF token).
     async fn signed(
         &self,
         request: reqwest::RequestBuilder,
+        changes: bool,
     ) -> Result<reqwest::RequestBuilder, ProviderError> {
         match &self.identity {
             Identity::Token(token) => Ok(request.header(
@@ -94,13 +132,18 @@ impl Client {
             )),
             Identity::User(user) => {
                 let ticket = self.ticket(user).await?;
-                Ok(request.header("Cookie", format!("PVEAuthCookie={ticket}")))
+                let request = request.header("Cookie", format!("PVEAuthCookie={}", ticket.ticket));
+                Ok(if changes {
+                    request.header("CSRFPreventionToken", ticket.csrf)
+                } else {
+                    request
+                })
             }
         }
     }
 
     /// A valid ticket for `user`, signing in when there is none or it is old.
-    async fn ticket(&self, user: &str) -> Result<String, ProviderError> {
+    async fn ticket(&self, user: &str) -> Result<Ticket, ProviderError> {
         let mut kept = self.ticket.lock().await;
         if let Some((ticket, at)) = kept.as_ref() {
             if at.elapsed() < TICKET_LIFE {
@@ -121,8 +164,7 @@ impl Client {
         }
         let ticket = serde_json::from_str::<Envelope<Ticket>>(&text)
             .map_err(|_| refusal(status, &text))?
-            .data
-            .ticket;
+            .data;
         *kept = Some((ticket.clone(), Instant::now()));
         Ok(ticket)
     }
@@ -149,28 +191,54 @@ fn unreachable(e: reqwest::Error) -> ProviderError {
     )
 }
 
-/// PVE's refusal: its status and its own text (PVE puts it in the HTTP reason and, for
-/// parameter errors, in `errors`).
+/// What a PVE text says went wrong, in overcast's kinds: a locked VM, or one not in the
+/// state the action needs, is a conflict; a timeout a timeout.
+pub(crate) fn kind_of(text: &str) -> Option<(ProviderErrorKind, &'static str)> {
+    let lower = text.to_ascii_lowercase();
+    if lower.contains("locked") {
+        Some((ProviderErrorKind::Conflict, "instance_locked"))
+    } else if lower.contains("already running") || lower.contains("not running") {
+        Some((ProviderErrorKind::Conflict, "incorrect_instance_state"))
+    } else if lower.contains("timeout") {
+        Some((ProviderErrorKind::Timeout, "task_timeout"))
+    } else {
+        None
+    }
+}
+
+/// PVE's refusal: its status and its own text (its `message`, and for parameter errors
+/// `errors`, which name the fields). PVE answers 500 for refusals of the request itself (a
+/// locked VM), which are not worth repeating; a gateway's 502–504 are.
 fn refusal(status: reqwest::StatusCode, body: &str) -> ProviderError {
-    let errors = serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.get("errors").cloned())
+    let parsed = serde_json::from_str::<serde_json::Value>(body).ok();
+    let message = parsed
+        .as_ref()
+        .and_then(|v| v["message"].as_str())
+        .map(|m| m.trim().to_string())
+        .filter(|m| !m.is_empty());
+    let errors = parsed
+        .as_ref()
+        .map(|v| v["errors"].clone())
         .filter(|e| !e.is_null());
     let reason = status.canonical_reason().unwrap_or("");
-    let text = match errors {
-        Some(errors) => format!("{} {reason}: {errors}", status.as_u16()),
-        None if body.trim().is_empty() || body.trim() == "{\"data\":null}" => {
-            format!("{} {reason}", status.as_u16())
-        }
-        None => format!("{} {reason}: {}", status.as_u16(), body.trim()),
+    let mut text = match &message {
+        Some(message) => format!("{} {message}", status.as_u16()),
+        None => format!("{} {reason}", status.as_u16()),
     };
+    if let Some(errors) = errors {
+        text.push_str(&format!(": {errors}"));
+    }
     let (kind, code) = match status.as_u16() {
         401 => (ProviderErrorKind::Denied, "authentication_failed"),
         403 => (ProviderErrorKind::Denied, "permission_denied"),
         400 => (ProviderErrorKind::InvalidInput, "invalid_input"),
         404 => (ProviderErrorKind::NotFound, "not_found"),
-        500..=599 => (ProviderErrorKind::Unavailable, "backend_error"),
-        _ => (ProviderErrorKind::Refused, "backend_refused"),
+        501 => (ProviderErrorKind::Unsupported, "unsupported"),
+        502..=504 => (ProviderErrorKind::Unavailable, "backend_unavailable"),
+        _ => message
+            .as_deref()
+            .and_then(kind_of)
+            .unwrap_or((ProviderErrorKind::Refused, "backend_refused")),
     };
     ProviderError::new(kind, code, format!("PVE refused: {text}"))
 }

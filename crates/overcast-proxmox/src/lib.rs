@@ -1,10 +1,12 @@
 //! The Proxmox VE provider: VMs on an on-prem PVE cluster through its REST API
-//! (`/api2/json`). So far its connection: the certificate trusted as configured, API token
-//! or ticket sign-in, and the cluster's reachability and version as the environment's
-//! status; its capabilities come on top of it.
+//! (`/api2/json`). So far: its connection (the certificate trusted as configured, API token
+//! or ticket sign-in, the cluster's reachability and version as the environment's status)
+//! and its VMs listed and acted on, each change followed to its task's end.
 
 mod client;
+mod compute;
 mod settings;
+mod tasks;
 
 use async_trait::async_trait;
 use overcast_provider::{
@@ -45,7 +47,10 @@ impl ProviderFactory for ProxmoxFactory {
             .map_err(|p| format!("{}: {}", p.key, p.message))
             .and_then(|(settings, _)| client::Client::new(&settings));
         match client {
-            Ok(client) => Arc::new(ProxmoxProvider { client }),
+            Ok(client) => Arc::new(ProxmoxProvider {
+                environment: context.name.to_string(),
+                client,
+            }),
             Err(reason) => Arc::new(Unavailable::new("proxmox", reason)),
         }
     }
@@ -53,6 +58,8 @@ impl ProviderFactory for ProxmoxFactory {
 
 /// One PVE cluster.
 pub struct ProxmoxProvider {
+    /// The environment's name, put on every instance overcast reports.
+    environment: String,
     client: client::Client,
 }
 
@@ -72,6 +79,14 @@ impl Provider for ProxmoxProvider {
 
     fn regions(&self) -> Vec<String> {
         vec![REGION.into()]
+    }
+
+    fn compute(&self) -> Option<&dyn overcast_provider::Compute> {
+        Some(self)
+    }
+
+    fn tags(&self) -> Option<&dyn overcast_provider::Tags> {
+        Some(self)
     }
 
     /// Reachable when the cluster answers its version to overcast's credentials.

@@ -81,6 +81,28 @@ impl FakePve {
     }
 }
 
+impl FakePve {
+    /// The `data` of a GET on fakepve's API (below `/api2/json`) as the API token `token`
+    /// (`USER@REALM!ID=SECRET`): the ground truth of a test.
+    pub async fn get(&self, token: &str, path: &str) -> serde_json::Value {
+        let cert = reqwest::Certificate::from_pem(&std::fs::read(&self.cert).unwrap()).unwrap();
+        let client = reqwest::Client::builder()
+            .add_root_certificate(cert)
+            .build()
+            .unwrap();
+        let answer: serde_json::Value = client
+            .get(format!("{}/api2/json{path}", self.url))
+            .header("Authorization", format!("PVEAPIToken={token}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        answer["data"].clone()
+    }
+}
+
 /// The SHA-256 of a PEM certificate's DER, `AB:CD:...`.
 fn fingerprint_of(pem: &std::path::Path) -> String {
     let text = std::fs::read_to_string(pem).unwrap();

@@ -1,6 +1,7 @@
 //! The Proxmox provider against fakepve over real HTTPS: the certificate pinned by its
 //! fingerprint or trusted as a CA file, API token and ticket sign-in, and what an
-//! environment says when any of them is wrong.
+//! environment says when any of them is wrong; VMs listed, started, stopped (one, or by
+//! stage) and tagged through overcast's API, each outcome read back from fakepve.
 
 use overcast_test_utils::fakepve::FakePve;
 use overcast_test_utils::server::environment;
@@ -17,6 +18,10 @@ fn guests() -> Value {
          "config": {"cores": 1, "memory": 1024}},
         {"vmid": 100, "name": "web-1", "status": "running",
          "config": {"cores": 2, "memory": 2048, "tags": "stage-dev"}},
+        {"vmid": 101, "name": "web-2", "status": "stopped",
+         "config": {"cores": 2, "memory": 2048, "tags": "stage-dev"}},
+        {"vmid": 102, "name": "db-1", "status": "running", "lock": "backup",
+         "config": {"cores": 4, "memory": 8192, "tags": "stage-prod"}},
     ]})
 }
 
@@ -121,4 +126,103 @@ async fn a_cluster_is_reached_only_with_its_certificate_and_credentials() {
             .contains("OVERCAST_TEST_NO_SUCH_SECRET"),
         "{view}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vms_are_listed_started_stopped_and_tagged_with_pves_own_refusals() {
+    let token = format!("{TOKEN}={TOKEN_SECRET}");
+    let pve = FakePve::start(&guests(), &[&token]);
+    let secrets = tempfile::tempdir().unwrap();
+    let password_file = secrets.path().join("password");
+    std::fs::write(&password_file, "secret\n").unwrap();
+    // Tickets, so every change carries its CSRF token (fakepve refuses one without).
+    let server = server(vec![(
+        "pve",
+        json!({"url": pve.url, "fingerprint": pve.fingerprint, "user": "root@pam",
+               "secret_file": password_file}),
+    )])
+    .await;
+    let status = |vmid: u32| {
+        let (pve, token) = (&pve, token.clone());
+        async move {
+            pve.get(&token, &format!("/nodes/pve1/qemu/{vmid}/status/current"))
+                .await["status"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+
+    // The VMs, not the template, with their stages from PVE's tags and their node.
+    let (_, listed) = server
+        .call(
+            Method::GET,
+            "/v1/environments/pve/instances",
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    let items = listed["items"].as_array().unwrap();
+    let ids: Vec<&str> = items.iter().map(|i| i["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["100", "101", "102"], "{listed}");
+    assert_eq!(items[0]["stage"], "dev");
+    assert_eq!(items[0]["zone"], "pve1");
+    assert_eq!(items[0]["state"], "running");
+    assert_eq!(items[1]["state"], "stopped");
+    assert_eq!(items[2]["state_reason"], "locked (backup)");
+
+    // One VM started, then PVE's refusal of a locked one, in its own words.
+    let op = server
+        .change(
+            Method::POST,
+            "/v1/environments/pve/instances/101/start",
+            None,
+        )
+        .await;
+    assert_eq!(op["status"], "succeeded");
+    assert_eq!(status(101).await, "running");
+    let (code, refused) = server
+        .call(
+            Method::POST,
+            "/v1/environments/pve/instances/102/stop?timeout=60",
+            Some(ADMIN),
+            Some(json!({"force": true})),
+        )
+        .await;
+    assert_eq!(code, reqwest::StatusCode::CONFLICT, "{refused}");
+    assert_eq!(refused["error"]["code"], "instance_locked");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("VM is locked (backup)"),
+        "{refused}"
+    );
+    assert_eq!(status(102).await, "running");
+
+    // Tags are PVE tags; a stage's bulk stop stops that stage's VMs and no other.
+    server
+        .change(
+            Method::PUT,
+            "/v1/environments/pve/instances/100/tags",
+            Some(json!({"tags": {"team": "web"}})),
+        )
+        .await;
+    let config = pve.get(&token, "/nodes/pve1/qemu/100/config").await;
+    let tags = config["tags"].as_str().unwrap();
+    assert!(
+        tags.contains("team-web") && tags.contains("stage-dev"),
+        "{config}"
+    );
+    let op = server
+        .change(
+            Method::POST,
+            "/v1/environments/pve/instances/stop",
+            Some(json!({"stage": "dev"})),
+        )
+        .await;
+    assert_eq!(op["progress"]["done"], 2, "{op}");
+    assert_eq!(status(100).await, "stopped");
+    assert_eq!(status(101).await, "stopped");
+    assert_eq!(status(102).await, "running");
 }
