@@ -3,7 +3,7 @@
 //! nears its two hours), answers read from PVE's `{"data": ...}` envelope, and PVE's
 //! refusals mapped to overcast's error kinds with PVE's own text.
 
-use overcast_provider::{ProviderError, ProviderErrorKind};
+use overcast_provider::{Attempt, AttemptOutcome, CallObserver, ProviderError, ProviderErrorKind};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -28,6 +28,8 @@ pub struct Client {
     secret: String,
     /// A user sign-in's ticket, and when it was had.
     ticket: Mutex<Option<(Ticket, Instant)>>,
+    /// Told of every call, for the metrics and the running operation's count.
+    observer: Arc<dyn CallObserver>,
 }
 
 #[derive(Deserialize)]
@@ -45,7 +47,7 @@ struct Ticket {
 
 impl Client {
     /// A client for an environment whose settings passed their check.
-    pub fn new(settings: &Settings) -> Result<Client, String> {
+    pub fn new(settings: &Settings, observer: Arc<dyn CallObserver>) -> Result<Client, String> {
         let trust = settings.trust().map_err(|p| p.message)?;
         let identity = settings.identity().map_err(|p| p.message)?;
         let secret = settings.secret()?;
@@ -62,6 +64,7 @@ impl Client {
             identity,
             secret,
             ticket: Mutex::new(None),
+            observer,
         })
     }
 
@@ -88,7 +91,32 @@ impl Client {
         self.call(reqwest::Method::PUT, path, form).await
     }
 
+    /// One call, reported to the observer under its action (`POST qemu/status/start`).
     async fn call<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        form: &[(&str, String)],
+    ) -> Result<T, ProviderError> {
+        let action = action_of(&method, path);
+        let result = self.send(method, path, form).await;
+        let (outcome, attempt) = match &result {
+            Ok(_) => ("ok", AttemptOutcome::Ok),
+            Err(e) => (e.code, AttemptOutcome::of_error(e)),
+        };
+        self.observer.backend_attempt(&Attempt {
+            provider: "proxmox",
+            action: &action,
+            region: crate::REGION,
+            number: 1,
+            outcome: attempt,
+        });
+        self.observer
+            .backend_call("proxmox", &action, crate::REGION, outcome);
+        result
+    }
+
+    async fn send<T: DeserializeOwned>(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -168,6 +196,28 @@ impl Client {
         *kept = Some((ticket.clone(), Instant::now()));
         Ok(ticket)
     }
+}
+
+/// A call's action for the metrics: its method and path without the node, VM and task it
+/// names, e.g. `POST qemu/status/start`.
+fn action_of(method: &reqwest::Method, path: &str) -> String {
+    let path = path.split('?').next().unwrap_or(path);
+    let mut parts = Vec::new();
+    let mut segments = path.split('/').filter(|s| !s.is_empty()).peekable();
+    while let Some(segment) = segments.next() {
+        match segment {
+            "nodes" => {
+                segments.next();
+            }
+            "tasks" => {
+                segments.next();
+                parts.push("tasks");
+            }
+            s if s.chars().all(|c| c.is_ascii_digit()) => {}
+            s => parts.push(s),
+        }
+    }
+    format!("{method} {}", parts.join("/"))
 }
 
 /// A request that did not reach PVE, or whose answer was cut off.
@@ -365,5 +415,22 @@ mod tests {
         assert_eq!(e.kind, ProviderErrorKind::InvalidInput);
         assert!(e.message.contains("cores"), "{}", e.message);
         assert_eq!(colon_hex(&[0xab, 0x01]), "AB:01");
+        let post = reqwest::Method::POST;
+        assert_eq!(
+            action_of(&post, "/nodes/pve1/qemu/101/status/start"),
+            "POST qemu/status/start"
+        );
+        let get = reqwest::Method::GET;
+        assert_eq!(
+            action_of(
+                &get,
+                "/nodes/pve1/tasks/UPID:pve1:1:2:3:qmstart:101:root@pam:/status"
+            ),
+            "GET tasks/status"
+        );
+        assert_eq!(
+            action_of(&get, "/cluster/resources?type=vm"),
+            "GET cluster/resources"
+        );
     }
 }

@@ -1,15 +1,17 @@
-//! VMs of a PVE cluster as overcast's instances: listed across the cluster's nodes
-//! (`/cluster/resources`, templates left out), started, shut down (ACPI, then stopped when
-//! the guest does not go within the timeout) or stopped at once, and rebooted, each action
-//! followed to its task's end. Tags (and so stages and owners) are
+//! VMs of a PVE cluster as overcast's instances: made by cloning a template (sized and
+//! tagged, then started), listed across the cluster's nodes (`/cluster/resources`,
+//! templates left out), started, shut down (ACPI, then stopped when the guest does not go
+//! within the timeout) or stopped at once, and rebooted, each change followed to its task's
+//! end. Tags (and so stages and owners) are
 //! PVE tags, each overcast `key=value` written `KEY-VALUE` in PVE's tag alphabet.
 
 use async_trait::async_trait;
 use overcast_provider::{
-    Action, Compute, InstanceChange, InstanceFilter, LaunchSize, LaunchSpec, ProviderError,
-    ProviderErrorKind, ResourceKind, SizeRequest, Tags,
+    Action, Compute, InstanceChange, InstanceFilter, LaunchSize, LaunchSpec, MachineSize,
+    ProviderError, ProviderErrorKind, ResourceKind, SettingProblem, SizeRequest, Tags,
 };
 use overcast_types::{Instance, InstanceState};
+use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -93,7 +95,67 @@ fn state_of(status: &str) -> InstanceState {
     }
 }
 
+/// A machine type's `proxmox` entry.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProxmoxMachine {
+    pub cores: u32,
+    pub memory_mb: u64,
+    #[serde(default)]
+    pub disk_gb: Option<u64>,
+    /// The template to clone, by VM id or name.
+    pub template: String,
+}
+
+impl ProxmoxMachine {
+    pub fn problems(&self) -> Vec<SettingProblem> {
+        let mut problems = Vec::new();
+        if self.cores == 0 {
+            problems.push(SettingProblem::new("cores", "must be at least 1"));
+        }
+        if self.memory_mb < 64 {
+            problems.push(SettingProblem::new("memory_mb", "must be at least 64"));
+        }
+        if self.template.trim().is_empty() {
+            problems.push(SettingProblem::new(
+                "template",
+                "name a template, by VM id or name",
+            ));
+        }
+        problems
+    }
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> ProviderError {
+    ProviderError::new(ProviderErrorKind::InvalidInput, "invalid_input", message).with_field(field)
+}
+
 impl ProxmoxProvider {
+    /// A template by VM id or name: its id and its node.
+    async fn template(&self, wanted: &str) -> Result<(String, String), ProviderError> {
+        let resources: Vec<Value> = self.client.get("/cluster/resources?type=vm").await?;
+        resources
+            .iter()
+            .filter(|r| number(&r["template"]).unwrap_or(0) == 1)
+            .find(|r| {
+                number(&r["vmid"]).is_some_and(|id| id.to_string() == wanted)
+                    || r["name"].as_str() == Some(wanted)
+            })
+            .and_then(|r| {
+                Some((
+                    number(&r["vmid"])?.to_string(),
+                    r["node"].as_str()?.to_string(),
+                ))
+            })
+            .ok_or_else(|| {
+                ProviderError::new(
+                    ProviderErrorKind::NotFound,
+                    "image_not_found",
+                    format!("PVE has no template `{wanted}`"),
+                )
+                .with_field("image")
+            })
+    }
+
     /// Every VM of the cluster (not templates), with its node.
     async fn vms(&self) -> Result<Vec<(Instance, String)>, ProviderError> {
         let resources: Vec<Value> = self.client.get("/cluster/resources?type=vm").await?;
@@ -223,8 +285,51 @@ impl Tags for ProxmoxProvider {
 
 #[async_trait]
 impl Compute for ProxmoxProvider {
-    fn size_launch(&self, _request: &SizeRequest<'_>) -> Result<LaunchSize, ProviderError> {
-        Err(unsupported("creating VMs"))
+    /// A template (by VM id or name) and a size: the request's over the machine type's.
+    fn size_launch(&self, request: &SizeRequest<'_>) -> Result<LaunchSize, ProviderError> {
+        if request.instance_type.is_some() {
+            return Err(invalid(
+                "instance_type",
+                "instance types are for provider aws; give a machine_type, or cpus, memory_mb and disk_gb",
+            ));
+        }
+        let machine = request.machine_entry::<ProxmoxMachine>("proxmox")?;
+        let template = request
+            .image
+            .map(str::to_string)
+            .or_else(|| machine.as_ref().map(|m| m.template.clone()))
+            .ok_or_else(|| {
+                invalid(
+                    "image",
+                    "give a template (by VM id or name), or a machine_type that has one",
+                )
+            })?;
+        let needed = |field: &'static str| {
+            invalid(field, "give a machine_type, or cpus, memory_mb and disk_gb")
+        };
+        let cpus = request
+            .cpus
+            .or(machine.as_ref().map(|m| m.cores))
+            .ok_or_else(|| needed("cpus"))?;
+        let memory_mb = request
+            .memory_mb
+            .or(machine.as_ref().map(|m| m.memory_mb))
+            .ok_or_else(|| needed("memory_mb"))?;
+        let disk_gb = request
+            .disk_gb
+            .or(machine.as_ref().and_then(|m| m.disk_gb))
+            .unwrap_or(0);
+        Ok(LaunchSize {
+            image: template,
+            instance_type: request
+                .machine_type
+                .map_or("custom".to_string(), |(name, _)| name.to_string()),
+            size: Some(MachineSize {
+                cpus,
+                memory_mb,
+                disk_gb,
+            }),
+        })
     }
 
     async fn list_instances(
@@ -245,12 +350,63 @@ impl Compute for ProxmoxProvider {
             .collect())
     }
 
-    async fn check_launch(&self, _spec: &LaunchSpec) -> Result<(), ProviderError> {
-        Err(unsupported("creating VMs"))
+    async fn check_launch(&self, spec: &LaunchSpec) -> Result<(), ProviderError> {
+        if spec.user_data.is_some() {
+            return Err(unsupported("user data (cloud-init) on a VM"));
+        }
+        self.template(&spec.image).await.map(|_| ())
     }
 
-    async fn run_instances(&self, _spec: &LaunchSpec) -> Result<Vec<Instance>, ProviderError> {
-        Err(unsupported("creating VMs"))
+    /// Clones the template once per VM (a full clone, on the template's node), sizes and
+    /// tags each clone, and starts it.
+    async fn run_instances(&self, spec: &LaunchSpec) -> Result<Vec<Instance>, ProviderError> {
+        if spec.user_data.is_some() {
+            return Err(unsupported("user data (cloud-init) on a VM"));
+        }
+        let (template, node) = self.template(&spec.image).await?;
+        let size = spec
+            .size
+            .ok_or_else(|| invalid("size", "a Proxmox VM is sized in numbers"))?;
+        let mut made = Vec::new();
+        for n in 0..spec.max_count {
+            let vmid: String = self
+                .client
+                .get("/cluster/nextid")
+                .await
+                .map(|v: Value| number(&v).map(|n| n.to_string()).unwrap_or_default())?;
+            let name = match (&spec.name, spec.max_count) {
+                (Some(name), 1) => name.clone(),
+                (Some(name), _) => format!("{name}-{}", n + 1),
+                (None, _) => format!("vm-{vmid}"),
+            };
+            let form = [
+                ("newid", vmid.clone()),
+                ("name", name.clone()),
+                ("full", "1".to_string()),
+            ];
+            let upid: String = self
+                .client
+                .post(&format!("/nodes/{node}/qemu/{template}/clone"), &form)
+                .await?;
+            self.client.finish(&upid, TASK_WAIT).await?;
+            let config = [
+                ("cores", size.cpus.to_string()),
+                ("memory", size.memory_mb.to_string()),
+                ("tags", to_pve_tags(&spec.tags)),
+            ];
+            let vm = format!("/nodes/{node}/qemu/{vmid}");
+            let _: Value = self.client.put(&format!("{vm}/config"), &config).await?;
+            let upid: String = self.client.post(&format!("{vm}/status/start"), &[]).await?;
+            self.client.finish(&upid, TASK_WAIT).await?;
+            made.push(Instance {
+                name: Some(name),
+                zone: Some(node.clone()),
+                image: Some(template.clone()),
+                tags: spec.tags.clone(),
+                ..Instance::new(&vmid, &self.environment, REGION, InstanceState::Running)
+            });
+        }
+        Ok(made)
     }
 
     fn max_ids_per_call(&self) -> usize {

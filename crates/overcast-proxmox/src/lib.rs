@@ -38,14 +38,17 @@ impl ProviderFactory for ProxmoxFactory {
         settings::check(settings)
     }
 
-    fn check_machine(&self, _machine: &Table) -> SettingsCheck {
-        SettingsCheck::default()
+    fn check_machine(&self, machine: &Table) -> SettingsCheck {
+        overcast_provider::check_settings::<compute::ProxmoxMachine>(
+            machine,
+            compute::ProxmoxMachine::problems,
+        )
     }
 
     fn build(&self, context: ProviderContext<'_>) -> Arc<dyn Provider> {
         let client = parse_settings::<settings::Settings>(context.settings)
             .map_err(|p| format!("{}: {}", p.key, p.message))
-            .and_then(|(settings, _)| client::Client::new(&settings));
+            .and_then(|(settings, _)| client::Client::new(&settings, context.observer.clone()));
         match client {
             Ok(client) => Arc::new(ProxmoxProvider {
                 environment: context.name.to_string(),
