@@ -16,8 +16,9 @@ use super::decode::{self, GoStruct};
 use super::services::{
     cluster_request, fargate_only, network, registry_request, task_definition_request,
 };
-use super::{account, finished, json_answer, query_values, render, respond, EcsError, Sent};
-use crate::compat::audited;
+use super::{
+    account, changed, finished, json_answer, query_values, render, respond, EcsError, Sent,
+};
 use crate::native::extract::{ApiPath, Caller};
 use crate::AppState;
 
@@ -97,10 +98,7 @@ pub async fn create_cluster(
                 .await?;
             let operation = finished(&c.cx, operation).await?;
             let cluster: Cluster = made_one(&operation, "cluster")?;
-            Ok(audited(
-                json_answer(&json!({"Cluster": render::cluster(&cluster)})),
-                &operation,
-            ))
+            changed(&json!({"Cluster": render::cluster(&cluster)}), &operation)
         }
         .await,
     )
@@ -147,10 +145,7 @@ pub async fn delete_cluster(
                 .await?;
             let operation = finished(&c.cx, operation).await?;
             cluster.status = "INACTIVE".into();
-            Ok(audited(
-                json_answer(&json!({"Cluster": render::cluster(&cluster)})),
-                &operation,
-            ))
+            changed(&json!({"Cluster": render::cluster(&cluster)}), &operation)
         }
         .await,
     )
@@ -256,10 +251,7 @@ pub async fn run_task(
             let operation = finished(&c.cx, operation).await?;
             let tasks: Vec<Task> = made_all(&operation);
             let tasks: Vec<Value> = tasks.iter().map(render::task).collect();
-            Ok(audited(
-                json_answer(&json!({"Failures": [], "Tasks": tasks})),
-                &operation,
-            ))
+            changed(&json!({"Failures": [], "Tasks": tasks}), &operation)
         }
         .await,
     )
@@ -324,10 +316,7 @@ pub async fn stop_task(
                         .await?
                 }
             };
-            Ok(audited(
-                json_answer(&json!({"Task": render::task(&task)})),
-                &operation,
-            ))
+            changed(&json!({"Task": render::task(&task)}), &operation)
         }
         .await,
     )
@@ -383,13 +372,13 @@ pub async fn register_task_definition(
                 .await?;
             let operation = finished(&c.cx, operation).await?;
             let definition: TaskDefinition = made_one(&operation, "task definition")?;
-            Ok(audited(
-                json_answer(&json!({
+            changed(
+                &json!({
                     "Tags": render::tags(&definition.tags),
                     "TaskDefinition": render::task_definition(&definition),
-                })),
+                }),
                 &operation,
-            ))
+            )
         }
         .await,
     )
@@ -442,10 +431,10 @@ pub async fn deregister_task_definition(
                 .await?;
             let operation = finished(&c.cx, operation).await?;
             definition.status = "INACTIVE".into();
-            Ok(audited(
-                json_answer(&json!({"TaskDefinition": render::task_definition(&definition)})),
+            changed(
+                &json!({"TaskDefinition": render::task_definition(&definition)}),
                 &operation,
-            ))
+            )
         }
         .await,
     )
@@ -489,10 +478,7 @@ pub async fn create_registry(
                 .await?;
             let operation = finished(&c.cx, operation).await?;
             let registry: Registry = made_one(&operation, "service discovery service")?;
-            Ok(audited(
-                json_answer(&json!({"Service": render::registry(&registry)})),
-                &operation,
-            ))
+            changed(&json!({"Service": render::registry(&registry)}), &operation)
         }
         .await,
     )
@@ -529,7 +515,7 @@ pub async fn delete_registry(
                 .delete_registry(&principal, &c.env, None, &id, c.cx.idempotency.as_ref())
                 .await?;
             let operation = finished(&c.cx, operation).await?;
-            Ok(audited(json_answer(&json!({})), &operation))
+            changed(&json!({}), &operation)
         }
         .await,
     )

@@ -65,7 +65,11 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/ecs/ping", axum::routing::any(ping))
         .route("/v1/ecs/version", axum::routing::any(version))
-        .route("/v1/ecs/metrics", get(metrics))
+        // overcast's own metrics, which need a viewer token (ecs-api's were public).
+        .route(
+            "/v1/ecs/metrics",
+            get(crate::native::system::system_metrics),
+        )
         .route("/v1/ecs/images", head(image))
         .route("/v1/ecs/{account}/services", post(services::create))
         .route(
@@ -239,6 +243,11 @@ pub fn json_answer(value: &Value) -> Response {
     response
 }
 
+/// The JSON answer to a change, linked to its operation for the audit log.
+pub fn changed(value: &Value, operation: &Operation) -> Answer {
+    Ok(super::audited(json_answer(value), operation))
+}
+
 /// A text answer under ecs-api's `application/json` content type (its `OK`).
 pub fn text_answer(text: &str) -> Response {
     let mut response = json_answer(&Value::Null);
@@ -376,15 +385,6 @@ async fn version(method: Method) -> Response {
         "githash": option_env!("OVERCAST_GIT_HASH").unwrap_or(""),
         "buildstamp": option_env!("OVERCAST_BUILD_STAMP").unwrap_or(""),
     }))
-}
-
-/// overcast's own metrics (which need a viewer token, unlike ecs-api's).
-async fn metrics(State(state): State<AppState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.core.metrics().render(),
-    )
-        .into_response()
 }
 
 /// CORS preflight, answered before any token is asked for, as ecs-api did.

@@ -21,8 +21,8 @@ use std::collections::BTreeMap;
 
 use super::decode::{self, GoStruct};
 use super::{
-    account, finished, go_bool, json_answer, query_values, render, respond, with_org, EcsError,
-    Sent, ORG_KEYS,
+    account, changed, finished, go_bool, json_answer, query_values, render, respond, with_org,
+    EcsError, Sent, ORG_KEYS,
 };
 use crate::compat::audited;
 use crate::native::extract::{ApiPath, Caller};
@@ -383,15 +383,11 @@ async fn stack_request(
 ) -> Result<CreateContainerServiceRequest, EcsError> {
     let input = GoStruct::of(value, "orchestration.ServiceOrchestrationInput")?;
     let org = principal.org.as_str();
-    let Some(service) = input.object("Service", "ecs.CreateServiceInput")? else {
+    let Some(service_input) = input.object("Service", "ecs.CreateServiceInput")? else {
         return Err(EcsError::bad_request("service definition is required"));
     };
-    let mut service = service_request(&service, org)?;
-    let service_cluster = input
-        .object("Service", "ecs.CreateServiceInput")?
-        .map(|s| s.string("Cluster"))
-        .transpose()?
-        .flatten();
+    let mut service = service_request(&service_input, org)?;
+    let service_cluster = service_input.string("Cluster")?;
     let cluster = match (
         service_cluster,
         input.object("Cluster", "ecs.CreateClusterInput")?,
@@ -530,7 +526,7 @@ pub async fn create(
                 "ServiceDiscoveryService": registry.as_ref().map(render::registry),
                 "Credentials": credentials.iter().map(|(c, arn)| (c.clone(), json!({"ARN": arn}))).collect::<serde_json::Map<_, _>>(),
             });
-            Ok(audited(json_answer(&answer), &operation))
+            changed(&answer, &operation)
         }
         .await,
     )
@@ -822,7 +818,7 @@ pub async fn delete(
                 "Service": render::service(&service),
                 "ServiceDiscoveryService": null,
             });
-            Ok(audited(json_answer(&answer), &operation))
+            changed(&answer, &operation)
         }
         .await,
     )

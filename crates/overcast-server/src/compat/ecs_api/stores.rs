@@ -15,8 +15,8 @@ use std::collections::BTreeMap;
 
 use super::decode::{self, GoStruct};
 use super::{
-    account, finished, json_answer, query_values, render, respond, text_answer, with_org, EcsError,
-    Sent, ORG_KEYS, ORG_TAG,
+    account, changed, finished, json_answer, query_values, render, respond, text_answer, with_org,
+    EcsError, Sent, ORG_KEYS, ORG_TAG,
 };
 use crate::compat::{audited, ChangeContext};
 use crate::native::extract::{ApiPath, Caller};
@@ -132,14 +132,14 @@ pub async fn create_secret(
                 .await?;
             let operation = finished(&cx, operation).await?;
             let secret = secret_of(&state, &principal, &env, &request.name).await?;
-            Ok(audited(
-                json_answer(&json!({
+            changed(
+                &json!({
                     "ARN": secret.arn,
                     "Name": secret.name,
                     "VersionId": render::current_version(&secret),
-                })),
+                }),
                 &operation,
-            ))
+            )
         }
         .await,
     )
@@ -207,14 +207,14 @@ pub async fn delete_secret(
                     .await?
                     .deletion_date
             };
-            Ok(audited(
-                json_answer(&json!({
+            changed(
+                &json!({
                     "ARN": secret.arn,
                     "DeletionDate": render::time(deletion_date.as_deref()),
                     "Name": secret.name,
-                })),
+                }),
                 &operation,
-            ))
+            )
         }
         .await,
     )
@@ -264,15 +264,15 @@ pub async fn update_secret(
                 return Ok(audited(text_answer(""), &operation));
             }
             let secret = secret_of(&state, &principal, &env, &secret.name).await?;
-            Ok(audited(
-                json_answer(&json!({
+            changed(
+                &json!({
                     "ARN": secret.arn,
                     "Name": secret.name,
                     "VersionId": render::current_version(&secret),
                     "VersionStages": ["AWSCURRENT"],
-                })),
+                }),
                 &operation,
-            ))
+            )
         }
         .await,
     )
@@ -384,14 +384,14 @@ pub async fn create_parameter(
                 .core
                 .parameter(&principal, &account.environment, None, &name)
                 .await?;
-            Ok(audited(
-                json_answer(&json!({
+            changed(
+                &json!({
                     "Tier": "Standard",
                     "Version": made.version,
                     "VersionId": made.version.to_string(),
-                })),
+                }),
                 &operation,
-            ))
+            )
         }
         .await,
     )
@@ -461,10 +461,7 @@ pub async fn delete_parameters(
                 .iter()
                 .filter(|r| r.outcome == TargetOutcome::Done)
                 .count();
-            Ok(audited(
-                json_answer(&json!({"Message": "OK", "Deleted": deleted})),
-                &operation,
-            ))
+            changed(&json!({"Message": "OK", "Deleted": deleted}), &operation)
         }
         .await,
     )
