@@ -2,6 +2,7 @@
 //! capabilities it offers, and the error it reports. Backends implement [`Provider`]; the
 //! core holds one per environment and never sees an SDK or a hypervisor.
 
+pub mod cloud_init;
 mod compute;
 mod containers;
 mod error;

@@ -19,6 +19,16 @@ use crate::settings::{Identity, Settings, Trust};
 
 /// PVE's tickets last two hours; one is renewed well before.
 const TICKET_LIFE: Duration = Duration::from_secs(90 * 60);
+/// How many times a GET or PUT is tried when PVE cannot be reached.
+const ATTEMPTS: u32 = 4;
+/// The pause before the second attempt; it doubles for each one after.
+const RETRY_PAUSE: Duration = Duration::from_millis(250);
+
+/// What a request carries.
+enum Payload<'a> {
+    Form(&'a [(&'a str, String)]),
+    Multipart { boundary: String, body: Vec<u8> },
+}
 
 pub struct Client {
     http: reqwest::Client,
@@ -91,15 +101,74 @@ impl Client {
         self.call(reqwest::Method::PUT, path, form).await
     }
 
-    /// One call, reported to the observer under its action (`POST qemu/status/start`).
+    /// A DELETE of `path` (its query says how), its `data` read as `T` (a task UPID).
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ProviderError> {
+        self.call(reqwest::Method::DELETE, path, &[]).await
+    }
+
+    /// Uploads a file to a storage of a node as `content` (`iso`), as PVE's upload form
+    /// takes it; answers the import task's UPID.
+    pub async fn upload(
+        &self,
+        node: &str,
+        storage: &str,
+        content: &str,
+        filename: &str,
+        bytes: &[u8],
+    ) -> Result<String, ProviderError> {
+        let path = format!("/nodes/{node}/storage/{storage}/upload");
+        let boundary = format!("overcast-{:016x}", rand::random::<u64>());
+        let mut body = Vec::with_capacity(bytes.len() + 512);
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"content\"\r\n\r\n{content}\r\n\
+                 --{boundary}\r\nContent-Disposition: form-data; name=\"filename\"; filename=\"{filename}\"\r\n\
+                 Content-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let payload = Payload::Multipart { boundary, body };
+        self.observed_attempt(reqwest::Method::POST, &path, &payload, 1)
+            .await
+    }
+
+    /// One call; a GET or PUT (which change nothing twice) that did not reach PVE is made
+    /// again, up to [`ATTEMPTS`] times, waiting a little longer each time.
     async fn call<T: DeserializeOwned>(
         &self,
         method: reqwest::Method,
         path: &str,
         form: &[(&str, String)],
     ) -> Result<T, ProviderError> {
+        let payload = Payload::Form(form);
+        let repeatable = matches!(method, reqwest::Method::GET | reqwest::Method::PUT);
+        let mut number = 1;
+        loop {
+            let result = self
+                .observed_attempt(method.clone(), path, &payload, number)
+                .await;
+            match result {
+                Err(e) if repeatable && e.code == "backend_unreachable" && number < ATTEMPTS => {
+                    tokio::time::sleep(RETRY_PAUSE * 2u32.pow(number - 1)).await;
+                    number += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// One attempt, reported to the observer under its action (`POST qemu/status/start`).
+    async fn observed_attempt<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        payload: &Payload<'_>,
+        number: u32,
+    ) -> Result<T, ProviderError> {
         let action = action_of(&method, path);
-        let result = self.send(method, path, form).await;
+        let result = self.send(method, path, payload).await;
         let (outcome, attempt) = match &result {
             Ok(_) => ("ok", AttemptOutcome::Ok),
             Err(e) => (e.code, AttemptOutcome::of_error(e)),
@@ -108,7 +177,7 @@ impl Client {
             provider: "proxmox",
             action: &action,
             region: crate::REGION,
-            number: 1,
+            number,
             outcome: attempt,
         });
         self.observer
@@ -120,14 +189,23 @@ impl Client {
         &self,
         method: reqwest::Method,
         path: &str,
-        form: &[(&str, String)],
+        payload: &Payload<'_>,
     ) -> Result<T, ProviderError> {
         let changes = method != reqwest::Method::GET;
         let mut request = self
             .http
             .request(method.clone(), format!("{}{path}", self.api));
-        if !form.is_empty() {
-            request = request.form(form);
+        match payload {
+            Payload::Form([]) => {}
+            Payload::Form(form) => request = request.form(form),
+            Payload::Multipart { boundary, body } => {
+                request = request
+                    .header(
+                        "Content-Type",
+                        format!("multipart/form-data; boundary={boundary}"),
+                    )
+                    .body(body.clone());
+            }
         }
         let request = self.signed(request, changes).await?;
         let response = request.send().await.map_err(unreachable)?;
@@ -241,14 +319,19 @@ fn unreachable(e: reqwest::Error) -> ProviderError {
     )
 }
 
-/// What a PVE text says went wrong, in overcast's kinds: a locked VM, or one not in the
-/// state the action needs, is a conflict; a timeout a timeout.
+/// What a PVE text says went wrong, in overcast's kinds: a locked VM, one not in the state
+/// the action needs, or a guest that did not power off in time is a conflict; any other
+/// timeout (a config lock another task holds) a timeout, which passes.
 pub(crate) fn kind_of(text: &str) -> Option<(ProviderErrorKind, &'static str)> {
     let lower = text.to_ascii_lowercase();
     if lower.contains("locked") {
         Some((ProviderErrorKind::Conflict, "instance_locked"))
     } else if lower.contains("already running") || lower.contains("not running") {
         Some((ProviderErrorKind::Conflict, "incorrect_instance_state"))
+    } else if lower.contains("powerdown failed") {
+        // The guest did not power off in the time given (it may ignore ACPI): asking again
+        // will not help, a forced stop will.
+        Some((ProviderErrorKind::Conflict, "shutdown_timeout"))
     } else if lower.contains("timeout") {
         Some((ProviderErrorKind::Timeout, "task_timeout"))
     } else {
@@ -275,9 +358,13 @@ fn refusal(status: reqwest::StatusCode, body: &str) -> ProviderError {
         Some(message) => format!("{} {message}", status.as_u16()),
         None => format!("{} {reason}", status.as_u16()),
     };
-    if let Some(errors) = errors {
+    if let Some(errors) = &errors {
         text.push_str(&format!(": {errors}"));
     }
+    let field = errors
+        .as_ref()
+        .and_then(|e| e.as_object())
+        .and_then(|e| e.keys().find_map(|key| overcast_field(key)));
     let (kind, code) = match status.as_u16() {
         401 => (ProviderErrorKind::Denied, "authentication_failed"),
         403 => (ProviderErrorKind::Denied, "permission_denied"),
@@ -290,7 +377,24 @@ fn refusal(status: reqwest::StatusCode, body: &str) -> ProviderError {
             .and_then(kind_of)
             .unwrap_or((ProviderErrorKind::Refused, "backend_refused")),
     };
-    ProviderError::new(kind, code, format!("PVE refused: {text}"))
+    let error = ProviderError::new(kind, code, format!("PVE refused: {text}"));
+    match field {
+        Some(field) => error.with_field(field),
+        None => error,
+    }
+}
+
+/// The request field of overcast's a PVE parameter comes from, for a 400 that names it.
+fn overcast_field(parameter: &str) -> Option<&'static str> {
+    Some(match parameter {
+        "name" | "newid" => "name",
+        "cores" => "cpus",
+        "memory" => "memory_mb",
+        "size" | "disk" => "disk_gb",
+        "tags" => "tags",
+        "target" => "zone",
+        _ => return None,
+    })
 }
 
 /// TLS that trusts exactly what the settings say: a CA file's certificates, or the one
@@ -412,8 +516,11 @@ mod tests {
             reqwest::StatusCode::BAD_REQUEST,
             r#"{"errors":{"cores":"value must have a minimum value of 1"},"data":null}"#,
         );
-        assert_eq!(e.kind, ProviderErrorKind::InvalidInput);
-        assert!(e.message.contains("cores"), "{}", e.message);
+        assert_eq!(
+            (e.kind, e.field),
+            (ProviderErrorKind::InvalidInput, Some("cpus"))
+        );
+        assert!(e.message.contains("minimum value of 1"), "{}", e.message);
         assert_eq!(colon_hex(&[0xab, 0x01]), "AB:01");
         let post = reqwest::Method::POST;
         assert_eq!(

@@ -1,91 +1,32 @@
-//! VMs of a PVE cluster as overcast's instances: made by cloning a template (sized and
-//! tagged, then started), listed across the cluster's nodes (`/cluster/resources`,
-//! templates left out), started, shut down (ACPI, then stopped when the guest does not go
-//! within the timeout) or stopped at once, and rebooted, each change followed to its task's
-//! end. Tags (and so stages and owners) are
-//! PVE tags, each overcast `key=value` written `KEY-VALUE` in PVE's tag alphabet.
+//! VMs of a PVE cluster as overcast's instances: listed across the cluster's nodes
+//! (`/cluster/resources`, templates left out, addresses from the guest agent when one VM
+//! is looked at), started, shut down (ACPI, then stopped when the guest does not go within
+//! the timeout) or stopped at once, rebooted, and destroyed with their disks and seed, each
+//! change followed to its task's end. A call whose answer was lost is settled by the VM's
+//! state before it is tried again. Making VMs is in [`crate::launch`].
 
 use async_trait::async_trait;
 use overcast_provider::{
     Action, Compute, InstanceChange, InstanceFilter, LaunchSize, LaunchSpec, MachineSize,
-    ProviderError, ProviderErrorKind, ResourceKind, SettingProblem, SizeRequest, Tags,
+    ProviderError, ProviderErrorKind, SettingProblem, SizeRequest,
 };
 use overcast_types::{Instance, InstanceState};
 use serde::Deserialize;
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::{ProxmoxProvider, REGION};
+use crate::cluster::{self, Guest};
+use crate::launch::{LAUNCH_TAG, SEED_SLOT};
+use crate::{invalid, unsupported, ProxmoxProvider, REGION};
 
 /// How long a guest has to power off by ACPI before it is stopped.
 const SHUTDOWN_SECS: u64 = 60;
-/// How long one action's task may take.
-const TASK_WAIT: Duration = Duration::from_secs(SHUTDOWN_SECS + 60);
+/// How long one task may take.
+pub const TASK_WAIT: Duration = Duration::from_secs(SHUTDOWN_SECS + 60);
 /// VMs acted on per [`Compute::act`] (PVE acts on one VM a call).
 const PER_CALL: usize = 10;
-
-fn unsupported(what: &str) -> ProviderError {
-    ProviderError::new(
-        ProviderErrorKind::Unsupported,
-        "unsupported",
-        format!("{what} is not supported by provider proxmox yet"),
-    )
-}
-
-/// A text in PVE's tag alphabet: lower-case letters and digits as they are, every other
-/// byte `_xx` (hex), so `-` never appears and can join a key to its value.
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'0'..=b'9' => (b as char).to_string(),
-            _ => format!("_{b:02x}"),
-        })
-        .collect()
-}
-
-fn decode(text: &str) -> Option<String> {
-    let mut bytes = Vec::new();
-    let mut chars = text.bytes();
-    while let Some(b) = chars.next() {
-        if b == b'_' {
-            let hex = [chars.next()?, chars.next()?];
-            bytes.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
-        } else {
-            bytes.push(b);
-        }
-    }
-    String::from_utf8(bytes).ok()
-}
-
-/// overcast's tags as one PVE tag each, `KEY-VALUE`.
-fn to_pve_tags(tags: &BTreeMap<String, String>) -> String {
-    tags.iter()
-        .map(|(k, v)| format!("{}-{}", encode(k), encode(v)))
-        .collect::<Vec<_>>()
-        .join(";")
-}
-
-/// PVE's tags as overcast's: `KEY-VALUE` decoded; a tag someone set by hand (`web`) is a
-/// key with an empty value.
-fn from_pve_tags(tags: &str) -> BTreeMap<String, String> {
-    tags.split([';', ',', ' '])
-        .filter(|t| !t.is_empty())
-        .map(|tag| {
-            let decoded = tag
-                .split_once('-')
-                .and_then(|(k, v)| Some((decode(k)?, decode(v)?)));
-            decoded.unwrap_or_else(|| (tag.to_string(), String::new()))
-        })
-        .collect()
-}
-
-/// A number PVE sends as a number or as a string.
-fn number(value: &Value) -> Option<u64> {
-    value
-        .as_u64()
-        .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
-}
+/// How many times an action whose answer was lost is asked for.
+const ACT_ATTEMPTS: u32 = 4;
 
 fn state_of(status: &str) -> InstanceState {
     match status {
@@ -93,6 +34,14 @@ fn state_of(status: &str) -> InstanceState {
         "stopped" | "paused" | "suspended" => InstanceState::Stopped,
         _ => InstanceState::Error,
     }
+}
+
+fn not_found(id: &str) -> ProviderError {
+    ProviderError::new(
+        ProviderErrorKind::NotFound,
+        "instance_not_found",
+        format!("PVE has no VM {id}"),
+    )
 }
 
 /// A machine type's `proxmox` entry.
@@ -125,71 +74,69 @@ impl ProxmoxMachine {
     }
 }
 
-fn invalid(field: &'static str, message: impl Into<String>) -> ProviderError {
-    ProviderError::new(ProviderErrorKind::InvalidInput, "invalid_input", message).with_field(field)
-}
-
 impl ProxmoxProvider {
-    /// A template by VM id or name: its id and its node.
-    async fn template(&self, wanted: &str) -> Result<(String, String), ProviderError> {
+    /// Every QEMU guest of the cluster, VMs and templates.
+    pub(crate) async fn guests(&self) -> Result<Vec<Guest>, ProviderError> {
         let resources: Vec<Value> = self.client.get("/cluster/resources?type=vm").await?;
-        resources
-            .iter()
-            .filter(|r| number(&r["template"]).unwrap_or(0) == 1)
-            .find(|r| {
-                number(&r["vmid"]).is_some_and(|id| id.to_string() == wanted)
-                    || r["name"].as_str() == Some(wanted)
-            })
-            .and_then(|r| {
-                Some((
-                    number(&r["vmid"])?.to_string(),
-                    r["node"].as_str()?.to_string(),
-                ))
-            })
-            .ok_or_else(|| {
-                ProviderError::new(
-                    ProviderErrorKind::NotFound,
-                    "image_not_found",
-                    format!("PVE has no template `{wanted}`"),
-                )
-                .with_field("image")
-            })
+        Ok(cluster::guests(&resources))
     }
 
-    /// Every VM of the cluster (not templates), with its node.
-    async fn vms(&self) -> Result<Vec<(Instance, String)>, ProviderError> {
-        let resources: Vec<Value> = self.client.get("/cluster/resources?type=vm").await?;
-        Ok(resources
-            .iter()
-            .filter(|r| r["type"] == "qemu" && number(&r["template"]).unwrap_or(0) == 0)
-            .filter_map(|r| {
-                let vmid = number(&r["vmid"])?;
-                let node = r["node"].as_str()?.to_string();
-                let status = r["status"].as_str().unwrap_or("unknown");
-                let instance = Instance {
-                    name: r["name"].as_str().map(str::to_string),
-                    zone: Some(node.clone()),
-                    state_reason: r["lock"].as_str().map(|lock| format!("locked ({lock})")),
-                    tags: r["tags"].as_str().map(from_pve_tags).unwrap_or_default(),
-                    ..Instance::new(
-                        &vmid.to_string(),
-                        &self.environment,
-                        REGION,
-                        state_of(status),
-                    )
-                };
-                Some((instance, node))
-            })
-            .collect())
+    /// A guest as overcast's instance (the launch's own tag left out).
+    pub(crate) fn instance_of(&self, guest: &Guest) -> Instance {
+        let mut tags = guest.tags.clone();
+        tags.remove(LAUNCH_TAG);
+        let state_reason = match (&guest.lock, guest.status.as_str()) {
+            (Some(lock), _) => Some(format!("locked ({lock})")),
+            (None, "unknown") => Some("its node does not answer".to_string()),
+            _ => None,
+        };
+        Instance {
+            name: guest.name.clone(),
+            zone: Some(guest.node.clone()),
+            state_reason,
+            tags,
+            ..Instance::new(
+                &guest.id(),
+                &self.environment,
+                REGION,
+                state_of(&guest.status),
+            )
+        }
     }
 
-    /// Asks for one action on one VM and follows its task to the end.
-    async fn act_on(&self, node: &str, vmid: &str, action: Action) -> Result<(), ProviderError> {
-        let vm = format!("/nodes/{node}/qemu/{vmid}");
-        let upid: String = match action {
-            Action::Start => self.client.post(&format!("{vm}/status/start"), &[]).await?,
-            Action::Stop { force: true } => {
-                self.client.post(&format!("{vm}/status/stop"), &[]).await?
+    /// The state PVE reports for one VM now.
+    async fn state_now(&self, guest: &Guest) -> Result<InstanceState, ProviderError> {
+        let status: Value = self
+            .client
+            .get(&format!(
+                "/nodes/{}/qemu/{}/status/current",
+                guest.node, guest.vmid
+            ))
+            .await?;
+        Ok(state_of(status["status"].as_str().unwrap_or("unknown")))
+    }
+
+    /// The address the guest agent reports, when it runs.
+    async fn agent_address(&self, guest: &Guest) -> Option<String> {
+        let answer: Value = self
+            .client
+            .get(&format!(
+                "/nodes/{}/qemu/{}/agent/network-get-interfaces",
+                guest.node, guest.vmid
+            ))
+            .await
+            .ok()?;
+        cluster::agent_address(&answer)
+    }
+
+    /// Asks for one state action on one VM (a task's UPID).
+    async fn request(&self, guest: &Guest, action: Action) -> Result<String, ProviderError> {
+        let vm = format!("/nodes/{}/qemu/{}", guest.node, guest.vmid);
+        match action {
+            Action::Start => self.client.post(&format!("{vm}/status/start"), &[]).await,
+            // A VM is stopped at once before it is destroyed.
+            Action::Stop { force: true } | Action::Terminate => {
+                self.client.post(&format!("{vm}/status/stop"), &[]).await
             }
             Action::Stop { force: false } => {
                 let form = [
@@ -198,88 +145,84 @@ impl ProxmoxProvider {
                 ];
                 self.client
                     .post(&format!("{vm}/status/shutdown"), &form)
-                    .await?
+                    .await
             }
-            Action::Reboot => {
-                self.client
-                    .post(&format!("{vm}/status/reboot"), &[])
-                    .await?
-            }
-            // A destroyed VM leaves PVE's lists, where overcast looks for it to have gone:
-            // terminating comes with the VMs' own records.
-            Action::Terminate => return Err(unsupported("terminating VMs")),
-        };
-        self.client.finish(&upid, TASK_WAIT).await
-    }
-}
-
-impl ProxmoxProvider {
-    /// Changes the tags of VMs, one config write each.
-    async fn change_tags(
-        &self,
-        kind: ResourceKind,
-        ids: &[String],
-        change: impl Fn(&mut BTreeMap<String, String>),
-    ) -> Result<(), ProviderError> {
-        if kind != ResourceKind::Instance {
-            return Err(unsupported(&format!("tagging a {}", kind.name())));
+            Action::Reboot => self.client.post(&format!("{vm}/status/reboot"), &[]).await,
         }
-        let vms: BTreeMap<String, (Instance, String)> = self
-            .vms()
-            .await?
-            .into_iter()
-            .map(|(i, node)| (i.id.clone(), (i, node)))
-            .collect();
-        for id in ids {
-            let (vm, node) = vms.get(id).ok_or_else(|| {
-                ProviderError::new(
-                    ProviderErrorKind::NotFound,
-                    "instance_not_found",
-                    format!("PVE has no VM {id}"),
-                )
-            })?;
-            let mut tags = vm.tags.clone();
-            change(&mut tags);
-            let form = if tags.is_empty() {
-                [("delete", "tags".to_string())]
-            } else {
-                [("tags", to_pve_tags(&tags))]
+    }
+
+    /// One action on one VM, followed to its task's end. When the answer was lost, or PVE
+    /// says the VM is already where it should be, the VM's state settles whether the
+    /// action happened; a lost one is asked for again. (A reboot is just asked again: a
+    /// running VM says nothing about whether it rebooted.)
+    async fn act_on(&self, guest: &Guest, action: Action) -> Result<(), ProviderError> {
+        let mut attempt = 1;
+        loop {
+            let result = match self.request(guest, action).await {
+                Ok(upid) => self.client.finish(&upid, TASK_WAIT).await,
+                Err(e) => Err(e),
             };
-            let _: Value = self
-                .client
-                .put(&format!("/nodes/{node}/qemu/{id}/config"), &form)
-                .await?;
+            let error = match result {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            let lost = error.code == "backend_unreachable";
+            if !(lost || error.code == "incorrect_instance_state") {
+                return Err(error);
+            }
+            if action != Action::Reboot && self.state_now(guest).await? == action.target_state() {
+                return Ok(());
+            }
+            if !lost || attempt >= ACT_ATTEMPTS {
+                return Err(error);
+            }
+            attempt += 1;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Destroys a VM with everything PVE keeps of it (`purge`: backup jobs, HA, replication;
+    /// its disks, also unreferenced ones), stopping it first, then the cloud-init seed
+    /// overcast uploaded for it.
+    pub(crate) async fn destroy(&self, guest: &Guest) -> Result<(), ProviderError> {
+        let vm = format!("/nodes/{}/qemu/{}", guest.node, guest.vmid);
+        if guest.status == "running" {
+            self.act_on(guest, Action::Stop { force: true }).await?;
+        }
+        let config: Value = self.client.get(&format!("{vm}/config")).await?;
+        let seed = config[SEED_SLOT]
+            .as_str()
+            .and_then(|drive| drive.split(',').next())
+            .filter(|volume| volume.contains(":iso/overcast-seed-"))
+            .map(str::to_string);
+        let upid: String = self
+            .client
+            .delete(&format!("{vm}?purge=1&destroy-unreferenced-disks=1"))
+            .await?;
+        self.client.finish(&upid, TASK_WAIT).await?;
+        if let Some(volume) = seed {
+            self.remove_volume(&guest.node, &volume).await?;
         }
         Ok(())
     }
-}
 
-#[async_trait]
-impl Tags for ProxmoxProvider {
-    async fn set_tags(
+    /// Removes a storage volume (`local:iso/NAME`); one already gone is no error.
+    pub(crate) async fn remove_volume(
         &self,
-        _region: &str,
-        kind: ResourceKind,
-        ids: &[String],
-        tags: &BTreeMap<String, String>,
+        node: &str,
+        volume: &str,
     ) -> Result<(), ProviderError> {
-        self.change_tags(kind, ids, |existing| {
-            existing.extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())))
-        })
-        .await
-    }
-
-    async fn remove_tags(
-        &self,
-        _region: &str,
-        kind: ResourceKind,
-        ids: &[String],
-        keys: &[String],
-    ) -> Result<(), ProviderError> {
-        self.change_tags(kind, ids, |existing| {
-            existing.retain(|k, _| !keys.contains(k))
-        })
-        .await
+        let storage = volume.split(':').next().unwrap_or_default();
+        let path = format!(
+            "/nodes/{node}/storage/{storage}/content/{}",
+            volume.replace('/', "%2F")
+        );
+        match self.client.delete::<Option<String>>(&path).await {
+            Ok(Some(upid)) => self.client.finish(&upid, TASK_WAIT).await,
+            Ok(None) => Ok(()),
+            Err(e) if e.kind == ProviderErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -332,6 +275,8 @@ impl Compute for ProxmoxProvider {
         })
     }
 
+    /// The VMs asked for; when at most a call's worth of VMs are named, each running one
+    /// also gets the address its guest agent reports.
     async fn list_instances(
         &self,
         filter: &InstanceFilter,
@@ -339,150 +284,118 @@ impl Compute for ProxmoxProvider {
         if filter.region.as_deref().is_some_and(|r| r != REGION) {
             return Ok(Vec::new());
         }
-        Ok(self
-            .vms()
+        let guests: Vec<Guest> = self
+            .guests()
             .await?
             .into_iter()
-            .map(|(instance, _)| instance)
-            .filter(|i| filter.ids.is_empty() || filter.ids.contains(&i.id))
-            .filter(|i| filter.states.is_empty() || filter.states.contains(&i.state))
-            .filter(|i| filter.tags.iter().all(|(k, v)| i.tags.get(k) == Some(v)))
-            .collect())
+            .filter(|g| !g.template)
+            .filter(|g| filter.ids.is_empty() || filter.ids.contains(&g.id()))
+            .collect();
+        let looked_at = !filter.ids.is_empty() && filter.ids.len() <= PER_CALL;
+        let mut instances = Vec::new();
+        for guest in &guests {
+            let mut instance = self.instance_of(guest);
+            if !filter.states.is_empty() && !filter.states.contains(&instance.state) {
+                continue;
+            }
+            if !filter
+                .tags
+                .iter()
+                .all(|(k, v)| instance.tags.get(k) == Some(v))
+            {
+                continue;
+            }
+            if looked_at && instance.state == InstanceState::Running {
+                instance.private_ip = self.agent_address(guest).await;
+            }
+            instances.push(instance);
+        }
+        Ok(instances)
     }
 
     async fn check_launch(&self, spec: &LaunchSpec) -> Result<(), ProviderError> {
-        if spec.user_data.is_some() {
-            return Err(unsupported("user data (cloud-init) on a VM"));
-        }
-        self.template(&spec.image).await.map(|_| ())
+        self.check_seed(spec)?;
+        let guests = self.guests().await?;
+        crate::launch::templates_named(&guests, &spec.image).map(|_| ())
     }
 
-    /// Clones the template once per VM (a full clone, on the template's node), sizes and
-    /// tags each clone, and starts it.
     async fn run_instances(&self, spec: &LaunchSpec) -> Result<Vec<Instance>, ProviderError> {
-        if spec.user_data.is_some() {
-            return Err(unsupported("user data (cloud-init) on a VM"));
-        }
-        let (template, node) = self.template(&spec.image).await?;
-        let size = spec
-            .size
-            .ok_or_else(|| invalid("size", "a Proxmox VM is sized in numbers"))?;
-        let mut made = Vec::new();
-        for n in 0..spec.max_count {
-            let vmid: String = self
-                .client
-                .get("/cluster/nextid")
-                .await
-                .map(|v: Value| number(&v).map(|n| n.to_string()).unwrap_or_default())?;
-            let name = match (&spec.name, spec.max_count) {
-                (Some(name), 1) => name.clone(),
-                (Some(name), _) => format!("{name}-{}", n + 1),
-                (None, _) => format!("vm-{vmid}"),
-            };
-            let form = [
-                ("newid", vmid.clone()),
-                ("name", name.clone()),
-                ("full", "1".to_string()),
-            ];
-            let upid: String = self
-                .client
-                .post(&format!("/nodes/{node}/qemu/{template}/clone"), &form)
-                .await?;
-            self.client.finish(&upid, TASK_WAIT).await?;
-            let config = [
-                ("cores", size.cpus.to_string()),
-                ("memory", size.memory_mb.to_string()),
-                ("tags", to_pve_tags(&spec.tags)),
-            ];
-            let vm = format!("/nodes/{node}/qemu/{vmid}");
-            let _: Value = self.client.put(&format!("{vm}/config"), &config).await?;
-            let upid: String = self.client.post(&format!("{vm}/status/start"), &[]).await?;
-            self.client.finish(&upid, TASK_WAIT).await?;
-            made.push(Instance {
-                name: Some(name),
-                zone: Some(node.clone()),
-                image: Some(template.clone()),
-                tags: spec.tags.clone(),
-                ..Instance::new(&vmid, &self.environment, REGION, InstanceState::Running)
-            });
-        }
-        Ok(made)
+        self.launch(spec).await
     }
 
     fn max_ids_per_call(&self) -> usize {
         PER_CALL
     }
 
+    /// Acts on each VM in turn; a VM to terminate that is gone already is done.
     async fn act(
         &self,
         _region: &str,
         ids: &[String],
         action: Action,
     ) -> Result<(), ProviderError> {
-        let nodes: BTreeMap<String, String> = self
-            .vms()
-            .await?
-            .into_iter()
-            .map(|(i, node)| (i.id, node))
-            .collect();
+        let guests = self.guests().await?;
         for id in ids {
-            let Some(node) = nodes.get(id) else {
-                return Err(ProviderError::new(
-                    ProviderErrorKind::NotFound,
-                    "instance_not_found",
-                    format!("PVE has no VM {id}"),
-                ));
-            };
-            self.act_on(node, id, action).await?;
+            let guest = guests.iter().find(|g| !g.template && &g.id() == id);
+            match (guest, action) {
+                (None, Action::Terminate) => {}
+                (None, _) => return Err(not_found(id)),
+                (Some(guest), Action::Terminate) => self.destroy(guest).await?,
+                (Some(guest), action) => self.act_on(guest, action).await?,
+            }
         }
         Ok(())
     }
 
     /// The cluster's nodes.
     async fn zones(&self, _region: &str) -> Result<Vec<String>, ProviderError> {
-        let nodes: Vec<Value> = self.client.get("/nodes").await?;
-        let mut names: Vec<String> = nodes
-            .iter()
-            .filter_map(|n| n["node"].as_str().map(str::to_string))
+        let listing: Vec<Value> = self.client.get("/nodes").await?;
+        let mut names: Vec<String> = cluster::nodes(&listing)
+            .into_iter()
+            .map(|n| n.name)
             .collect();
         names.sort();
         Ok(names)
     }
 
+    /// Termination protection is PVE's `protection` flag (which refuses a destroy);
+    /// nothing else of a VM's is changed this way.
     async fn modify_instance(
         &self,
         _region: &str,
-        _id: &str,
-        _change: &InstanceChange,
+        id: &str,
+        change: &InstanceChange,
     ) -> Result<(), ProviderError> {
-        Err(unsupported("changing a VM's attributes"))
+        let unsupported_field = [
+            ("instance_type", change.instance_type.is_some()),
+            ("user_data", change.user_data.is_some()),
+            ("security_groups", change.security_groups.is_some()),
+        ]
+        .into_iter()
+        .find(|(_, asked)| *asked);
+        if let Some((field, _)) = unsupported_field {
+            return Err(unsupported(&format!("changing a VM's {field}")).with_field(field));
+        }
+        let Some(protected) = change.termination_protection else {
+            return Ok(());
+        };
+        let guests = self.guests().await?;
+        let guest = guests
+            .iter()
+            .find(|g| !g.template && g.id() == id)
+            .ok_or_else(|| not_found(id))?;
+        let form = [("protection", u8::from(protected).to_string())];
+        let _: Value = self
+            .client
+            .put(
+                &format!("/nodes/{}/qemu/{}/config", guest.node, guest.vmid),
+                &form,
+            )
+            .await?;
+        Ok(())
     }
 
     async fn console_output(&self, _region: &str, _id: &str) -> Result<String, ProviderError> {
         Err(unsupported("reading a VM's console"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tags_round_trip_through_pves_alphabet() {
-        let tags = BTreeMap::from([
-            ("overcast:org".to_string(), "acme".to_string()),
-            ("stage".to_string(), "dev".to_string()),
-            ("Team".to_string(), "web-1".to_string()),
-        ]);
-        let written = to_pve_tags(&tags);
-        assert_eq!(written, "_54eam-web_2d1;overcast_3aorg-acme;stage-dev");
-        assert!(written
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-;".contains(c)));
-        assert_eq!(from_pve_tags(&written), tags);
-        let by_hand = from_pve_tags("web;stage-prod");
-        assert_eq!(by_hand["web"], "");
-        assert_eq!(by_hand["stage"], "prod");
-        assert_eq!(number(&serde_json::json!("4")), Some(4));
     }
 }

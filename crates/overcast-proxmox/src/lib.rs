@@ -1,17 +1,21 @@
 //! The Proxmox VE provider: VMs on an on-prem PVE cluster through its REST API
-//! (`/api2/json`). So far: its connection (the certificate trusted as configured, API token
-//! or ticket sign-in, the cluster's reachability and version as the environment's status)
-//! and its VMs listed and acted on, each change followed to its task's end.
+//! (`/api2/json`): its connection (the certificate trusted as configured, API token or
+//! ticket sign-in), VMs made from templates and acted on, templates as images, tags as PVE
+//! tags, each change followed to its task's end.
 
 mod client;
+mod cluster;
 mod compute;
+mod images;
+mod launch;
 mod settings;
+mod tags;
 mod tasks;
 
 use async_trait::async_trait;
 use overcast_provider::{
-    parse_settings, Provider, ProviderContext, ProviderFactory, ProviderStatus, SettingsCheck,
-    Table, Unavailable,
+    parse_settings, Provider, ProviderContext, ProviderError, ProviderErrorKind, ProviderFactory,
+    ProviderStatus, SettingsCheck, Table, Unavailable,
 };
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -21,6 +25,18 @@ pub use client::colon_hex;
 
 /// The one region of a PVE cluster: the cluster itself (its nodes are where VMs run).
 const REGION: &str = "pve";
+
+pub(crate) fn unsupported(what: &str) -> ProviderError {
+    ProviderError::new(
+        ProviderErrorKind::Unsupported,
+        "unsupported",
+        format!("{what} is not supported by provider proxmox"),
+    )
+}
+
+pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> ProviderError {
+    ProviderError::new(ProviderErrorKind::InvalidInput, "invalid_input", message).with_field(field)
+}
 
 /// Makes `proxmox` environments.
 pub struct ProxmoxFactory;
@@ -46,13 +62,17 @@ impl ProviderFactory for ProxmoxFactory {
     }
 
     fn build(&self, context: ProviderContext<'_>) -> Arc<dyn Provider> {
-        let client = parse_settings::<settings::Settings>(context.settings)
+        let built = parse_settings::<settings::Settings>(context.settings)
             .map_err(|p| format!("{}: {}", p.key, p.message))
-            .and_then(|(settings, _)| client::Client::new(&settings, context.observer.clone()));
-        match client {
-            Ok(client) => Arc::new(ProxmoxProvider {
+            .and_then(|(settings, _)| {
+                let client = client::Client::new(&settings, context.observer.clone())?;
+                Ok((client, settings.placement()))
+            });
+        match built {
+            Ok((client, placement)) => Arc::new(ProxmoxProvider {
                 environment: context.name.to_string(),
                 client,
+                placement,
             }),
             Err(reason) => Arc::new(Unavailable::new("proxmox", reason)),
         }
@@ -64,6 +84,8 @@ pub struct ProxmoxProvider {
     /// The environment's name, put on every instance overcast reports.
     environment: String,
     client: client::Client,
+    /// Where new VMs and their seeds go.
+    placement: settings::Placement,
 }
 
 /// `GET /version`.
@@ -85,6 +107,10 @@ impl Provider for ProxmoxProvider {
     }
 
     fn compute(&self) -> Option<&dyn overcast_provider::Compute> {
+        Some(self)
+    }
+
+    fn images(&self) -> Option<&dyn overcast_provider::Images> {
         Some(self)
     }
 

@@ -1,14 +1,15 @@
 //! What a `proxmox` environment says in the config: the cluster's URL, how to trust its
 //! certificate (a CA file or the certificate's pinned SHA-256 fingerprint; never "accept
 //! anything"), and how to sign in (an API token, or a user and password for tickets), its
-//! secret read from a file or an environment variable, never from the config itself.
+//! secret read from a file or an environment variable, never from the config itself; and
+//! where VMs and their cloud-init seeds go.
 
 use overcast_provider::{check_settings, SettingProblem, SettingsCheck, Table};
 use serde::Deserialize;
 use std::path::PathBuf;
 
 /// A `proxmox` environment's settings.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
     /// `https://pve.example.com:8006`.
     #[serde(default)]
@@ -31,6 +32,36 @@ pub struct Settings {
     pub secret_file: Option<PathBuf>,
     #[serde(default)]
     pub secret_env: Option<String>,
+    /// The node new VMs go to when a request names no zone; without it, the least-loaded
+    /// online node that holds the template.
+    #[serde(default)]
+    pub node: Option<String>,
+    /// The storage a full clone's disks are made on; without it, the template's own.
+    #[serde(default)]
+    pub storage: Option<String>,
+    /// The storage (for `iso` content) cloud-init seeds are uploaded to.
+    #[serde(default = "default_iso_storage")]
+    pub iso_storage: String,
+    /// Linked clones (fast, sharing the template's disks) rather than full ones.
+    #[serde(default)]
+    pub linked_clones: bool,
+    /// The bridge new VMs' first NIC is put on; without it, the template's.
+    #[serde(default)]
+    pub bridge: Option<String>,
+}
+
+/// Where new VMs and their seeds go, and how they are cloned.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    pub node: Option<String>,
+    pub storage: Option<String>,
+    pub iso_storage: String,
+    pub linked_clones: bool,
+    pub bridge: Option<String>,
+}
+
+fn default_iso_storage() -> String {
+    "local".into()
 }
 
 pub const KEYS: &[&str] = &[
@@ -41,6 +72,11 @@ pub const KEYS: &[&str] = &[
     "user",
     "secret_file",
     "secret_env",
+    "node",
+    "storage",
+    "iso_storage",
+    "linked_clones",
+    "bridge",
 ];
 
 /// How overcast signs in.
@@ -130,6 +166,16 @@ impl Settings {
                 "user",
                 "give token_id or user, not both",
             )),
+        }
+    }
+
+    pub fn placement(&self) -> Placement {
+        Placement {
+            node: self.node.clone(),
+            storage: self.storage.clone(),
+            iso_storage: self.iso_storage.clone(),
+            linked_clones: self.linked_clones,
+            bridge: self.bridge.clone(),
         }
     }
 

@@ -109,6 +109,14 @@ mod tests {
         let e = task_failed("VM 100 already running", &[]);
         assert_eq!(e.code, "incorrect_instance_state");
         let e = task_failed("VM quit/powerdown failed - got timeout", &[]);
+        assert_eq!(
+            (e.kind, e.code),
+            (ProviderErrorKind::Conflict, "shutdown_timeout")
+        );
+        let e = task_failed(
+            "can't lock file '/var/lock/qemu-server/lock-100.conf' - got timeout",
+            &[],
+        );
         assert_eq!(e.kind, ProviderErrorKind::Timeout);
     }
 }

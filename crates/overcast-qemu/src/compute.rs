@@ -4,11 +4,10 @@
 //! so.
 
 use async_trait::async_trait;
-use base64::Engine;
 use futures::future::join_all;
 use overcast_provider::{
-    Action, Compute, InstanceChange, InstanceFilter, LaunchSize, LaunchSpec, MachineSize,
-    ProviderError, ProviderErrorKind, ResourceKind, SizeRequest, Tags,
+    cloud_init, Action, Compute, InstanceChange, InstanceFilter, LaunchSize, LaunchSpec,
+    MachineSize, ProviderError, ProviderErrorKind, ResourceKind, SizeRequest, Tags,
 };
 use overcast_types::{tags, Instance, InstanceState};
 use std::collections::BTreeMap;
@@ -265,7 +264,15 @@ impl QemuProvider {
                 .await?;
             }
         }
-        vm::make_seed(&self.host, &files, &record, user_data).await?;
+        let hostname = record.name.clone().unwrap_or_else(|| record.id.clone());
+        cloud_init::write_seed(
+            &self.host.genisoimage,
+            &files.seed(),
+            &record.id,
+            &hostname,
+            user_data,
+        )
+        .await?;
         self.save(&record)?;
         vm::launch(&self.host, &self.layout, &record, image).await?;
         Ok(record)
@@ -430,12 +437,7 @@ impl Compute for QemuProvider {
             .into_iter()
             .filter(|r| !spec.client_token.is_empty() && r.client_token == spec.client_token)
             .collect();
-        let user_data = match &spec.user_data {
-            Some(encoded) => base64::engine::general_purpose::STANDARD
-                .decode(encoded)
-                .map_err(|e| invalid("user_data", format!("is not base64: {e}")))?,
-            None => Vec::new(),
-        };
+        let user_data = cloud_init::decode_user_data(spec.user_data.as_deref())?;
         while made.len() < spec.max_count as usize {
             let room = crate::host::check_size(&self.layout, size, 1);
             if room.is_err() && made.len() >= spec.min_count as usize {

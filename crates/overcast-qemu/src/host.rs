@@ -3,7 +3,7 @@
 //! reading and writing and the CPU must have virtualisation extensions (vmx or svm), since
 //! a `/dev/kvm` without them makes QEMU hang or abort.
 
-use overcast_provider::{MachineSize, ProviderError, ProviderErrorKind};
+use overcast_provider::{cloud_init, MachineSize, ProviderError, ProviderErrorKind};
 use std::path::{Path, PathBuf};
 
 use crate::records::Layout;
@@ -47,9 +47,7 @@ impl Host {
     /// A missing program is an error naming it, with the install hint.
     pub fn probe(path: &std::ffi::OsStr) -> Result<Host, String> {
         let find = |program: &str| {
-            std::env::split_paths(path)
-                .map(|dir| dir.join(program))
-                .find(|candidate| is_executable(candidate))
+            cloud_init::find_program(path, program)
                 .ok_or_else(|| format!("`{program}` is not on this host's PATH: {INSTALL_HINT}"))
         };
         Ok(Host {
@@ -145,12 +143,6 @@ fn disk_gb(dir: &Path) -> (u64, u64) {
         (stat.f_blocks as u64 * block) >> 30,
         (stat.f_bavail as u64 * block) >> 30,
     )
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    path.metadata()
-        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// KVM when the device opens and the CPU can virtualise; TCG, saying why, otherwise.

@@ -2,7 +2,7 @@
 //! the server), found again through its pid file, and driven over its QMP socket.
 
 use overcast_provider::{ProviderError, ProviderErrorKind};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -213,66 +213,4 @@ pub fn serial_output(files: &VmFiles) -> String {
         .unwrap_or_default()
 }
 
-/// Makes the NoCloud seed: an ISO 9660 volume labelled `cidata` with `user-data` and
-/// `meta-data` (the instance id and host name), as cloud-init looks for it.
-pub async fn make_seed(
-    host: &Host,
-    files: &VmFiles,
-    record: &VmRecord,
-    user_data: &[u8],
-) -> Result<(), ProviderError> {
-    let staging = files.dir.join("seed");
-    std::fs::create_dir_all(&staging).map_err(|e| crate::records::io_error(&e.to_string()))?;
-    let hostname = record.name.clone().unwrap_or_else(|| record.id.clone());
-    let meta = format!("instance-id: {}\nlocal-hostname: {hostname}\n", record.id);
-    let user: &[u8] = if user_data.is_empty() {
-        b"#cloud-config\n{}\n"
-    } else {
-        user_data
-    };
-    std::fs::write(staging.join("meta-data"), meta)
-        .and_then(|()| std::fs::write(staging.join("user-data"), user))
-        .map_err(|e| crate::records::io_error(&e.to_string()))?;
-    run(
-        &host.genisoimage,
-        &[
-            "-quiet".as_ref(),
-            "-output".as_ref(),
-            files.seed().as_os_str(),
-            "-volid".as_ref(),
-            "cidata".as_ref(),
-            "-joliet".as_ref(),
-            "-rock".as_ref(),
-            staging.join("user-data").as_os_str(),
-            staging.join("meta-data").as_os_str(),
-        ],
-    )
-    .await?;
-    let _ = std::fs::remove_dir_all(&staging);
-    Ok(())
-}
-
-/// Runs a helper program (qemu-img, genisoimage), answering its failure in its own words.
-pub async fn run(program: &Path, args: &[&std::ffi::OsStr]) -> Result<String, ProviderError> {
-    let output = tokio::process::Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .map_err(|e| crate::records::io_error(&format!("cannot run {}: {e}", program.display())))?;
-    if !output.status.success() {
-        return Err(ProviderError::new(
-            ProviderErrorKind::Refused,
-            "host_tool_failed",
-            format!(
-                "{} failed: {}",
-                program
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                String::from_utf8_lossy(&output.stderr).trim()
-            ),
-        ));
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-}
+pub use overcast_provider::cloud_init::run_program as run;

@@ -292,6 +292,7 @@ fn provider_kind(cloud: &str) -> Result<&'static str, String> {
     match cloud.to_ascii_lowercase().as_str() {
         "aws" => Ok("aws"),
         "local" | "qemu" => Ok("qemu"),
+        "proxmox" => Ok("proxmox"),
         "" => Err("it names no cloud".into()),
         other => Err(format!("overcast has no {other} provider yet")),
     }
@@ -533,6 +534,38 @@ fn environment_table(
             "Credentials come from the AWS default chain, or a profile or role_arn set here; never from the request.",
         ));
     }
+    if kind == "proxmox" {
+        carried = &["url", "region", "vpc_id", "storage_external_id"];
+        settings.push(("url", TomlValue::from(environment.setting("url"))));
+        // The Cloud VM API took the cluster's credentials in every request; overcast keeps
+        // its own, so the import names where they go. Each fails closed until it is there.
+        let secret_env = format!(
+            "OVERCAST_{}_SECRET",
+            environment
+                .name
+                .to_ascii_uppercase()
+                .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+        );
+        let ca_file = format!("/etc/overcast/{}-ca.pem", environment.name);
+        notes.push(comment(&format!(
+            "The Cloud VM API took the cluster's credentials in every request; overcast keeps its own. Make it an API token (`pveum user token add overcast@pve overcast`), put the token's secret in {secret_env} and the cluster's CA certificate in {ca_file} (or give its fingerprint instead of ca_file)."
+        )));
+        settings.push(("ca_file", TomlValue::from(ca_file)));
+        settings.push(("token_id", TomlValue::from("overcast@pve!overcast")));
+        settings.push(("secret_env", TomlValue::from(secret_env)));
+        // `node/pve` names the node the Cloud VM API created VMs on; `storage/pve/local-lvm`
+        // the storage of their disks.
+        if let Some(node) = environment.setting("vpc_id").strip_prefix("node/") {
+            settings.push(("node", TomlValue::from(node)));
+        }
+        let storage = environment.setting("storage_external_id");
+        if let Some(storage) = storage
+            .strip_prefix("storage/")
+            .and_then(|s| s.rsplit('/').next())
+        {
+            settings.push(("storage", TomlValue::from(storage)));
+        }
+    }
     if let Some(problems) = check_problems(factory.check_environment(&as_table(&settings)).problems)
     {
         return Err(problems);
@@ -682,6 +715,27 @@ fn machine_entry(
             "instance_type",
             TomlValue::from(entry.instance_type.as_str()),
         ));
+    } else if kind == "proxmox" {
+        // The Cloud VM API meant N CPUs and M GB (its own parse loses the CPUs); overcast
+        // clones a template, so an installer ISO cannot stand in for one.
+        let (cpus, memory_gb) = parse_cpus_memory(&entry.instance_type).ok_or_else(|| {
+            format!(
+                "instance_type {:?} is not of the form c<cpus>m<GB of memory>, e.g. c2m4",
+                entry.instance_type
+            )
+        })?;
+        if entry.image.is_empty() || entry.image.contains(":iso/") {
+            return Err(format!(
+                "image {:?} is not a template: overcast makes Proxmox VMs by cloning a template, so name one (by VM id or name) as this entry's template",
+                entry.image
+            ));
+        }
+        pairs.push(("cores", TomlValue::from(cpus)));
+        pairs.push(("memory_mb", TomlValue::from(i64::from(memory_gb) * 1024)));
+        if machine_type.os_disk_size_gb > 0 {
+            pairs.push(("disk_gb", TomlValue::from(machine_type.os_disk_size_gb)));
+        }
+        pairs.push(("template", TomlValue::from(entry.image.as_str())));
     } else {
         let (cpus, memory_gb) = parse_cpus_memory(&entry.instance_type).ok_or_else(|| {
             format!(
@@ -702,7 +756,7 @@ fn machine_entry(
         pairs.push(("memory_mb", TomlValue::from(i64::from(memory_gb) * 1024)));
         pairs.push(("disk_gb", TomlValue::from(machine_type.os_disk_size_gb)));
     }
-    if !entry.image.is_empty() {
+    if kind != "proxmox" && !entry.image.is_empty() {
         pairs.push(("image", TomlValue::from(entry.image.as_str())));
     }
     if let Some(problems) = check_problems(factory.check_machine(&as_table(&pairs)).problems) {
@@ -797,8 +851,16 @@ subnet = "subnet-0e5fbdb1ac4a8dead"
 # environment "azure-test1" (cloud Azure) is not imported: overcast has no azure provider yet
 #   cloud = "Azure", url = "AzurePublicCloud", region = "Azure-int/westeurope", network_id = "/subscriptions/…/subnets/first-subnet", vpc_id = "<tenant id>/<subscription id>", project = "oj-test"
 
-# environment "pve-test1" (cloud Proxmox) is not imported: overcast has no proxmox provider yet
-#   cloud = "Proxmox", url = "https://192.168.8.136:8006", region = "Proxmox/1", vpc_id = "node/pve", storage_external_id = "storage/pve/local-lvm"
+[environments.pve-test1]
+# The Cloud VM API took the cluster's credentials in every request; overcast keeps its own. Make it an API token (`pveum user token add overcast@pve overcast`), put the token's secret in OVERCAST_PVE_TEST1_SECRET and the cluster's CA certificate in /etc/overcast/pve-test1-ca.pem (or give its fingerprint instead of ca_file).
+provider = "proxmox"
+description = "imported from the Cloud VM API (cloud Proxmox)"
+url = "https://192.168.8.136:8006"
+ca_file = "/etc/overcast/pve-test1-ca.pem"
+token_id = "overcast@pve!overcast"
+secret_env = "OVERCAST_PVE_TEST1_SECRET"
+node = "pve"
+storage = "local-lvm"
 
 [machine_types.medium-debian]
 description = "Debian (Linux)"
@@ -810,19 +872,18 @@ description = "Debian (Linux)"
 aws = { instance_type = "t2.micro", image = "ami-0644165ab979df02d" }
 # machine type "small-debian" cloud Azure is not imported: overcast has no azure provider yet
 #   instance_type = "Standard_B1s", image = "Debian/debian-12/12-gen2/latest"
-# machine type "small-debian" cloud Proxmox is not imported: overcast has no proxmox provider yet
+# machine type "small-debian" cloud Proxmox is not imported: image "local:iso/debian12.iso" is not a template: overcast makes Proxmox VMs by cloning a template, so name one (by VM id or name) as this entry's template
 #   instance_type = "ecs.g1.c1m1", image = "local:iso/debian12.iso"
 "#
         );
         assert_eq!(
             imported.summary,
-            "imported 1 of 3 environments: aws-test1
+            "imported 2 of 3 environments: aws-test1, pve-test1
 imported 2 of 2 machine types: medium-debian, small-debian
 not imported: environment \"azure-test1\" (cloud Azure): overcast has no azure provider yet
-not imported: environment \"pve-test1\" (cloud Proxmox): overcast has no proxmox provider yet
 not imported: machine type \"medium-debian\" cloud …: overcast has no … provider yet
 not imported: machine type \"small-debian\" cloud Azure: overcast has no azure provider yet
-not imported: machine type \"small-debian\" cloud Proxmox: overcast has no proxmox provider yet
+not imported: machine type \"small-debian\" cloud Proxmox: image \"local:iso/debian12.iso\" is not a template: overcast makes Proxmox VMs by cloning a template, so name one (by VM id or name) as this entry's template
 "
         );
         let config = config_of(&imported);
@@ -833,7 +894,8 @@ not imported: machine type \"small-debian\" cloud Proxmox: overcast has no proxm
             aws.settings["subnet"].as_str(),
             Some("subnet-0e5fbdb1ac4a8dead")
         );
-        assert_eq!(config.environments.len(), 1);
+        assert_eq!(config.environments.len(), 2);
+        assert_eq!(config.environments["pve-test1"].provider, "proxmox");
         assert_eq!(
             config.machine_types["small-debian"].sizes["aws"]["instance_type"].as_str(),
             Some("t2.micro")
@@ -979,6 +1041,37 @@ not imported: machine type \"small-debian\" cloud Proxmox: overcast has no proxm
         assert_eq!(
             config.machine_types["small"].sizes["qemu"]["memory_mb"].as_integer(),
             Some(4096)
+        );
+    }
+
+    #[test]
+    fn a_proxmox_cloud_becomes_cores_memory_and_a_template() {
+        let imported = run(
+            r#"[{"name": "pve", "cloud": "Proxmox", "url": "https://pve.example:8006",
+                 "vpc_id": "node/pve2", "storage_external_id": "storage/pve2/ceph"}]"#,
+            r#"{"small": {"os": {"os_disk_size_gb": 50},
+                          "clouds": {"Proxmox": {"instance_type": "ecs.g1.c2m4", "image": "debian-12"}}},
+                "tiny": {"clouds": {"Proxmox": {"instance_type": "c1m1", "image": "9000"}}}}"#,
+        );
+        // The Cloud VM API's own parse made the CPUs 0; what it meant is imported.
+        assert!(imported.toml.contains(
+            "proxmox = { cores = 2, memory_mb = 4096, disk_gb = 50, template = \"debian-12\" }\n"
+        ), "{}", imported.toml);
+        assert!(
+            imported
+                .toml
+                .contains("proxmox = { cores = 1, memory_mb = 1024, template = \"9000\" }\n"),
+            "{}",
+            imported.toml
+        );
+        let config = config_of(&imported);
+        let pve = &config.environments["pve"];
+        assert_eq!(pve.provider, "proxmox");
+        assert_eq!(pve.settings["node"].as_str(), Some("pve2"));
+        assert_eq!(pve.settings["storage"].as_str(), Some("ceph"));
+        assert_eq!(
+            pve.settings["secret_env"].as_str(),
+            Some("OVERCAST_PVE_SECRET")
         );
     }
 

@@ -522,19 +522,27 @@ async fn act_on_batch(
         // One instance's result shows it whole; a fleet's would make the record huge.
         let whole = plan.targets.len() == 1;
         return match wait_for(compute, region, &ids, target, cancellation).await {
-            Ok(instances) => instances
-                .into_iter()
-                .map(|instance| {
-                    let instance = env.decorate(instance);
-                    let result = TargetResult {
-                        detail: whole
-                            .then(|| serde_json::to_value(&instance).ok())
-                            .flatten(),
-                        ..TargetResult::done(&instance.id)
-                    };
-                    (result, None)
-                })
-                .collect(),
+            // Per target: a terminated one may be listed no more, and then has no detail.
+            Ok(instances) => {
+                let mut found: BTreeMap<String, Instance> = instances
+                    .into_iter()
+                    .map(|i| (i.id.clone(), env.decorate(i)))
+                    .collect();
+                batch
+                    .iter()
+                    .map(|t| {
+                        let detail = found
+                            .remove(&t.id)
+                            .filter(|_| whole)
+                            .and_then(|i| serde_json::to_value(&i).ok());
+                        let result = TargetResult {
+                            detail,
+                            ..TargetResult::done(&t.id)
+                        };
+                        (result, None)
+                    })
+                    .collect()
+            }
             Err(e) => failed(&e),
         };
     }

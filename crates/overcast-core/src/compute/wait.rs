@@ -12,7 +12,8 @@ use crate::operations::Cancellation;
 /// How long an action may take to reach its state before the operation fails.
 const STATE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
-/// Waits until every instance is in `target` (or gone, for a terminate), polling with a
+/// Waits until every instance is in `target` (or gone, or no longer listed, for a
+/// terminate), polling with a
 /// backoff, or fails at the deadline saying where each stood. A look that fails for a
 /// passing reason (throttled, unreachable, slow) says nothing about the instances, so the
 /// wait goes on through it until the deadline.
@@ -43,7 +44,10 @@ pub(crate) async fn wait_for(
         let reached = |i: &Instance| {
             i.state == target || (target == InstanceState::Terminated && i.state.is_gone())
         };
-        if instances.len() >= ids.len() && instances.iter().all(reached) {
+        // A terminated machine may leave the backend's list at once (a destroyed Proxmox
+        // VM does): one no longer listed has gone.
+        let all_listed = instances.len() >= ids.len() || target == InstanceState::Terminated;
+        if all_listed && instances.iter().all(reached) {
             return Ok(instances);
         }
         if let Some(lost) = instances

@@ -116,7 +116,10 @@ mod import_vm_api {
             "# vpc_id \"vpc-09ece8e3b2134782f\" is not needed",
             "# Credentials come from the AWS default chain",
             "# environment \"azure-test1\" (cloud Azure) is not imported: overcast has no azure provider yet\n",
-            "# environment \"pve-test1\" (cloud Proxmox) is not imported: overcast has no proxmox provider yet\n",
+            "[environments.pve-test1]\n",
+            "provider = \"proxmox\"\n",
+            "url = \"https://192.168.8.136:8006\"\n",
+            "node = \"pve\"\nstorage = \"local-lvm\"\n",
             "[machine_types.small-debian]\ndescription = \"Debian (Linux)\"\n\
              aws = { instance_type = \"t2.micro\", image = \"ami-0644165ab979df02d\" }\n",
             "[machine_types.medium-debian]\ndescription = \"Debian (Linux)\"\n\
@@ -127,12 +130,11 @@ mod import_vm_api {
             assert!(out.contains(expected), "{expected:?} not in:\n{out}");
         }
         for expected in [
-            "imported 1 of 3 environments: aws-test1\n",
+            "imported 2 of 3 environments: aws-test1, pve-test1\n",
             "imported 2 of 2 machine types: medium-debian, small-debian\n",
             "not imported: environment \"azure-test1\" (cloud Azure): overcast has no azure provider yet\n",
-            "not imported: environment \"pve-test1\" (cloud Proxmox): overcast has no proxmox provider yet\n",
             "not imported: machine type \"small-debian\" cloud Azure: overcast has no azure provider yet\n",
-            "not imported: machine type \"small-debian\" cloud Proxmox: overcast has no proxmox provider yet\n",
+            "not imported: machine type \"small-debian\" cloud Proxmox: image \"local:iso/debian12.iso\" is not a template",
         ] {
             assert!(err.contains(expected), "{expected:?} not in:\n{err}");
         }
@@ -140,7 +142,7 @@ mod import_vm_api {
         let config = Config::parse("imported.toml", &out, &providers()).unwrap();
         assert_eq!(
             config.environments.keys().collect::<Vec<_>>(),
-            ["aws-test1"]
+            ["aws-test1", "pve-test1"]
         );
         assert_eq!(
             config.machine_types.keys().collect::<Vec<_>>(),
@@ -157,7 +159,7 @@ mod import_vm_api {
             run(isolated(BIN, home.path()).args(["config", "check", file.to_str().unwrap()]));
         assert_eq!(code, 0, "{err}");
         assert!(
-            out.contains("ok (1 environments, 2 machine types)"),
+            out.contains("ok (2 environments, 2 machine types)"),
             "{out}"
         );
     }
