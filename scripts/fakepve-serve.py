@@ -11,11 +11,13 @@ Then reads commands on stdin, one JSON object a line, and answers each on stdout
     {"call": "set_vm", "args": {"vmid": 101, "acpi": false}}          -> control ok null
     {"call": "storage_files", "args": {"storage": "local"}}           -> control ok ["..."]
     {"call": "requests", "args": {"path": "/resize"}}                   -> control ok [[...]]
+    {"call": "uploaded"}                                                -> control ok {...}
 A call is any public method of fakepve's FakePve (fail, slow_network, flaky_network,
 hold_config_lock, ...) or one of those above; a failure answers `control error TEXT`.
 """
 
 import argparse
+import base64
 import asyncio
 import inspect
 import json
@@ -48,6 +50,14 @@ def requests(pve, path):
             for method, seen, body in pve.requests if path in seen]
 
 
+def uploaded(pve):
+    """The last upload's form fields, its file's bytes in base64 as `data`."""
+    fields = dict(pve.uploaded or {})
+    if 'data' in fields:
+        fields['data'] = base64.b64encode(fields['data']).decode()
+    return fields
+
+
 async def control(pve):
     loop = asyncio.get_running_loop()
     while True:
@@ -63,6 +73,8 @@ async def control(pve):
                 result = storage_files(pve, **args)
             elif name == 'requests':
                 result = requests(pve, **args)
+            elif name == 'uploaded':
+                result = uploaded(pve)
             elif name.startswith('_') or not callable(getattr(pve, name, None)):
                 raise ValueError('fakepve has no call {0!r}'.format(name))
             else:

@@ -766,3 +766,60 @@ async fn operations_converge_on_a_flaky_and_slow_cluster() {
         op["backend_calls"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cloud_vm_api_drives_proxmox_vms_with_its_cloud_init_in_the_seed() {
+    let token = format!("{TOKEN}={TOKEN_SECRET}");
+    let pve = FakePve::start(&guests(), &[&token]);
+    let secrets = tempfile::tempdir().unwrap();
+    let server = ticket_server(&pve, secrets.path()).await;
+    let bearer = server.token("acme", "operator").await;
+    let call = |method: Method, path: String, body: Option<Value>| {
+        let mut request = server.request(method, &path, Some(&bearer));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status(), response.text().await.unwrap())
+        }
+    };
+
+    // The tool's own create, its cloud_init wrapped as `base64` prints it.
+    let script = "#!/bin/sh\necho VM-API-ON-PROXMOX\n";
+    let encoded = base64::engine::general_purpose::STANDARD.encode(script);
+    let body = json!({"name": "test1", "environment": "pve", "machinetype": "pve-small",
+                      "cloud_init": encoded});
+    let (status, text) = call(Method::POST, "/vm".into(), Some(body)).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{text}");
+    let created: Value = serde_json::from_str(&text).unwrap();
+    let vmid = created["id"].as_str().unwrap().to_string();
+    assert_eq!(created["name"], "test1");
+    let seed = pve.control("uploaded", json!({}));
+    assert_eq!(seed["filename"], format!("overcast-seed-{vmid}.iso"));
+    let iso = base64::engine::general_purpose::STANDARD
+        .decode(seed["data"].as_str().unwrap())
+        .unwrap();
+    assert!(
+        iso.windows(script.len()).any(|w| w == script.as_bytes()),
+        "the seed PVE received holds the decoded cloud_init"
+    );
+
+    // Its stop, list and delete, as the tool answered them; the VM is gone from PVE.
+    let (status, _) = call(
+        Method::GET,
+        format!("/vm/{vmid}/stop?environment=pve"),
+        None,
+    )
+    .await;
+    assert_eq!(status, reqwest::StatusCode::NO_CONTENT);
+    let (_, listed) = call(Method::GET, "/vm?environment=pve".into(), None).await;
+    assert_eq!(
+        listed,
+        format!("[{{\"id\":\"{vmid}\",\"name\":\"test1\",\"status\":\"ready\"}}]\n")
+    );
+    let (status, _) = call(Method::DELETE, format!("/vm/{vmid}?environment=pve"), None).await;
+    assert_eq!(status, reqwest::StatusCode::NO_CONTENT);
+    let resources = pve.get(&token, "/cluster/resources?type=vm").await;
+    assert!(!resources.to_string().contains(&format!("\"vmid\":{vmid},")));
+}
