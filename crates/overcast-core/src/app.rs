@@ -142,7 +142,6 @@ pub struct Core {
     pub(crate) runner: Runner,
     pub(crate) environments: Arc<Environments>,
     pub(crate) metrics: Arc<Metrics>,
-    pub(crate) snapshots: compute::Snapshots,
     pub(crate) bucket_homes: objects::BucketHomes,
 }
 
@@ -199,11 +198,11 @@ impl Core {
             runner,
             environments,
             metrics,
-            snapshots: compute::Snapshots::default(),
             bucket_homes: objects::BucketHomes::default(),
         });
         let bootstrap = core.bootstrap_admin(admin_secret).await?;
         core.runner.join().await?;
+        core.keep_inventories();
         Ok((core, bootstrap))
     }
 
@@ -513,10 +512,7 @@ impl Core {
             .operations(&filter, &page)
             .await
             .map_err(store_error)?;
-        Ok(Page {
-            items,
-            next_page_token,
-        })
+        Ok(Page::of(items, next_page_token))
     }
 
     /// Waits up to `timeout` for an operation the caller may see to end.

@@ -59,9 +59,6 @@ impl Core {
             .audit(&filter, &page)
             .await
             .map_err(store_error)?;
-        Ok(Page {
-            items,
-            next_page_token,
-        })
+        Ok(Page::of(items, next_page_token))
     }
 }

@@ -39,6 +39,11 @@ pub struct Config {
     /// over the operations of one that died.
     #[serde(default = "default_operation_lease")]
     pub operation_lease_secs: u64,
+    /// How often each environment's inventory is read whole from its backend in the
+    /// background (one listing per region); 0 reads it only when asked (`fresh`, or the
+    /// refresh route). overcast's own changes show at once either way.
+    #[serde(default = "default_inventory_refresh")]
+    pub inventory_refresh_secs: u64,
     /// The longest a presigned object link may stay valid (at most 604,800: 7 days, the
     /// most SigV4 allows).
     #[serde(default = "default_presign_max")]
@@ -271,6 +276,10 @@ fn default_operation_lease() -> u64 {
     15
 }
 
+fn default_inventory_refresh() -> u64 {
+    60
+}
+
 fn default_max_operation_timeout() -> u64 {
     3600
 }
@@ -452,6 +461,10 @@ impl Config {
         number(
             "OVERCAST_OPERATION_LEASE_SECS",
             &mut self.operation_lease_secs,
+        );
+        number(
+            "OVERCAST_INVENTORY_REFRESH_SECS",
+            &mut self.inventory_refresh_secs,
         );
         if let Some(listen) = var("OVERCAST_LISTEN") {
             self.listen = listen;

@@ -16,6 +16,7 @@ use crate::access::check_referenced;
 use crate::auth::Principal;
 use crate::config::{Config, EnvironmentConfig, MachineType};
 use crate::errors::provider_error;
+use crate::inventory::Inventory;
 
 /// A configured environment and its provider.
 pub struct Environment {
@@ -25,6 +26,8 @@ pub struct Environment {
     pub config: EnvironmentConfig,
     pub stages: StagePolicy,
     pub provider: Arc<dyn Provider>,
+    /// Its instances as last read or written (see [`crate::inventory`]).
+    pub inventory: Inventory,
 }
 
 /// An environment as the API shows it.
@@ -106,6 +109,7 @@ impl Environments {
                     config: env.clone(),
                     stages: config.stage_policy(name).clone(),
                     provider,
+                    inventory: Inventory::new(name),
                 };
                 (name.clone(), Arc::new(environment))
             })

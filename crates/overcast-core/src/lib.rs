@@ -15,6 +15,7 @@ mod errors;
 mod ids;
 pub mod image_checks;
 pub mod images;
+pub mod inventory;
 pub mod key_pairs;
 pub mod metrics;
 pub mod objects;
@@ -33,4 +34,4 @@ pub use app::{
 };
 pub use audit::AuditRecord;
 pub use ids::{new_id, now};
-pub use overcast_store::{AuditFilter, OperationFilter, PageRequest, MAX_PAGE};
+pub use overcast_store::{AuditFilter, EventFilter, OperationFilter, PageRequest, MAX_PAGE};

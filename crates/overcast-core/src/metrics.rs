@@ -17,6 +17,9 @@ pub struct Metrics {
     backend_retries: IntCounterVec,
     backend_throttles: IntCounterVec,
     leases: IntCounterVec,
+    inventory_refreshes: IntCounterVec,
+    inventory_instances: prometheus::IntGaugeVec,
+    drift_events: IntCounterVec,
 }
 
 /// What happened to a server's hold on an operation.
@@ -78,6 +81,28 @@ impl Metrics {
              (its holder's lease ran out), lost (another server holds it now).",
             &["event"],
         );
+        let inventory_refreshes = counter(
+            "overcast_inventory_refreshes_total",
+            "Refreshes of an environment's inventory from its backend, by outcome.",
+            &["environment", "outcome"],
+        );
+        let drift_events = counter(
+            "overcast_drift_events_total",
+            "Changes made outside overcast that an inventory saw, by kind (created, \
+             changed, deleted).",
+            &["environment", "kind"],
+        );
+        let inventory_instances = prometheus::IntGaugeVec::new(
+            Opts::new(
+                "overcast_inventory_instances",
+                "Instances an environment's inventory holds.",
+            ),
+            &["environment"],
+        )
+        .unwrap_or_else(|e| unreachable!("static gauge: {e}"));
+        registry
+            .register(Box::new(inventory_instances.clone()))
+            .unwrap_or_else(|e| unreachable!("gauge registered twice: {e}"));
         let http_seconds = HistogramVec::new(
             HistogramOpts::new(
                 "overcast_http_request_duration_seconds",
@@ -99,7 +124,26 @@ impl Metrics {
             backend_retries,
             backend_throttles,
             leases,
+            inventory_refreshes,
+            inventory_instances,
+            drift_events,
         }
+    }
+
+    /// A refresh of an environment's inventory, and how many instances it holds after.
+    pub fn inventory_refresh(&self, environment: &str, outcome: &str, instances: usize) {
+        self.inventory_refreshes
+            .with_label_values(&[environment, outcome])
+            .inc();
+        self.inventory_instances
+            .with_label_values(&[environment])
+            .set(instances as i64);
+    }
+
+    pub fn drift(&self, environment: &str, kind: &str) {
+        self.drift_events
+            .with_label_values(&[environment, kind])
+            .inc();
     }
 
     pub fn lease(&self, event: LeaseEvent) {

@@ -201,14 +201,12 @@ impl Core {
             )
             .await
             .map_err(provider_error)?;
-        Ok(Page {
-            items: page
-                .items
-                .into_iter()
-                .map(|p| as_seen(principal, p))
-                .collect(),
-            next_page_token: page.next_page_token,
-        })
+        let items = page
+            .items
+            .into_iter()
+            .map(|p| as_seen(principal, p))
+            .collect();
+        Ok(Page::of(items, page.next_page_token))
     }
 
     /// One of the caller's parameters with its tags; its value too unless it is a

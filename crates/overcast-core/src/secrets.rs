@@ -369,10 +369,7 @@ impl Core {
         let limit = query.limit.clamp(1, 1000) as usize;
         let next_page_token = (all.len() > limit).then(|| all[limit - 1].name.clone());
         all.truncate(limit);
-        Ok(Page {
-            items: all,
-            next_page_token,
-        })
+        Ok(Page::of(all, next_page_token))
     }
 
     /// One secret the caller may see, without its value (404 for another org's).

@@ -574,7 +574,12 @@ async fn a_resumed_bulk_stop_acts_only_on_the_targets_it_had_not_recorded() {
         .unwrap();
     assert_eq!(ended.status, OperationStatus::Succeeded, "{ended:?}");
     assert_eq!(ended.results.len(), 6);
-    for instance in sim.instances(InstanceQuery::default()).await {
+    // The first server's inventory has not seen what the restarted one did: read afresh.
+    let fresh = InstanceQuery {
+        fresh: true,
+        ..InstanceQuery::default()
+    };
+    for instance in sim.instances(fresh).await {
         let recorded_before = instance.id == ids[0] || instance.id == ids[1];
         let expected = if recorded_before {
             InstanceState::Running

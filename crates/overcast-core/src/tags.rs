@@ -121,6 +121,13 @@ impl Change for Tag {
             })
             .await?;
         }
+        if kind == ResourceKind::Instance {
+            env.inventory.update(ids, |mut instance| {
+                instance.tags.extend(input.set.clone());
+                instance.tags.retain(|k, _| !input.remove.contains(k));
+                env.decorate(instance)
+            });
+        }
         cx.record_many(input.ids.iter().map(TargetResult::done).collect())
             .await
     }

@@ -3,7 +3,8 @@
 //! code path through sqlx's `Any` driver. This is the only crate that writes SQL.
 
 use overcast_types::{
-    AuditEntry, Operation, OperationError, OperationStatus, Progress, Role, TargetResult, TokenInfo,
+    AuditEntry, Event, EventKind, Operation, OperationError, OperationStatus, Progress, Role,
+    TargetResult, TokenInfo,
 };
 use sqlx::any::{install_default_drivers, AnyArguments, AnyPoolOptions, AnyRow};
 use sqlx::query::Query;
@@ -94,6 +95,15 @@ pub struct AuditFilter {
     pub token_id: Option<String>,
     pub operation_id: Option<String>,
     pub since: Option<OffsetDateTime>,
+}
+
+/// Which events to list. Every given part must match.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub org: Option<String>,
+    pub environment: Option<String>,
+    pub kind: Option<EventKind>,
+    pub resource: Option<String>,
 }
 
 /// A page request: at most `limit` rows older than the row whose id is `after`.
@@ -632,6 +642,64 @@ impl Store {
             .await
     }
 
+    // ---- events -------------------------------------------------------------------------
+
+    /// Records an event unless the resource's latest event is the same change (`digest`),
+    /// as another server keeping its own inventory saw and recorded it. Answers whether it
+    /// was recorded.
+    pub async fn record_event(&self, event: &Event, digest: &str) -> Result<bool, StoreError> {
+        let latest: Option<String> = sqlx::query_scalar(
+            "SELECT digest FROM events WHERE environment = $1 AND resource = $2
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(event.environment.as_str())
+        .bind(event.resource.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        if latest.as_deref() == Some(digest) {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO events (id, at, environment, kind, resource_kind, resource, org, detail, digest)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(event.id.as_str())
+        .bind(to_ms(event.at))
+        .bind(event.environment.as_str())
+        .bind(event.kind.as_str())
+        .bind(event.resource_kind.as_str())
+        .bind(event.resource.as_str())
+        .bind(event.org.as_deref())
+        .bind(event.detail.to_string())
+        .bind(digest)
+        .execute(&self.pool)
+        .await?;
+        Ok(true)
+    }
+
+    /// Events, newest first, one page at a time.
+    pub async fn events(
+        &self,
+        filter: &EventFilter,
+        page: &PageRequest,
+    ) -> Result<(Vec<Event>, Option<String>), StoreError> {
+        let mut conditions = Conditions::default();
+        if let Some(org) = &filter.org {
+            conditions.push("org = ?", Arg::Text(org.clone()));
+        }
+        if let Some(environment) = &filter.environment {
+            conditions.push("environment = ?", Arg::Text(environment.clone()));
+        }
+        if let Some(kind) = filter.kind {
+            conditions.push("kind = ?", Arg::Text(kind.as_str().into()));
+        }
+        if let Some(resource) = &filter.resource {
+            conditions.push("resource = ?", Arg::Text(resource.clone()));
+        }
+        self.page(EVENT_SELECT, conditions, page, event_from_row, |e| &e.id)
+            .await
+    }
+
     /// One page of `select`, newest id first; the next page starts below the last id shown.
     async fn page<T>(
         &self,
@@ -746,6 +814,24 @@ fn audit_from_row(row: &AnyRow) -> Result<AuditEntry, StoreError> {
         status_code: u16::try_from(row.try_get::<i64, _>("status_code")?)
             .map_err(|e| corrupt("audit entry", e))?,
         request_id: row.try_get("request_id")?,
+    })
+}
+
+const EVENT_SELECT: &str =
+    "SELECT id, at, environment, kind, resource_kind, resource, org, detail FROM events";
+
+fn event_from_row(row: &AnyRow) -> Result<Event, StoreError> {
+    let kind: String = row.try_get("kind")?;
+    let detail: String = row.try_get("detail")?;
+    Ok(Event {
+        id: row.try_get("id")?,
+        at: from_ms(row.try_get("at")?)?,
+        environment: row.try_get("environment")?,
+        kind: EventKind::parse(&kind).ok_or_else(|| corrupt("event kind", &kind))?,
+        resource_kind: row.try_get("resource_kind")?,
+        resource: row.try_get("resource")?,
+        org: row.try_get("org")?,
+        detail: serde_json::from_str(&detail).map_err(|e| corrupt("event detail", e))?,
     })
 }
 

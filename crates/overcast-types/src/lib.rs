@@ -3,6 +3,7 @@
 
 mod containers;
 mod error;
+mod event;
 mod firewall;
 mod instance;
 mod operation;
@@ -16,6 +17,7 @@ pub use containers::{
     TaskDefinition,
 };
 pub use error::{Error, ErrorKind};
+pub use event::{Event, EventKind};
 pub use firewall::{Direction, Protocol, Rule, SecurityGroup};
 pub use instance::{tags, Image, Instance, InstanceState, Owned};
 pub use operation::{
@@ -111,14 +113,29 @@ pub struct Page<T> {
     pub items: Vec<T>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_page_token: Option<String>,
+    /// For listings served from the server's inventory: when the backend was read for
+    /// them (the oldest read of the regions listed).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub as_of: Option<time::OffsetDateTime>,
 }
 
 impl<T> Page<T> {
     /// A listing that fits one page: every item, no next page.
     pub fn whole(items: Vec<T>) -> Self {
+        Page::of(items, None)
+    }
+
+    /// A page and the token of the next one.
+    pub fn of(items: Vec<T>, next_page_token: Option<String>) -> Self {
         Page {
             items,
-            next_page_token: None,
+            next_page_token,
+            as_of: None,
         }
     }
 }

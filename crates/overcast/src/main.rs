@@ -150,6 +150,22 @@ enum Command {
         #[command(subcommand)]
         command: OpCommand,
     },
+    /// Changes made outside overcast (created, changed, deleted), as the inventories saw
+    /// them on reading the backends.
+    Events {
+        #[arg(long = "env")]
+        environment: Option<String>,
+        /// created, changed or deleted.
+        #[arg(long)]
+        kind: Option<String>,
+        /// Only this resource's (an instance id).
+        #[arg(long)]
+        resource: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        page_token: Option<String>,
+    },
     /// The audit log of changes.
     Audit {
         #[arg(long)]
@@ -212,6 +228,11 @@ enum EnvCommand {
     Types,
     /// Regions of an environment and their zones.
     Regions {
+        name: String,
+    },
+    /// Read an environment's backend now into the server's inventory (one listing per
+    /// region), recording what changed outside overcast.
+    Refresh {
         name: String,
     },
 }
@@ -339,11 +360,17 @@ enum VmCommand {
         /// Follow every page and print them as one list.
         #[arg(long, conflicts_with = "page_token")]
         all: bool,
+        /// Read the backend now rather than the server's inventory.
+        #[arg(long)]
+        fresh: bool,
     },
     Get {
         #[command(flatten)]
         env: EnvArg,
         id: String,
+        /// Read the backend now rather than the server's inventory.
+        #[arg(long)]
+        fresh: bool,
     },
     /// Launch instances.
     Create {
@@ -845,6 +872,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     &client.get("/v1/machine-types").await?,
                     output::MACHINE_TYPES,
                 ),
+                EnvCommand::Refresh { name } => {
+                    let answer = client
+                        .send(
+                            Method::POST,
+                            &format!("/v1/environments/{name}/refresh"),
+                            None,
+                        )
+                        .await?;
+                    print(&answer.body, output::FIELDS)
+                }
                 EnvCommand::Regions { name } => print(
                     &client
                         .get(&format!("/v1/environments/{name}/regions"))
@@ -912,6 +949,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     print(&answer.body, output::FIELDS);
                 }
             }
+        }
+        Command::Events {
+            environment,
+            kind,
+            resource,
+            limit,
+            page_token,
+        } => {
+            let q = query(&[
+                ("environment", environment),
+                ("kind", kind),
+                ("resource", resource),
+                ("limit", limit.map(|l| l.to_string())),
+                ("page_token", page_token),
+            ]);
+            print(
+                &client()?.get(&format!("/v1/events{q}")).await?,
+                output::EVENTS,
+            );
         }
         Command::Audit {
             token_id,
@@ -1037,6 +1093,7 @@ async fn vm(client: &Client, format: Format, command: VmCommand) -> anyhow::Resu
             limit,
             page_token,
             all,
+            fresh,
         } => {
             let mut params = vec![
                 ("stage".to_string(), stage),
@@ -1056,6 +1113,10 @@ async fn vm(client: &Client, format: Format, command: VmCommand) -> anyhow::Resu
                     .map(|(k, v)| (k.as_str(), v.clone()))
                     .collect();
                 with_page.push(("page_token", page.clone()));
+                // The first page reads the backend; the rest page through what it read.
+                if fresh && page.is_none() {
+                    with_page.push(("fresh", Some("true".into())));
+                }
                 let mut answer = client
                     .get(&format!("{}{}", base(&env), query(&with_page)))
                     .await?;
@@ -1074,9 +1135,10 @@ async fn vm(client: &Client, format: Format, command: VmCommand) -> anyhow::Resu
             print(&json!({ "items": items }), output::INSTANCES);
             return Ok(ExitCode::SUCCESS);
         }
-        VmCommand::Get { env, id } => {
+        VmCommand::Get { env, id, fresh } => {
+            let q = if fresh { "?fresh=true" } else { "" };
             print(
-                &client.get(&format!("{}/{id}", base(&env))).await?,
+                &client.get(&format!("{}/{id}{q}", base(&env))).await?,
                 output::FIELDS,
             );
             return Ok(ExitCode::SUCCESS);

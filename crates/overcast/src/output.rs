@@ -108,6 +108,14 @@ pub const AUDIT: &[Column] = &[
     ("OUTCOME", "outcome"),
     ("OPERATION", "operation_id"),
 ];
+pub const EVENTS: &[Column] = &[
+    ("AT", "at"),
+    ("ENVIRONMENT", "environment"),
+    ("KIND", "kind"),
+    ("RESOURCE", "resource"),
+    ("ORG", "org"),
+    ("DETAIL", "detail"),
+];
 pub const BUCKETS: &[Column] = &[
     ("NAME", "name"),
     ("REGION", "region"),

@@ -4,10 +4,11 @@
 
 use async_trait::async_trait;
 use futures::future::join_all;
-use overcast_provider::{Action, Compute, ResourceKind};
+use overcast_provider::{Action, Compute, InstanceFilter, ResourceKind};
 use overcast_types::{Error, Instance, InstanceState, Operation, Role, StagePolicy, TargetResult};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
 use tokio::sync::mpsc;
 use utoipa::ToSchema;
 
@@ -17,6 +18,8 @@ use crate::access::visible_org;
 use crate::app::{Core, Idempotency, Target};
 use crate::auth::Principal;
 use crate::environments::Environment;
+use crate::ids::now;
+use crate::inventory::Scope;
 use crate::operations::attempts::repeatable;
 use crate::operations::{Cancellation, Change, OperationContext};
 use crate::tags::{check_keys, check_tags};
@@ -514,38 +517,97 @@ async fn act_on_batch(
         BulkAction::Promote | BulkAction::Tag | BulkAction::Untag => None,
     };
     if let Some(action) = action {
+        let target = action.target_state();
+        // The inventory planned; the backend decides: a target already where the action
+        // leads is done without a call. (Read before the targets are marked as changing,
+        // so what changed outside overcast is drift.)
+        let began = Instant::now();
+        let filter = InstanceFilter {
+            region: Some(region.to_string()),
+            ids: ids.clone(),
+            ..InstanceFilter::default()
+        };
+        let current =
+            match repeatable("check", cancellation, || compute.list_instances(&filter)).await {
+                Ok(current) => current,
+                Err(e) => return failed(&e),
+            };
+        let current: Vec<Instance> = current.into_iter().map(|i| env.decorate(i)).collect();
+        env.inventory
+            .absorb(Scope::Ids(&ids), current.clone(), began, now());
+        let _changing = env.inventory.changing(&ids);
+        let there = |state: InstanceState| match action {
+            Action::Reboot => false,
+            Action::Terminate => state.is_gone(),
+            _ => state == target,
+        };
+        let already: BTreeSet<&str> = current
+            .iter()
+            .filter(|i| there(i.state))
+            .map(|i| i.id.as_str())
+            .collect();
+        let mut results: Vec<(TargetResult, Option<Error>)> = batch
+            .iter()
+            .filter(|t| already.contains(t.id.as_str()))
+            .map(|t| {
+                let message = format!("already {} at the backend", target.as_str());
+                done(t, Some(message))
+            })
+            .collect();
+        let to_act: Vec<&PlannedTarget> = batch
+            .iter()
+            .filter(|t| !already.contains(t.id.as_str()))
+            .copied()
+            .collect();
+        if to_act.is_empty() {
+            return results;
+        }
+        let ids: Vec<String> = to_act.iter().map(|t| t.id.clone()).collect();
         if let Err(e) = repeatable("act", cancellation, || compute.act(region, &ids, action)).await
         {
-            return failed(&e);
+            results.extend(to_act.iter().map(|t| failed_one(t, &e)));
+            return results;
         }
-        let target = action.target_state();
         // One instance's result shows it whole; a fleet's would make the record huge.
         let whole = plan.targets.len() == 1;
-        return match wait_for(compute, region, &ids, target, cancellation).await {
+        match wait_for(compute, region, &ids, target, cancellation).await {
             // Per target: a terminated one may be listed no more, and then has no detail.
             Ok(instances) => {
                 let mut found: BTreeMap<String, Instance> = instances
                     .into_iter()
                     .map(|i| (i.id.clone(), env.decorate(i)))
                     .collect();
-                batch
+                let gone: Vec<String> = ids
                     .iter()
-                    .map(|t| {
-                        let detail = found
-                            .remove(&t.id)
-                            .filter(|_| whole)
-                            .and_then(|i| serde_json::to_value(&i).ok());
-                        let result = TargetResult {
-                            detail,
-                            ..TargetResult::done(&t.id)
-                        };
-                        (result, None)
-                    })
-                    .collect()
+                    .filter(|id| !found.contains_key(*id))
+                    .cloned()
+                    .collect();
+                env.inventory.record(found.values().cloned());
+                env.inventory.record_gone(&gone);
+                results.extend(to_act.iter().map(|t| {
+                    let detail = found
+                        .remove(&t.id)
+                        .filter(|_| whole)
+                        .and_then(|i| serde_json::to_value(&i).ok());
+                    let result = TargetResult {
+                        detail,
+                        ..TargetResult::done(&t.id)
+                    };
+                    (result, None)
+                }));
             }
-            Err(e) => failed(&e),
-        };
+            Err(e) => results.extend(to_act.iter().map(|t| failed_one(t, &e))),
+        }
+        return results;
     }
+    let _changing = env.inventory.changing(&ids);
+    // What overcast set, as it will read back: the tags changed and stage and org derived.
+    let retag = |ids: &[String], change: &dyn Fn(&mut BTreeMap<String, String>)| {
+        env.inventory.update(ids, |mut instance| {
+            change(&mut instance.tags);
+            env.decorate(instance)
+        })
+    };
     let tagging = match env.tags() {
         Ok(tagging) => tagging,
         Err(e) => return failed(&e),
@@ -567,6 +629,9 @@ async fn act_on_batch(
                 let set = || tagging.set_tags(region, ResourceKind::Instance, &ids, &tags);
                 match repeatable("promote", cancellation, set).await {
                     Ok(()) => results.extend(targets.iter().map(|t| {
+                        retag(std::slice::from_ref(&t.id), &|existing| {
+                            existing.extend(tags.clone())
+                        });
                         done(
                             t,
                             Some(format!("{} → {stage}", t.stage.as_deref().unwrap_or("-"))),
@@ -582,7 +647,10 @@ async fn act_on_batch(
         })
         .await
         {
-            Ok(()) => batch.iter().map(|t| done(t, None)).collect(),
+            Ok(()) => {
+                retag(&ids, &|existing| existing.extend(plan.set.clone()));
+                batch.iter().map(|t| done(t, None)).collect()
+            }
             Err(e) => failed(&e),
         },
         _ => match repeatable("untag", cancellation, || {
@@ -590,10 +658,53 @@ async fn act_on_batch(
         })
         .await
         {
-            Ok(()) => batch.iter().map(|t| done(t, None)).collect(),
+            Ok(()) => {
+                retag(&ids, &|existing| {
+                    existing.retain(|k, _| !plan.keys.contains(k))
+                });
+                batch.iter().map(|t| done(t, None)).collect()
+            }
             Err(e) => failed(&e),
         },
     }
+}
+
+/// Reads again at the backend the instances the inventory has where the action leads, so
+/// that none is skipped on stale data ("already stopped" when someone started it since).
+/// The others are checked at the backend before they are acted on.
+async fn settle(
+    environment: &Environment,
+    action: BulkAction,
+    matched: &mut [Instance],
+) -> Result<(), Error> {
+    let target = match action.target_state() {
+        Some(target) if action != BulkAction::Reboot => target,
+        _ => return Ok(()),
+    };
+    let there = |state: InstanceState| {
+        state == target || (target == InstanceState::Terminated && state.is_gone())
+    };
+    let mut by_region: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for instance in matched.iter().filter(|i| there(i.state)) {
+        by_region
+            .entry(instance.region.clone())
+            .or_default()
+            .push(instance.id.clone());
+    }
+    let batch = environment.compute()?.max_ids_per_call().max(1);
+    let mut read: BTreeMap<String, Instance> = BTreeMap::new();
+    for (region, ids) in by_region {
+        for chunk in ids.chunks(batch) {
+            let found = environment.read_instances(Some(&region), chunk).await?;
+            read.extend(found.into_iter().map(|i| (i.id.clone(), i)));
+        }
+    }
+    for instance in matched.iter_mut() {
+        if let Some(fresh) = read.remove(&instance.id) {
+            *instance = fresh;
+        }
+    }
+    Ok(())
 }
 
 /// What a bulk request led to.
@@ -635,7 +746,8 @@ impl Core {
         if let Some(operation) = self.replayed(principal, idempotency).await? {
             return Ok(operation);
         }
-        let instance = self.instance(principal, env, id).await?;
+        // One instance is read at the backend: its plan must not rest on stale data.
+        let instance = self.instance_read(principal, env, id, true).await?;
         if instance.state.is_gone() && action != BulkAction::Terminate {
             // EC2 refuses this; emulators may not, so overcast enforces it.
             return Err(Error::conflict(
@@ -709,9 +821,21 @@ impl Core {
             ..InstanceQuery::default()
         };
         let visible = |i: &Instance| visible_org(principal, i.org.as_deref());
-        let mut matched = environment.list(visible, &query).await?;
         let mut missing = Vec::new();
+        // Planned over the inventory (each batch is checked at the backend before it is
+        // acted on); ids it does not hold are looked for with a refresh first.
+        let mut matched = environment.list(visible, &query).await?.0;
         if !request.ids.is_empty() {
+            let unknown = |matched: &[Instance]| {
+                request
+                    .ids
+                    .iter()
+                    .any(|id| !matched.iter().any(|i| &i.id == id))
+            };
+            if unknown(&matched) {
+                environment.refresh().await?;
+                matched = environment.list(visible, &query).await?.0;
+            }
             matched.retain(|i| request.ids.contains(&i.id));
             missing = request
                 .ids
@@ -724,6 +848,8 @@ impl Core {
                 })
                 .collect();
         }
+        settle(environment, action, &mut matched).await?;
+        self.record_drift(environment).await;
         let batch = environment.compute()?.max_ids_per_call();
         let mut plan = make_plan(env, &environment.stages, action, request, matched, batch)?;
         plan.skipped.extend(missing);

@@ -1,15 +1,11 @@
-//! Listing instances: the query, the environment's filtered and sorted listing with stage
-//! and org derived from tags, and the snapshots that page through one listing at the cost
-//! of one backend call.
+//! Listing instances: the query, and the environment's filtered listing, sorted by id,
+//! read from its inventory, with stage and org derived from tags; paging by the last id.
 
-use overcast_provider::InstanceFilter;
 use overcast_types::{tags, Error, Instance, InstanceState};
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
+use time::OffsetDateTime;
 
 use crate::environments::Environment;
-use crate::errors::provider_error;
 
 /// Which instances to list.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -21,76 +17,41 @@ pub struct InstanceQuery {
     pub tags: BTreeMap<String, String>,
     pub limit: u32,
     pub page_token: Option<String>,
+    /// Read the backend now rather than answer from the inventory.
+    pub fresh: bool,
 }
 
-/// How long a listing stays for its later pages.
-const SNAPSHOT_TTL: Duration = Duration::from_secs(60);
-/// The most listings kept at once; the oldest go first.
-const MAX_SNAPSHOTS: usize = 256;
-
-/// Listings kept for their later pages. A backend cannot sort by id or filter by org across
-/// regions, so a listing is fetched whole; keeping it for a minute makes paging through N
-/// instances cost one backend listing instead of one per page, and makes the pages of one
-/// listing consistent. A listing is kept for the token and query that made it, never
-/// shown to another caller.
-#[derive(Default)]
-pub struct Snapshots {
-    kept: std::sync::Mutex<HashMap<String, Snapshot>>,
-}
-
-struct Snapshot {
-    owner: String,
-    taken: Instant,
-    instances: Arc<Vec<Instance>>,
-}
-
-impl Snapshots {
-    /// The listing `id`, if it is still kept for `owner`.
-    pub fn get(&self, id: &str, owner: &str) -> Option<Arc<Vec<Instance>>> {
-        let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        kept.get(id)
-            .filter(|s| s.owner == owner && s.taken.elapsed() < SNAPSHOT_TTL)
-            .map(|s| s.instances.clone())
-    }
-
-    /// Keeps a listing for `owner`; returns its id.
-    pub fn keep(&self, owner: String, instances: Arc<Vec<Instance>>) -> String {
-        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        kept.retain(|_, s| s.taken.elapsed() < SNAPSHOT_TTL);
-        if kept.len() >= MAX_SNAPSHOTS {
-            if let Some(oldest) = kept
+impl InstanceQuery {
+    /// Whether an instance matches the query's state, stage (its tag `stage_key`), name
+    /// and tags.
+    pub fn matches(&self, stage_key: &str, instance: &Instance) -> bool {
+        self.state.is_none_or(|s| instance.state == s)
+            && self
+                .stage
+                .as_ref()
+                .is_none_or(|s| instance.tags.get(stage_key) == Some(s))
+            && self
+                .name
+                .as_ref()
+                .is_none_or(|n| instance.tags.get(tags::NAME) == Some(n))
+            && self
+                .tags
                 .iter()
-                .min_by_key(|(_, s)| s.taken)
-                .map(|(id, _)| id.clone())
-            {
-                kept.remove(&oldest);
-            }
-        }
-        let id = crate::ids::new_id("ls");
-        kept.insert(
-            id.clone(),
-            Snapshot {
-                owner,
-                taken: Instant::now(),
-                instances,
-            },
-        );
-        id
+                .all(|(k, v)| instance.tags.get(k) == Some(v))
     }
 }
 
-/// One page of a sorted listing after the id `after`, and the token of the next page:
-/// `SNAPSHOT.LAST_ID`. The last id alone still pages correctly once the snapshot is gone.
+/// One page of a listing sorted by id after the id `after`, and the token of the next
+/// page: the last id shown, which finds its place even once that instance has gone.
 pub fn page_of(
     all: &[Instance],
     after: Option<&str>,
     limit: u32,
-    snapshot: impl FnOnce() -> String,
 ) -> (Vec<Instance>, Option<String>) {
     let start = after.map_or(0, |a| all.partition_point(|i| i.id.as_str() <= a));
     let end = (start + limit.max(1) as usize).min(all.len());
     let page = all[start..end].to_vec();
-    let next = (end < all.len()).then(|| format!("{}.{}", snapshot(), all[end - 1].id));
+    let next = (end < all.len()).then(|| all[end - 1].id.clone());
     (page, next)
 }
 
@@ -102,55 +63,46 @@ impl Environment {
         instance
     }
 
-    /// Every instance the caller may see that matches the query, sorted by id.
+    /// Every instance the caller may see that matches the query, sorted by id, from the
+    /// inventory (filled first if it has not read every region; read afresh if the query
+    /// says `fresh`), and when the backend was read for it.
     pub async fn list(
         &self,
         visible: impl Fn(&Instance) -> bool,
         query: &InstanceQuery,
-    ) -> Result<Vec<Instance>, Error> {
-        let compute = self.compute()?;
-        let region = match &query.region {
-            Some(r) => Some(self.check_region(Some(r))?),
-            None => None,
+    ) -> Result<(Vec<Instance>, OffsetDateTime), Error> {
+        let regions = match &query.region {
+            Some(r) => vec![self.check_region(Some(r))?],
+            None => self.regions()?,
         };
-        let mut tag_filter = query.tags.clone();
-        if let Some(stage) = &query.stage {
-            tag_filter.insert(self.stages.tag_key.clone(), stage.clone());
+        if query.fresh {
+            self.refresh().await?;
+        } else {
+            self.know().await?;
         }
-        if let Some(name) = &query.name {
-            tag_filter.insert(tags::NAME.into(), name.clone());
-        }
-        let filter = InstanceFilter {
-            region,
-            ids: vec![],
-            tags: tag_filter,
-            states: query.state.into_iter().collect(),
-        };
-        let mut instances: Vec<Instance> = compute
-            .list_instances(&filter)
-            .await
-            .map_err(provider_error)?
-            .into_iter()
-            .map(|i| self.decorate(i))
-            .filter(|i| visible(i))
-            .filter(|i| query.state.is_none_or(|s| i.state == s))
-            .collect();
-        instances.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(instances)
+        let keep = |i: &Instance| visible(i) && query.matches(&self.stages.tag_key, i);
+        self.inventory.select(&regions, keep).ok_or_else(|| {
+            Error::unavailable(
+                "backend_unavailable",
+                format!(
+                    "the instances of environment {} have not been read yet",
+                    self.name
+                ),
+                5,
+            )
+        })
     }
 
-    /// One instance, from whichever region has it.
-    pub async fn find(&self, id: &str) -> Result<Option<Instance>, Error> {
-        let compute = self.compute()?;
-        let filter = InstanceFilter {
-            ids: vec![id.to_string()],
-            ..InstanceFilter::default()
-        };
-        let found = compute
-            .list_instances(&filter)
-            .await
-            .map_err(provider_error)?;
-        Ok(found.into_iter().next().map(|i| self.decorate(i)))
+    /// One instance, from whichever region has it: the inventory's, or the backend's
+    /// when the inventory does not hold it or `fresh` asks for it.
+    pub async fn find(&self, id: &str, fresh: bool) -> Result<Option<Instance>, Error> {
+        if !fresh {
+            if let Some(instance) = self.inventory.get(id) {
+                return Ok(Some(instance));
+            }
+        }
+        let found = self.read_instances(None, &[id.to_string()]).await?;
+        Ok(found.into_iter().next())
     }
 }
 
@@ -163,32 +115,23 @@ mod tests {
     }
 
     #[test]
-    fn pages_follow_the_last_id_and_name_their_snapshot() {
+    fn pages_follow_the_last_id() {
         let all: Vec<Instance> = ["i-1", "i-2", "i-3", "i-4", "i-5"]
             .into_iter()
             .map(instance)
             .collect();
         let ids = |page: &[Instance]| page.iter().map(|i| i.id.clone()).collect::<Vec<_>>();
-        let (first, next) = page_of(&all, None, 2, || "ls_x".into());
+        let (first, next) = page_of(&all, None, 2);
         assert_eq!(
             (ids(&first), next.as_deref()),
-            (vec!["i-1".to_string(), "i-2".into()], Some("ls_x.i-2"))
+            (vec!["i-1".to_string(), "i-2".into()], Some("i-2"))
         );
-        let (second, _) = page_of(&all, Some("i-2"), 2, || "ls_x".into());
+        let (second, _) = page_of(&all, Some("i-2"), 2);
         assert_eq!(ids(&second), ["i-3", "i-4"]);
-        let (last, next) = page_of(&all, Some("i-4"), 2, || unreachable!("no next page"));
+        let (last, next) = page_of(&all, Some("i-4"), 2);
         assert_eq!((ids(&last), next), (vec!["i-5".to_string()], None));
         // An id that has gone since still finds its place.
-        let (after_gone, _) = page_of(&all, Some("i-25"), 2, || "ls_x".into());
+        let (after_gone, _) = page_of(&all, Some("i-25"), 2);
         assert_eq!(ids(&after_gone), ["i-3", "i-4"]);
-    }
-
-    #[test]
-    fn snapshots_are_kept_for_their_owner_only() {
-        let snapshots = Snapshots::default();
-        let id = snapshots.keep("tok_a|q".into(), Arc::new(vec![instance("i-1")]));
-        assert_eq!(snapshots.get(&id, "tok_a|q").unwrap().len(), 1);
-        assert!(snapshots.get(&id, "tok_b|q").is_none());
-        assert!(snapshots.get("ls_unknown", "tok_a|q").is_none());
     }
 }

@@ -1,6 +1,6 @@
 //! Instances: list and read them, with stage and org derived from their tags; launch,
 //! modify and act on them as operations; read their consoles and regions. One module per
-//! concern: `listing` (queries, paging snapshots), `create`, `modify`, `lifecycle` (plans
+//! concern: `listing` (queries over the inventory, paging), `create`, `modify`, `lifecycle` (plans
 //! and the change that carries out every action, single or bulk) and `wait` (polling for a
 //! state).
 
@@ -17,13 +17,12 @@ pub use lifecycle::{
     check_confirmation, make_plan, BulkAction, BulkOutcome, BulkRequest, InstanceActionRequest,
     Plan, PlannedCall, PlannedTarget, SkippedTarget,
 };
-pub use listing::{page_of, InstanceQuery, Snapshots};
+pub use listing::{page_of, InstanceQuery};
 pub(crate) use modify::ModifyInstance;
 pub use modify::ModifyInstanceRequest;
 
 use overcast_types::{Error, Instance, Page};
 use serde::Serialize;
-use std::sync::Arc;
 use utoipa::ToSchema;
 
 use crate::access::{visible_or_404, visible_org};
@@ -39,8 +38,8 @@ pub struct RegionView {
 }
 
 impl Core {
-    /// Instances of an environment the caller may see, one page at a time. Later pages of
-    /// a listing come from its snapshot (see [`Snapshots`]).
+    /// Instances of an environment the caller may see, one page at a time, from the
+    /// environment's inventory, saying when the backend was read for them.
     pub async fn instances(
         &self,
         principal: &Principal,
@@ -48,52 +47,38 @@ impl Core {
         query: InstanceQuery,
     ) -> Result<Page<Instance>, Error> {
         let environment = self.environments.require(env)?;
-        let owner = format!(
-            "{}|{env}|{:?}",
-            principal.token_id,
-            InstanceQuery {
-                limit: 0,
-                page_token: None,
-                ..query.clone()
-            }
-        );
-        let (snapshot, after) = match query.page_token.as_deref().map(|t| t.split_once('.')) {
-            None => (None, None),
-            Some(Some((snapshot, after))) => (Some(snapshot), Some(after)),
-            Some(None) => {
-                return Err(Error::invalid(
-                    "page_token",
-                    "is not a token this server gave",
-                ))
-            }
-        };
-        let kept = snapshot.and_then(|id| self.snapshots.get(id, &owner));
-        let all = match &kept {
-            Some(all) => all.clone(),
-            None => {
-                let visible = |i: &Instance| visible_org(principal, i.org.as_deref());
-                Arc::new(environment.list(visible, &query).await?)
-            }
-        };
-        let (items, next_page_token) =
-            page_of(&all, after, query.limit, || match (snapshot, &kept) {
-                (Some(id), Some(_)) => id.to_string(),
-                _ => self.snapshots.keep(owner.clone(), all.clone()),
-            });
+        let visible = |i: &Instance| visible_org(principal, i.org.as_deref());
+        let (all, as_of) = environment.list(visible, &query).await?;
+        self.record_drift(environment).await;
+        let (items, next_page_token) = page_of(&all, query.page_token.as_deref(), query.limit);
         Ok(Page {
-            items,
-            next_page_token,
+            as_of: Some(as_of),
+            ..Page::of(items, next_page_token)
         })
     }
 
-    /// One instance, if it exists and the caller may see it.
+    /// One instance, if it exists and the caller may see it: the inventory's, or the
+    /// backend's when `fresh` asks for it.
     pub async fn instance(
         &self,
         principal: &Principal,
         env: &str,
         id: &str,
     ) -> Result<Instance, Error> {
-        let found = self.environments.require(env)?.find(id).await?;
+        self.instance_read(principal, env, id, false).await
+    }
+
+    /// [`Core::instance`], read at the backend when `fresh`.
+    pub async fn instance_read(
+        &self,
+        principal: &Principal,
+        env: &str,
+        id: &str,
+        fresh: bool,
+    ) -> Result<Instance, Error> {
+        let environment = self.environments.require(env)?;
+        let found = environment.find(id, fresh).await?;
+        self.record_drift(environment).await;
         visible_or_404(principal, found, "instance", id)
     }
 

@@ -112,6 +112,10 @@ impl Change for ModifyInstance {
             .modify_instance(&input.region, &input.id, &input.change)
             .await
             .map_err(provider_error)?;
+        // What changed (a type, groups) is read back into the inventory.
+        let ids = [input.id.clone()];
+        let _changing = env.inventory.changing(&ids);
+        env.read_instances(Some(&input.region), &ids).await?;
         cx.record(TargetResult::done(input.id)).await
     }
 }

@@ -14,8 +14,8 @@ use utoipa::ToSchema;
 
 use super::page_limit;
 use crate::native::error::{ApiResult, ErrorBody};
+use crate::native::extract::{parse_param, ApiQuery, Mutation, NoBody};
 use crate::native::extract::{ApiPath, Caller};
-use crate::native::extract::{ApiQuery, Mutation, NoBody};
 use crate::AppState;
 
 /// Instances of the environment the caller may see, across its regions, sorted by id.
@@ -29,6 +29,7 @@ use crate::AppState;
         ("tag.KEY" = Option<String>, Query, description = "Only instances whose tag KEY has this value; repeatable"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "1 to 500, default 50"),
         ("page_token" = Option<String>, Query, description = "From the previous page's next_page_token"),
+        ("fresh" = Option<bool>, Query, description = "Read the backend now (every region) rather than answer from the inventory; the answer's as_of says when it was read"),
     ),
     responses((status = 200, body = Page<Instance>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
@@ -48,6 +49,9 @@ pub async fn instance_list(
             "region" => query.region = Some(value),
             "limit" => limit = Some(value),
             "page_token" => query.page_token = Some(value),
+            "fresh" => {
+                query.fresh = parse_param("fresh", Some(&value), "true or false")?.unwrap_or(false)
+            }
             _ => match key.strip_prefix("tag.") {
                 Some(tag) if !tag.is_empty() => {
                     query.tags.insert(tag.to_string(), value);
@@ -55,7 +59,7 @@ pub async fn instance_list(
                 _ => {
                     return Err(Error::invalid(
                         "query",
-                        format!("unknown parameter `{key}`; use stage, state, name, region, tag.KEY, limit, page_token"),
+                        format!("unknown parameter `{key}`; use stage, state, name, region, tag.KEY, limit, page_token, fresh"),
                     )
                     .into())
                 }
@@ -111,15 +115,31 @@ pub async fn instance_create(
     }
 }
 
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct FreshQuery {
+    /// Read the backend now rather than answer from the inventory.
+    #[serde(default)]
+    fresh: bool,
+}
+
+/// One instance: the inventory's, or the backend's with `fresh` (or when the inventory
+/// does not hold it).
 #[utoipa::path(get, path = "/v1/environments/{env}/instances/{id}", tag = "instances",
-    params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Instance id")),
+    params(("env" = String, Path, description = "Environment name"), ("id" = String, Path, description = "Instance id"), FreshQuery),
     responses((status = 200, body = Instance), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn instance_view(
     State(state): State<AppState>,
     Caller(principal): Caller,
     ApiPath((env, id)): ApiPath<(String, String)>,
+    ApiQuery(query): ApiQuery<FreshQuery>,
 ) -> ApiResult<Json<Instance>> {
-    Ok(Json(state.core.instance(&principal, &env, &id).await?))
+    let instance = state
+        .core
+        .instance_read(&principal, &env, &id, query.fresh)
+        .await?;
+    Ok(Json(instance))
 }
 
 /// Changes instance type, termination protection, user data or security groups (an

@@ -13,6 +13,7 @@ pub mod extract;
 pub mod image_checks;
 pub mod images;
 pub mod instances;
+pub mod inventory;
 pub mod key_pairs;
 pub mod objects;
 pub mod operations;
@@ -487,6 +488,8 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(tokens::token_list, tokens::token_create))
         .routes(routes!(tokens::token_revoke))
         .routes(routes!(audit::audit_list))
+        .routes(routes!(inventory::event_list))
+        .routes(routes!(inventory::inventory_refresh))
         .routes(routes!(secrets::secret_list, secrets::secret_create))
         .routes(routes!(
             secrets::secret_view,

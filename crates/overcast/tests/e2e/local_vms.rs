@@ -365,7 +365,15 @@ async fn vms_outlive_a_killed_server_and_a_bulk_stop_by_stage_stops_them() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let dead = state(&served, &ids[2]).await;
+    // The inventory learns of it at its next refresh; a fresh read sees it now.
+    let (_, dead) = served
+        .call(
+            Method::GET,
+            &format!("{LOCAL}/instances/{}?fresh=true", ids[2]),
+            Some(ADMIN),
+            None,
+        )
+        .await;
     assert_eq!(dead["state"], "stopped", "{dead}");
     assert!(
         dead["state_reason"]

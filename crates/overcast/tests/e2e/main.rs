@@ -16,6 +16,7 @@ mod compat;
 mod compat_ecs;
 mod config;
 mod fuzz;
+mod inventory;
 mod local;
 mod local_vms;
 mod proxmox;

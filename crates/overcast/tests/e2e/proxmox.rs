@@ -579,7 +579,7 @@ async fn a_vms_life_clone_resize_seed_place_act_template_and_destroy() {
     let on_pve2 = op["results"][0]["target"].as_str().unwrap();
     assert_eq!(guests_of(&pve, &token).await[on_pve2]["node"], "pve2");
 
-    // The guest agent's address, when it runs.
+    // The guest agent's address, when it runs, read with the VM at PVE.
     pve.control(
         "set_vm",
         json!({"vmid": vmid.parse::<u32>().unwrap(), "agent": {}}),
@@ -587,7 +587,7 @@ async fn a_vms_life_clone_resize_seed_place_act_template_and_destroy() {
     let (_, vm) = server
         .call(
             Method::GET,
-            &format!("/v1/environments/pve/instances/{vmid}"),
+            &format!("/v1/environments/pve/instances/{vmid}?fresh=true"),
             Some(ADMIN),
             None,
         )

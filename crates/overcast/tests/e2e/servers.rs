@@ -118,6 +118,19 @@ async fn ended_on(server: &Served, id: &str) -> Value {
     op
 }
 
+/// Whether operation `id` has ended, as `asked` says.
+async fn finished(asked: &Served, id: &str) -> bool {
+    let (_, op) = asked
+        .call(
+            Method::GET,
+            &format!("/v1/operations/{id}"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    op["finished_at"].is_string()
+}
+
 /// The server (by id) that holds operation `id`, as `GET /v1/servers` on `asked` says.
 async fn holder_of(asked: &Served, id: &str) -> Option<String> {
     let (status, servers) = asked
@@ -526,9 +539,12 @@ async fn figures_takeover_time_and_operations_per_second_with_one_two_and_three_
         let victim_id = own_id(&victim).await;
         drop(victim);
         let killed = Instant::now();
+        // Taken over once another server holds it, or has finished it already (its own
+        // simulated fleet may have had nothing left to stop).
         loop {
             match holder_of(&started[0], &op_id).await {
                 Some(holder) if holder != victim_id => break,
+                None if finished(&started[0], &op_id).await => break,
                 _ if killed.elapsed() > Duration::from_secs(60) => panic!("no takeover"),
                 _ => tokio::time::sleep(Duration::from_millis(50)).await,
             }
