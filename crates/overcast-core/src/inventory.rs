@@ -132,13 +132,37 @@ impl Inventory {
         regions.iter().all(|r| state.read_at.contains_key(r))
     }
 
-    /// The instances of `regions` that `keep` keeps, sorted by id, and when the oldest of
-    /// those regions was read; none while a region has not been read.
+    /// The instances of `regions` that `keep` keeps, sorted by id; none while a region has
+    /// not been read.
     pub fn select(
         &self,
         regions: &[String],
         keep: impl Fn(&Instance) -> bool,
-    ) -> Option<(Vec<Instance>, OffsetDateTime)> {
+    ) -> Option<Vec<Instance>> {
+        let state = self.read_state();
+        if !regions.iter().all(|r| state.read_at.contains_key(r)) {
+            return None;
+        }
+        let instances = state
+            .instances
+            .values()
+            .filter(|i| regions.contains(&i.region) && keep(i))
+            .cloned()
+            .collect();
+        Some(instances)
+    }
+
+    /// One page of [`Inventory::select`]: at most `limit` instances after the id `after`,
+    /// the last one's id when more follow, and the time of the oldest read. Only the page
+    /// is copied, whatever the inventory holds.
+    pub fn page(
+        &self,
+        regions: &[String],
+        keep: impl Fn(&Instance) -> bool,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Option<(Vec<Instance>, Option<String>, OffsetDateTime)> {
+        use std::ops::Bound;
         let state = self.read_state();
         let as_of = regions
             .iter()
@@ -146,13 +170,22 @@ impl Inventory {
             .collect::<Option<Vec<_>>>()?
             .into_iter()
             .min()?;
-        let instances = state
+        let start = after.map_or(Bound::Unbounded, |a| Bound::Excluded(a.to_string()));
+        let mut matching = state
             .instances
-            .values()
-            .filter(|i| regions.contains(&i.region) && keep(i))
+            .range::<String, _>((start, Bound::Unbounded))
+            .map(|(_, i)| i)
+            .filter(|i| regions.contains(&i.region) && keep(i));
+        let items: Vec<Instance> = matching
+            .by_ref()
+            .take(limit.max(1) as usize)
             .cloned()
             .collect();
-        Some((instances, as_of))
+        let next = match (matching.next(), items.last()) {
+            (Some(_), Some(last)) => Some(last.id.clone()),
+            _ => None,
+        };
+        Some((items, next, as_of))
     }
 
     /// One instance, if the inventory holds it.
@@ -654,11 +687,46 @@ mod tests {
         let ids: Vec<String> = inventory
             .select(&["r1".to_string()], |_| true)
             .unwrap()
-            .0
             .into_iter()
             .map(|i| i.id)
             .collect();
         assert_eq!(ids, ["i-1", "i-3", "i-4"]);
+    }
+
+    #[test]
+    fn pages_follow_the_last_id_and_copy_only_themselves() {
+        let inventory = Inventory::new("e");
+        let fleet = ["i-1", "i-2", "i-3", "i-4", "i-5"]
+            .into_iter()
+            .map(|id| {
+                instance(
+                    id,
+                    InstanceState::Running,
+                    if id == "i-3" { "prod" } else { "dev" },
+                )
+            })
+            .collect();
+        let at = OffsetDateTime::now_utc();
+        inventory.absorb(Scope::Region("r1"), fleet, Instant::now(), at);
+        let regions = ["r1".to_string()];
+        let ids = |page: &[Instance]| page.iter().map(|i| i.id.clone()).collect::<Vec<_>>();
+        let (first, next, as_of) = inventory.page(&regions, |_| true, None, 2).unwrap();
+        assert_eq!(
+            (ids(&first), next.as_deref(), as_of),
+            (vec!["i-1".into(), "i-2".into()], Some("i-2"), at)
+        );
+        let dev = |i: &Instance| i.stage.as_deref() == Some("dev");
+        let (second, next, _) = inventory.page(&regions, dev, Some("i-2"), 2).unwrap();
+        assert_eq!(
+            (ids(&second), next.as_deref()),
+            (vec!["i-4".into(), "i-5".into()], None)
+        );
+        // An id that has gone since still finds its place.
+        let (after_gone, _, _) = inventory.page(&regions, |_| true, Some("i-25"), 2).unwrap();
+        assert_eq!(ids(&after_gone), ["i-3", "i-4"]);
+        assert!(inventory
+            .page(&["r2".to_string()], |_| true, None, 2)
+            .is_none());
     }
 
     #[test]

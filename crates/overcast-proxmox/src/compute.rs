@@ -275,8 +275,8 @@ impl Compute for ProxmoxProvider {
         })
     }
 
-    /// The VMs asked for; when at most a call's worth of VMs are named, each running one
-    /// also gets the address its guest agent reports.
+    /// The VMs asked for; one VM asked for by id, when running, also gets the address its
+    /// guest agent reports.
     async fn list_instances(
         &self,
         filter: &InstanceFilter,
@@ -291,7 +291,9 @@ impl Compute for ProxmoxProvider {
             .filter(|g| !g.template)
             .filter(|g| filter.ids.is_empty() || filter.ids.contains(&g.id()))
             .collect();
-        let looked_at = !filter.ids.is_empty() && filter.ids.len() <= PER_CALL;
+        // One VM looked at (a get, a single VM's action) is worth a call to its agent; a
+        // batch's check or wait is not.
+        let looked_at = filter.ids.len() == 1;
         let mut instances = Vec::new();
         for guest in &guests {
             let mut instance = self.instance_of(guest);

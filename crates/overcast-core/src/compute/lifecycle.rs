@@ -824,7 +824,7 @@ impl Core {
         let mut missing = Vec::new();
         // Planned over the inventory (each batch is checked at the backend before it is
         // acted on); ids it does not hold are looked for with a refresh first.
-        let mut matched = environment.list(visible, &query).await?.0;
+        let mut matched = environment.list(visible, &query).await?;
         if !request.ids.is_empty() {
             let unknown = |matched: &[Instance]| {
                 request
@@ -834,7 +834,7 @@ impl Core {
             };
             if unknown(&matched) {
                 environment.refresh().await?;
-                matched = environment.list(visible, &query).await?.0;
+                matched = environment.list(visible, &query).await?;
             }
             matched.retain(|i| request.ids.contains(&i.id));
             missing = request

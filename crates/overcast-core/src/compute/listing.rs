@@ -1,5 +1,5 @@
-//! Listing instances: the query, and the environment's filtered listing, sorted by id,
-//! read from its inventory, with stage and org derived from tags; paging by the last id.
+//! Listing instances: the query, and the environment's filtered listing (whole, or a page
+//! after the last id shown), sorted by id, read from its inventory.
 
 use overcast_types::{tags, Error, Instance, InstanceState};
 use std::collections::BTreeMap;
@@ -41,20 +41,6 @@ impl InstanceQuery {
     }
 }
 
-/// One page of a listing sorted by id after the id `after`, and the token of the next
-/// page: the last id shown, which finds its place even once that instance has gone.
-pub fn page_of(
-    all: &[Instance],
-    after: Option<&str>,
-    limit: u32,
-) -> (Vec<Instance>, Option<String>) {
-    let start = after.map_or(0, |a| all.partition_point(|i| i.id.as_str() <= a));
-    let end = (start + limit.max(1) as usize).min(all.len());
-    let page = all[start..end].to_vec();
-    let next = (end < all.len()).then(|| all[end - 1].id.clone());
-    (page, next)
-}
-
 impl Environment {
     /// Fills in what overcast derives from tags: stage and org.
     pub fn decorate(&self, instance: Instance) -> Instance {
@@ -65,12 +51,35 @@ impl Environment {
 
     /// Every instance the caller may see that matches the query, sorted by id, from the
     /// inventory (filled first if it has not read every region; read afresh if the query
-    /// says `fresh`), and when the backend was read for it.
+    /// says `fresh`).
     pub async fn list(
         &self,
         visible: impl Fn(&Instance) -> bool,
         query: &InstanceQuery,
-    ) -> Result<(Vec<Instance>, OffsetDateTime), Error> {
+    ) -> Result<Vec<Instance>, Error> {
+        let regions = self.regions_known(query).await?;
+        let keep = |i: &Instance| visible(i) && query.matches(&self.stages.tag_key, i);
+        self.inventory
+            .select(&regions, keep)
+            .ok_or_else(|| self.not_read())
+    }
+
+    /// One page of [`Environment::list`], after the query's page token: the instances, the
+    /// next page's token (the last id shown) and when the backend was read for them.
+    pub async fn list_page(
+        &self,
+        visible: impl Fn(&Instance) -> bool,
+        query: &InstanceQuery,
+    ) -> Result<(Vec<Instance>, Option<String>, OffsetDateTime), Error> {
+        let regions = self.regions_known(query).await?;
+        let keep = |i: &Instance| visible(i) && query.matches(&self.stages.tag_key, i);
+        self.inventory
+            .page(&regions, keep, query.page_token.as_deref(), query.limit)
+            .ok_or_else(|| self.not_read())
+    }
+
+    /// The regions a query covers, each read into the inventory (afresh if it says `fresh`).
+    async fn regions_known(&self, query: &InstanceQuery) -> Result<Vec<String>, Error> {
         let regions = match &query.region {
             Some(r) => vec![self.check_region(Some(r))?],
             None => self.regions()?,
@@ -80,17 +89,18 @@ impl Environment {
         } else {
             self.know().await?;
         }
-        let keep = |i: &Instance| visible(i) && query.matches(&self.stages.tag_key, i);
-        self.inventory.select(&regions, keep).ok_or_else(|| {
-            Error::unavailable(
-                "backend_unavailable",
-                format!(
-                    "the instances of environment {} have not been read yet",
-                    self.name
-                ),
-                5,
-            )
-        })
+        Ok(regions)
+    }
+
+    fn not_read(&self) -> Error {
+        Error::unavailable(
+            "backend_unavailable",
+            format!(
+                "the instances of environment {} have not been read yet",
+                self.name
+            ),
+            5,
+        )
     }
 
     /// One instance, from whichever region has it: the inventory's, or the backend's
@@ -103,35 +113,5 @@ impl Environment {
         }
         let found = self.read_instances(None, &[id.to_string()]).await?;
         Ok(found.into_iter().next())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn instance(id: &str) -> Instance {
-        Instance::new(id, "e", "r", InstanceState::Running)
-    }
-
-    #[test]
-    fn pages_follow_the_last_id() {
-        let all: Vec<Instance> = ["i-1", "i-2", "i-3", "i-4", "i-5"]
-            .into_iter()
-            .map(instance)
-            .collect();
-        let ids = |page: &[Instance]| page.iter().map(|i| i.id.clone()).collect::<Vec<_>>();
-        let (first, next) = page_of(&all, None, 2);
-        assert_eq!(
-            (ids(&first), next.as_deref()),
-            (vec!["i-1".to_string(), "i-2".into()], Some("i-2"))
-        );
-        let (second, _) = page_of(&all, Some("i-2"), 2);
-        assert_eq!(ids(&second), ["i-3", "i-4"]);
-        let (last, next) = page_of(&all, Some("i-4"), 2);
-        assert_eq!((ids(&last), next), (vec!["i-5".to_string()], None));
-        // An id that has gone since still finds its place.
-        let (after_gone, _) = page_of(&all, Some("i-25"), 2);
-        assert_eq!(ids(&after_gone), ["i-3", "i-4"]);
     }
 }

@@ -17,7 +17,7 @@ pub use lifecycle::{
     check_confirmation, make_plan, BulkAction, BulkOutcome, BulkRequest, InstanceActionRequest,
     Plan, PlannedCall, PlannedTarget, SkippedTarget,
 };
-pub use listing::{page_of, InstanceQuery};
+pub use listing::InstanceQuery;
 pub(crate) use modify::ModifyInstance;
 pub use modify::ModifyInstanceRequest;
 
@@ -48,9 +48,8 @@ impl Core {
     ) -> Result<Page<Instance>, Error> {
         let environment = self.environments.require(env)?;
         let visible = |i: &Instance| visible_org(principal, i.org.as_deref());
-        let (all, as_of) = environment.list(visible, &query).await?;
+        let (items, next_page_token, as_of) = environment.list_page(visible, &query).await?;
         self.record_drift(environment).await;
-        let (items, next_page_token) = page_of(&all, query.page_token.as_deref(), query.limit);
         Ok(Page {
             as_of: Some(as_of),
             ..Page::of(items, next_page_token)

@@ -823,3 +823,46 @@ async fn the_cloud_vm_api_drives_proxmox_vms_with_its_cloud_init_in_the_seed() {
     let resources = pve.get(&token, "/cluster/resources?type=vm").await;
     assert!(!resources.to_string().contains(&format!("\"vmid\":{vmid},")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_environment_can_clone_linked_onto_its_own_bridge() {
+    let token = format!("{TOKEN}={TOKEN_SECRET}");
+    let pve = FakePve::start(
+        &json!({"guests": [
+            {"vmid": 9000, "name": "debian-12", "template": true,
+             "config": {"cores": 1, "memory": 1024, "scsi0": "local-lvm:base-9000-disk-0,size=8G",
+                        "net0": "virtio=BC:24:11:00:00:01,bridge=vmbr0"}},
+        ]}),
+        &[&token],
+    );
+    let secrets = tempfile::tempdir().unwrap();
+    let secret_file = secrets.path().join("token");
+    std::fs::write(&secret_file, TOKEN_SECRET).unwrap();
+    let server = server(vec![(
+        "pve",
+        json!({"url": pve.url, "fingerprint": pve.fingerprint, "token_id": TOKEN,
+               "secret_file": secret_file, "linked_clones": true, "bridge": "vmbr1"}),
+    )])
+    .await;
+    let op = server
+        .change(
+            Method::POST,
+            "/v1/environments/pve/instances",
+            Some(json!({"machine_type": "pve-small"})),
+        )
+        .await;
+    let vmid = op["results"][0]["target"].as_str().unwrap().to_string();
+    let clone = pve.control("requests", json!({"path": "/qemu/9000/clone"}));
+    let body = clone[0][2].as_str().unwrap();
+    assert!(body.contains("full=0"), "a linked clone: {body}");
+    let config = config_of(&pve, &token, "pve1", &vmid).await;
+    assert!(
+        config["net0"].as_str().unwrap().contains("bridge=vmbr1"),
+        "{config}"
+    );
+    assert_eq!(
+        guests_of(&pve, &token).await[&vmid]["status"],
+        "running",
+        "{config}"
+    );
+}
