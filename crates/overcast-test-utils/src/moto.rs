@@ -162,15 +162,17 @@ mod sdk {
     }
 
     /// Launches `count` instances (in batches of 500) tagged as the admin org's, in
-    /// `stage`, straight in moto.
-    pub async fn launch_fleet(ec2: &aws_sdk_ec2::Client, count: i32, stage: &str) {
+    /// `stage`, straight in moto; answers their ids.
+    pub async fn launch_fleet(ec2: &aws_sdk_ec2::Client, count: i32, stage: &str) -> Vec<String> {
         use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
         let image = some_image(ec2).await;
         let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
         let mut left = count;
+        let mut ids = Vec::new();
         while left > 0 {
             let batch = left.min(500);
-            ec2.run_instances()
+            let made = ec2
+                .run_instances()
                 .image_id(&image)
                 .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
                 .min_count(batch)
@@ -185,8 +187,14 @@ mod sdk {
                 .send()
                 .await
                 .unwrap();
+            ids.extend(
+                made.instances()
+                    .iter()
+                    .filter_map(|i| i.instance_id().map(str::to_string)),
+            );
             left -= batch;
         }
+        ids
     }
 
     /// How many instances moto holds in `state`.

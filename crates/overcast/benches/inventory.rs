@@ -8,7 +8,7 @@
 //! instances and the server's memory before and after its inventory holds them.
 //! Needs OVERCAST_TEST_MOTO (see scripts/bench).
 
-use overcast_test_utils::moto::{some_image, REGIONS};
+use overcast_test_utils::moto::{launch_fleet, REGIONS};
 use overcast_test_utils::process::{serve, write_aws_config, Served};
 use overcast_test_utils::{Api, ADMIN};
 use reqwest::Method;
@@ -159,41 +159,10 @@ async fn main() {
     // 1,000 instances in moto, a third of each stage, as overcast would tag them.
     let account = overcast_test_utils::moto::new_account();
     let ec2 = overcast_test_utils::moto::ec2_client(&account, REGIONS[0]).await;
-    let image = some_image(&ec2).await;
     let mut ids = Vec::new();
     for stage in ["dev", "test", "prod"] {
         let count = INSTANCES / 3 + usize::from(stage == "dev");
-        let made = ec2
-            .run_instances()
-            .image_id(&image)
-            .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
-            .min_count(count as i32)
-            .max_count(count as i32)
-            .tag_specifications(
-                aws_sdk_ec2::types::TagSpecification::builder()
-                    .resource_type(aws_sdk_ec2::types::ResourceType::Instance)
-                    .tags(
-                        aws_sdk_ec2::types::Tag::builder()
-                            .key("overcast:org")
-                            .value("admin")
-                            .build(),
-                    )
-                    .tags(
-                        aws_sdk_ec2::types::Tag::builder()
-                            .key("stage")
-                            .value(stage)
-                            .build(),
-                    )
-                    .build(),
-            )
-            .send()
-            .await
-            .expect("seeding moto");
-        ids.extend(
-            made.instances()
-                .iter()
-                .filter_map(|i| i.instance_id().map(str::to_string)),
-        );
+        ids.extend(launch_fleet(&ec2, count as i32, stage).await);
     }
     let dir = tempfile::tempdir().unwrap();
     let served = serve(BIN, &write_aws_config(dir.path(), &account));

@@ -437,7 +437,14 @@ async fn a_selection_of_2500_is_done_in_batches_of_at_most_1000() {
         &server.metrics().await,
         &[("action", "StopInstances"), ("region", REGIONS[0])],
     );
-    let (status, op) = bulk(&server, "stop", json!({"tags": {"fleet": "big"}})).await;
+    // Three batches, each checked at moto and then stopped: longer than the default wait
+    // on a busy machine.
+    let (status, op) = bulk(
+        &server,
+        "stop?timeout=600",
+        json!({"tags": {"fleet": "big"}}),
+    )
+    .await;
     assert_eq!(
         (status, op["status"].as_str()),
         (StatusCode::OK, Some("succeeded")),
