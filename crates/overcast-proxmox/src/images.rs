@@ -7,7 +7,7 @@ use overcast_provider::{ImageSpec, Images, ProviderError, ProviderErrorKind};
 use overcast_types::Image;
 use serde_json::Value;
 
-use crate::cluster::{self, Guest};
+use crate::cluster::Guest;
 use crate::compute::TASK_WAIT;
 use crate::tags::to_pve_tags;
 use crate::{ProxmoxProvider, REGION};
@@ -94,8 +94,7 @@ impl Images for ProxmoxProvider {
                 ),
             ));
         }
-        let next: Value = self.client.get("/cluster/nextid").await?;
-        let vmid = cluster::number(&next).unwrap_or_default().to_string();
+        let vmid = self.next_vmid().await?;
         let form = [
             ("newid", vmid.clone()),
             ("name", spec.name.clone()),
@@ -110,16 +109,7 @@ impl Images for ProxmoxProvider {
             .await?;
         self.client.finish(&upid, TASK_WAIT).await?;
         if let Err(e) = self.finish_template(&source.node, &vmid, spec).await {
-            let clone = self
-                .guests()
-                .await
-                .ok()
-                .and_then(|all| all.into_iter().find(|g| g.id() == vmid));
-            if let Some(clone) = clone {
-                if let Err(undo) = self.destroy(&clone).await {
-                    tracing::warn!(vmid, error = %undo, "a failed template's clone could not be destroyed");
-                }
-            }
+            self.undo_clone(&vmid).await;
             return Err(e);
         }
         Ok(Image {

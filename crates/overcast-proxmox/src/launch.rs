@@ -206,16 +206,7 @@ impl ProxmoxProvider {
 
     /// Clones, configures and starts one VM; a failure after the clone destroys it again.
     async fn make_vm(&self, clone: &NewVm<'_>) -> Result<Instance, ProviderError> {
-        let next: Value = self.client.get("/cluster/nextid").await?;
-        let vmid = cluster::number(&next)
-            .ok_or_else(|| {
-                ProviderError::new(
-                    ProviderErrorKind::Refused,
-                    "unexpected_answer",
-                    format!("PVE answered /cluster/nextid with {next}"),
-                )
-            })?
-            .to_string();
+        let vmid = self.next_vmid().await?;
         let name = match (&clone.spec.name, clone.spec.max_count) {
             (Some(name), 1) => name.clone(),
             (Some(name), _) => format!("{name}-{}", clone.number),
@@ -248,15 +239,7 @@ impl ProxmoxProvider {
             Ok(instance) => Ok(instance),
             Err(e) => {
                 // Nothing is left half made: the clone goes, with its seed.
-                let gone = self
-                    .guests()
-                    .await
-                    .map(|guests| guests.into_iter().find(|g| g.id() == vmid && !g.template));
-                if let Ok(Some(guest)) = gone {
-                    if let Err(undo) = self.destroy(&guest).await {
-                        tracing::warn!(vmid, error = %undo, "a failed clone could not be destroyed");
-                    }
-                }
+                self.undo_clone(&vmid).await;
                 Err(e)
             }
         }
@@ -315,6 +298,35 @@ impl ProxmoxProvider {
                 InstanceState::Running,
             )
         })
+    }
+
+    /// The VM id PVE offers for a new guest.
+    pub(crate) async fn next_vmid(&self) -> Result<String, ProviderError> {
+        let next: Value = self.client.get("/cluster/nextid").await?;
+        cluster::number(&next)
+            .map(|n| n.to_string())
+            .ok_or_else(|| {
+                ProviderError::new(
+                    ProviderErrorKind::Refused,
+                    "unexpected_answer",
+                    format!("PVE answered /cluster/nextid with {next}"),
+                )
+            })
+    }
+
+    /// Destroys a clone whose setting up failed; a failure to do so is logged, since the
+    /// error worth reporting is the one that made the clone go.
+    pub(crate) async fn undo_clone(&self, vmid: &str) {
+        let clone = self
+            .guests()
+            .await
+            .ok()
+            .and_then(|guests| guests.into_iter().find(|g| g.id() == vmid));
+        if let Some(clone) = clone {
+            if let Err(undo) = self.destroy(&clone).await {
+                tracing::warn!(vmid, error = %undo, "a failed clone could not be destroyed");
+            }
+        }
     }
 
     /// Makes a VM's NoCloud seed and uploads it as an ISO; answers its volume id.
