@@ -4,12 +4,14 @@
 
 use async_trait::async_trait;
 use overcast_provider::{ObjectQuery, ObjectStore};
-use overcast_types::{tags, validate_bucket_name, Bucket, Error, Operation, Role, TargetResult};
+use overcast_types::{
+    tags, validate_bucket_name, Bucket, Error, Operation, Page, Role, TargetResult,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
-use crate::access::{made_by, owner_tags, visible_only, visible_or_404};
+use crate::access::{made_by, owner_tags, visible_or_404};
 use crate::app::{Core, Idempotency, Target};
 use crate::auth::Principal;
 use crate::errors::provider_error;
@@ -92,6 +94,7 @@ impl Change for BucketChanges {
                 )
                 .await?;
                 let bucket = env.with_owner(bucket);
+                env.inventory.buckets.record([bucket.clone()]);
                 step.record(TargetResult::done(name).with_detail(&bucket)?)
                     .await
             }
@@ -114,6 +117,9 @@ impl Change for BucketChanges {
                     .delete_bucket(&region, &name)
                     .await
                     .map_err(provider_error)?;
+                env.inventory
+                    .buckets
+                    .record_gone(std::slice::from_ref(&name));
                 let message = format!("deleted after emptying {deleted} object(s)");
                 step.record(TargetResult::done(name).with_message(message))
                     .await
@@ -143,15 +149,15 @@ fn not_empty(name: &str) -> Error {
 }
 
 impl Core {
-    /// Buckets the caller may see.
-    pub async fn buckets(&self, principal: &Principal, env: &str) -> Result<Vec<Bucket>, Error> {
-        let environment = self.environments.require(env)?;
-        let found = environment
-            .object_store()?
-            .list_buckets()
+    /// Buckets the caller may see, from the inventory (read afresh when `fresh`).
+    pub async fn buckets(
+        &self,
+        principal: &Principal,
+        env: &str,
+        fresh: bool,
+    ) -> Result<Page<Bucket>, Error> {
+        self.listed_visible(principal, env, None, fresh, |_| true)
             .await
-            .map_err(provider_error)?;
-        Ok(visible_only(principal, environment, found))
     }
 
     pub async fn bucket(

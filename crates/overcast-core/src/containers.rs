@@ -10,7 +10,7 @@ use overcast_provider::{
 };
 use overcast_types::{
     tags, validate_container_name, CapacityShare, Cluster, Container, ContainerLogs,
-    ContainerService, Error, LogLine, Operation, Registry, Role, TargetResult, Task,
+    ContainerService, Error, LogLine, Operation, Page, Registry, Role, TargetResult, Task,
     TaskDefinition,
 };
 use serde::{Deserialize, Serialize};
@@ -482,6 +482,9 @@ pub(crate) async fn apply(
                 }
             }
             delete_cluster_once_empty(containers, &region, &name, &cancellation).await?;
+            env.inventory
+                .container_services
+                .record_gone_where(|s| s.region == region && s.cluster == name);
             TargetResult::done(name)
         }
         ContainerChange::RegisterTaskDefinition {
@@ -594,6 +597,7 @@ pub(crate) async fn apply(
             )
             .await?;
             let service = env.with_owner(service);
+            env.inventory.container_services.record([service.clone()]);
             TargetResult::done(&service.name).with_detail(&service)?
         }
         ContainerChange::UpdateService {
@@ -614,6 +618,7 @@ pub(crate) async fn apply(
             })
             .await?;
             let service = env.with_owner(service);
+            env.inventory.container_services.record([service.clone()]);
             TargetResult::done(&service.name).with_detail(&service)?
         }
         ContainerChange::DeleteService {
@@ -626,6 +631,9 @@ pub(crate) async fn apply(
             registries,
         } => {
             delete_service(containers, &region, &cluster, &name, &cancellation).await?;
+            env.inventory.container_services.record_gone_where(|s| {
+                s.region == region && s.cluster == cluster && s.name == name
+            });
             let result = TargetResult::done(&name);
             match (recursive, org) {
                 (true, Some(org)) => {
@@ -1432,21 +1440,20 @@ impl Core {
         .await
     }
 
-    /// The services of a cluster the caller may see (the cluster must be visible too).
+    /// The services of a cluster the caller may see (the cluster must be visible too),
+    /// from the inventory (read afresh when `fresh`).
     pub async fn container_services(
         &self,
         principal: &Principal,
         env: &str,
         region: Option<&str>,
         cluster: &str,
-    ) -> Result<Vec<ContainerService>, Error> {
+        fresh: bool,
+    ) -> Result<Page<ContainerService>, Error> {
         let cluster = self.cluster(principal, env, region, cluster).await?;
-        let (environment, containers, _) = self.containers_of(env, Some(&cluster.region))?;
-        let found = containers
-            .list_services(&cluster.region, &cluster.name)
+        let in_cluster = |s: &ContainerService| s.cluster == cluster.name;
+        self.listed_visible(principal, env, Some(&cluster.region), fresh, in_cluster)
             .await
-            .map_err(provider_error)?;
-        Ok(visible_only(principal, environment, found))
     }
 
     pub async fn container_service(

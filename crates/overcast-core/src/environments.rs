@@ -246,13 +246,18 @@ impl Environment {
 impl Environment {
     /// Sets the org that owns a resource: its `overcast:org` tag, else the default org.
     pub fn with_owner<T: Owned>(&self, mut resource: T) -> T {
+        self.set_owner(&mut resource);
+        resource
+    }
+
+    /// Sets a resource's org from its tags (else the environment's default org).
+    pub fn set_owner<T: Owned>(&self, resource: &mut T) {
         let org = resource
             .tags()
             .get(tags::ORG)
             .cloned()
             .or_else(|| self.config.default_org.clone());
         resource.set_org(org);
-        resource
     }
 
     /// Checks the image, key pair and security groups a request body names, where this

@@ -4,14 +4,14 @@
 
 use async_trait::async_trait;
 use overcast_provider::{ImageSpec, Images, ImportSource, ImportSpec};
-use overcast_types::{tags, Error, ErrorKind, Image, Operation, Role, TargetResult};
+use overcast_types::{tags, Error, ErrorKind, Image, Operation, Page, Role, TargetResult};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use utoipa::ToSchema;
 
-use crate::access::{made_by, owner_tags, visible_only, visible_or_404};
+use crate::access::{made_by, owner_tags, visible_or_404};
 use crate::app::{Core, Idempotency, Target};
 use crate::auth::Principal;
 use crate::environments::Environment;
@@ -253,6 +253,7 @@ impl Change for ImageChanges {
                     image = found.map_err(provider_error)?.pop().unwrap_or(image);
                 }
                 let image = env.with_owner(image);
+                env.inventory.images.record([image.clone()]);
                 step.record(TargetResult::done(&image.id).with_detail(&image)?)
                     .await
             }
@@ -271,6 +272,7 @@ impl Change for ImageChanges {
                     None => import_with_progress(images, &spec, step).await?,
                 };
                 let image = env.with_owner(image);
+                env.inventory.images.record([image.clone()]);
                 // Progress counted bytes while fetching; the operation's one target is done.
                 step.set_progress(0, 1).await?;
                 step.record(TargetResult::done(&image.id).with_detail(&image)?)
@@ -291,6 +293,7 @@ impl Change for ImageChanges {
                         .await
                         .map_err(provider_error)?;
                 }
+                env.inventory.images.record_gone(std::slice::from_ref(&id));
                 let message = format!("deregistered; {} snapshot(s) deleted", snapshots.len());
                 step.record(TargetResult::done(id).with_message(message))
                     .await
@@ -326,24 +329,17 @@ async fn import_with_progress(
 }
 
 impl Core {
-    /// Own images the caller may see, of one region or all.
+    /// Own images the caller may see, of one region or all, from the inventory (read
+    /// afresh when `fresh`).
     pub async fn images(
         &self,
         principal: &Principal,
         env: &str,
         region: Option<&str>,
-    ) -> Result<Vec<Image>, Error> {
-        let environment = self.environments.require(env)?;
-        let region = environment.region_if_given(region)?;
-        let found = environment
-            .images()?
-            .list_images(region.as_deref(), &[])
-            .await;
-        Ok(visible_only(
-            principal,
-            environment,
-            found.map_err(provider_error)?,
-        ))
+        fresh: bool,
+    ) -> Result<Page<Image>, Error> {
+        self.listed_visible(principal, env, region, fresh, |_| true)
+            .await
     }
 
     pub async fn image(&self, principal: &Principal, env: &str, id: &str) -> Result<Image, Error> {

@@ -4,12 +4,12 @@
 
 use async_trait::async_trait;
 use overcast_provider::InstanceFilter;
-use overcast_types::{tags, Error, Operation, Role, Rule, SecurityGroup, TargetResult};
+use overcast_types::{tags, Error, Operation, Page, Role, Rule, SecurityGroup, TargetResult};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
-use crate::access::{check_referenced, made_by, owner_tags, visible_only, visible_or_404};
+use crate::access::{check_referenced, made_by, owner_tags, visible_or_404};
 use crate::app::{Core, Idempotency, Target};
 use crate::auth::Principal;
 use crate::environments::Environment;
@@ -206,6 +206,7 @@ impl Change for SecurityGroupChanges {
                 )
                 .await?;
                 let group = env.with_owner(group);
+                env.inventory.security_groups.record([group.clone()]);
                 TargetResult::done(&group.id).with_detail(&group)?
             }
             FirewallChange::Delete { region, id } => {
@@ -215,6 +216,9 @@ impl Change for SecurityGroupChanges {
                     Err(e) if e.code == "security_group_not_found" => {}
                     other => other.map_err(provider_error)?,
                 }
+                env.inventory
+                    .security_groups
+                    .record_gone(std::slice::from_ref(&id));
                 TargetResult::done(id)
             }
             FirewallChange::AddRule { region, id, rule } => {
@@ -222,6 +226,13 @@ impl Change for SecurityGroupChanges {
                     .add_rule(&region, &id, &rule)
                     .await
                     .map_err(provider_error)?;
+                env.inventory
+                    .security_groups
+                    .update(std::slice::from_ref(&id), |group| {
+                        if !group.rules.contains(&rule) {
+                            group.rules.push(rule.clone());
+                        }
+                    });
                 TargetResult::done(id)
             }
             FirewallChange::RemoveRule { region, id, rule } => {
@@ -229,6 +240,11 @@ impl Change for SecurityGroupChanges {
                     .remove_rule(&region, &id, &rule)
                     .await
                     .map_err(provider_error)?;
+                env.inventory
+                    .security_groups
+                    .update(std::slice::from_ref(&id), |group| {
+                        group.rules.retain(|r| *r != rule);
+                    });
                 TargetResult::done(id)
             }
         };
@@ -254,24 +270,17 @@ pub(crate) fn create_change(
 }
 
 impl Core {
-    /// Security groups the caller may see, of one region or all.
+    /// Security groups the caller may see, of one region or all, from the inventory (read
+    /// afresh when `fresh`).
     pub async fn security_groups(
         &self,
         principal: &Principal,
         env: &str,
         region: Option<&str>,
-    ) -> Result<Vec<SecurityGroup>, Error> {
-        let environment = self.environments.require(env)?;
-        let region = environment.region_if_given(region)?;
-        let found = environment
-            .firewall()?
-            .list_groups(region.as_deref(), &[])
-            .await;
-        Ok(visible_only(
-            principal,
-            environment,
-            found.map_err(provider_error)?,
-        ))
+        fresh: bool,
+    ) -> Result<Page<SecurityGroup>, Error> {
+        self.listed_visible(principal, env, region, fresh, |_| true)
+            .await
     }
 
     /// One security group with its rules, if the caller may see it.

@@ -239,9 +239,17 @@ async fn creates_whose_answers_are_lost_neither_double_nor_vanish() {
     let mut launched = launched;
     launched.sort();
     assert_eq!(recorded, launched, "the record names what runs");
-    let groups = core.security_groups(principal, ENV, None).await.unwrap();
+    let groups = core
+        .security_groups(principal, ENV, None, false)
+        .await
+        .unwrap()
+        .items;
     assert_eq!(groups.iter().filter(|g| g.name == "web").count(), 1);
-    let images = core.images(principal, ENV, None).await.unwrap();
+    let images = core
+        .images(principal, ENV, None, false)
+        .await
+        .unwrap()
+        .items;
     assert_eq!(images.iter().filter(|i| i.name == "web").count(), 1);
     let bucket = core.bucket(principal, ENV, "sim-lost").await.unwrap();
     assert_eq!(
@@ -322,13 +330,21 @@ async fn creates_repeated_after_their_work_is_done_make_nothing_twice() {
             op.kind
         );
     }
-    let groups = core.security_groups(principal, ENV, None).await.unwrap();
+    let groups = core
+        .security_groups(principal, ENV, None, false)
+        .await
+        .unwrap()
+        .items;
     assert_eq!(groups.iter().filter(|g| g.name == "web").count(), 1);
     let keys = core.key_pairs(principal, ENV, None).await.unwrap();
     assert_eq!(keys.iter().filter(|k| k.name == "laptop").count(), 1);
-    let images = core.images(principal, ENV, None).await.unwrap();
+    let images = core
+        .images(principal, ENV, None, false)
+        .await
+        .unwrap()
+        .items;
     assert_eq!(images.iter().filter(|i| i.name == "web-image").count(), 1);
-    let buckets = core.buckets(principal, ENV).await.unwrap();
+    let buckets = core.buckets(principal, ENV, false).await.unwrap().items;
     assert_eq!(buckets.iter().filter(|b| b.name == "sim-logs").count(), 1);
     let tokens = core.tokens(principal).await.unwrap();
     assert_eq!(tokens.iter().filter(|t| t.org == "acme").count(), 1);
@@ -1022,9 +1038,10 @@ async fn container_services_go_from_cluster_to_deletion_each_change_done_once() 
         "(service api) has reached a steady state."
     );
     let services = core
-        .container_services(principal, ENV, None, "main")
+        .container_services(principal, ENV, None, "main", false)
         .await
-        .unwrap();
+        .unwrap()
+        .items;
     assert_eq!(services.len(), 1, "made once");
     let counted = core.cluster(principal, ENV, None, "main").await.unwrap();
     assert_eq!((counted.active_services, counted.running_tasks), (1, 2));
@@ -1198,7 +1215,10 @@ async fn a_cluster_with_a_service_refuses_a_plain_delete_and_other_orgs_see_none
         .is_empty());
     is_404(core.cluster(other, ENV, None, "shop").await);
     is_404(core.task_definition(other, ENV, None, "shop").await);
-    is_404(core.container_services(other, ENV, None, "shop").await);
+    is_404(
+        core.container_services(other, ENV, None, "shop", false)
+            .await,
+    );
     is_404(
         core.container_service(other, ENV, None, "shop", "api")
             .await,
@@ -1309,9 +1329,10 @@ async fn container_creates_whose_answers_are_lost_make_one_thing_each() {
         .unwrap();
     assert_eq!(revisions.len(), 1);
     let services = core
-        .container_services(principal, ENV, None, "main")
+        .container_services(principal, ENV, None, "main", false)
         .await
-        .unwrap();
+        .unwrap()
+        .items;
     assert_eq!(services.len(), 1);
     let all = core
         .container_tasks(principal, ENV, None, "main", &TaskFilter::default())
@@ -1399,9 +1420,10 @@ async fn a_one_call_service_is_made_once_and_a_failed_step_undoes_what_it_made()
         .unwrap();
     assert_eq!(revisions.len(), 1, "registered once");
     let services = core
-        .container_services(principal, ENV, None, "shop")
+        .container_services(principal, ENV, None, "shop", false)
         .await
-        .unwrap();
+        .unwrap()
+        .items;
     assert_eq!(services.len(), 1);
     assert_eq!(services[0].task_definition, "shop:1");
     assert_eq!(

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use crate::app::{Core, Idempotency, Target};
 use crate::auth::Principal;
+use crate::inventory::{Held, Shelf};
 use crate::operations::attempts::repeatable;
 use crate::operations::{Change, OperationContext};
 
@@ -121,12 +122,23 @@ impl Change for Tag {
             })
             .await?;
         }
-        if kind == ResourceKind::Instance {
-            env.inventory.update(ids, |mut instance| {
-                instance.tags.extend(input.set.clone());
-                instance.tags.retain(|k, _| !input.remove.contains(k));
-                env.decorate(instance)
-            });
+        // What overcast set, as it will read back, so the next refresh sees no drift.
+        let retag = |tags: &mut BTreeMap<String, String>| {
+            tags.extend(input.set.clone());
+            tags.retain(|k, _| !input.remove.contains(k));
+        };
+        let inventory = &env.inventory;
+        match kind {
+            ResourceKind::Instance => inventory.instances.update(ids, |instance| {
+                retag(&mut instance.tags);
+                env.redecorate(instance);
+            }),
+            ResourceKind::Image => retag_held(&inventory.images, ids, retag),
+            ResourceKind::SecurityGroup => retag_held(&inventory.security_groups, ids, retag),
+            ResourceKind::Bucket => retag_held(&inventory.buckets, ids, retag),
+            ResourceKind::ContainerService => retag_held(&inventory.container_services, ids, retag),
+            // Not kept in the inventory.
+            ResourceKind::Secret | ResourceKind::Parameter | ResourceKind::Cluster => {}
         }
         cx.record_many(input.ids.iter().map(TargetResult::done).collect())
             .await
@@ -214,6 +226,15 @@ impl Core {
         self.start::<Tag>(principal, target, &input, idempotency)
             .await
     }
+}
+
+/// Changes the tags of the resources of one kind the inventory holds.
+fn retag_held<T: Held>(
+    shelf: &Shelf<T>,
+    ids: &[String],
+    retag: impl Fn(&mut BTreeMap<String, String>),
+) {
+    shelf.update(ids, |item| retag(item.tags_mut()));
 }
 
 /// A container resource's ARN, which its backend tags it by.

@@ -103,6 +103,7 @@ pub struct EventFilter {
     pub org: Option<String>,
     pub environment: Option<String>,
     pub kind: Option<EventKind>,
+    pub resource_kind: Option<String>,
     pub resource: Option<String>,
 }
 
@@ -692,6 +693,9 @@ impl Store {
         }
         if let Some(kind) = filter.kind {
             conditions.push("kind = ?", Arg::Text(kind.as_str().into()));
+        }
+        if let Some(resource_kind) = &filter.resource_kind {
+            conditions.push("resource_kind = ?", Arg::Text(resource_kind.clone()));
         }
         if let Some(resource) = &filter.resource {
             conditions.push("resource = ?", Arg::Text(resource.clone()));

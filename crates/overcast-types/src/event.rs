@@ -44,14 +44,18 @@ pub struct Event {
     pub at: OffsetDateTime,
     pub environment: String,
     pub kind: EventKind,
-    /// The kind of resource: `instance`.
+    /// The kind of resource: `instance`, `image`, `security_group`, `bucket` or
+    /// `container_service`.
     pub resource_kind: String,
-    /// The resource's id.
+    /// The resource's id: an instance, image or group id, a bucket name, a service ARN.
     pub resource: String,
     /// The resource's org (from its tags), which may see the event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub org: Option<String>,
-    /// What changed: `state`, `stage` and `tags` as `{"before": .., "after": ..}` for
-    /// what differs, or the resource as it was or is.
+    /// What changed, each field that differs as `{"before": .., "after": ..}` (tags key
+    /// by key): an instance's `state`, `stage` and `tags`; an image's `name`, `state` and
+    /// `tags`; a group's `rules` and `tags`; a bucket's `versioning` and `tags`; a
+    /// service's `status`, `task_definition`, `desired_count` and `tags`. For one created
+    /// or deleted, the resource as it is or was.
     pub detail: serde_json::Value,
 }

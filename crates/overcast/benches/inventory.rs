@@ -12,6 +12,7 @@ use overcast_test_utils::moto::{launch_fleet, REGIONS};
 use overcast_test_utils::process::{serve, write_aws_config, Served};
 use overcast_test_utils::{Api, ADMIN};
 use reqwest::Method;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -126,8 +127,8 @@ async fn load(api: &Arc<Api>, ids: &Arc<Vec<String>>, fresh: bool, secs: u64) ->
     (total, started.elapsed())
 }
 
-/// A counter of the server's /metrics, summed over its label sets that contain `labels`.
-async fn metric(api: &Api, name: &str, labels: &str) -> f64 {
+/// The backend calls made so far, by action.
+async fn calls_by_action(api: &Api) -> BTreeMap<String, f64> {
     let text = api
         .request(Method::GET, "/metrics", Some(ADMIN))
         .send()
@@ -136,10 +137,21 @@ async fn metric(api: &Api, name: &str, labels: &str) -> f64 {
         .text()
         .await
         .unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(name) && l.contains(labels))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    let mut calls = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("overcast_backend_calls_total{"))
+    {
+        let action = line
+            .split("action=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next());
+        let count = line.rsplit(' ').next().and_then(|n| n.parse::<f64>().ok());
+        if let (Some(action), Some(count)) = (action, count) {
+            *calls.entry(action.to_string()).or_default() += count;
+        }
+    }
+    calls
 }
 
 fn rss_mib(served: &Served) -> f64 {
@@ -169,8 +181,8 @@ async fn main() {
     let api = Arc::new(Api::new(served.base.clone()));
     let ids = Arc::new(ids);
 
-    // Backend calls of one refresh.
-    let before = metric(&api, "overcast_backend_calls_total", "DescribeInstances").await;
+    // Backend calls of one refresh, of every kind.
+    let before = calls_by_action(&api).await;
     let (_, refreshed) = api
         .call(
             Method::POST,
@@ -179,11 +191,18 @@ async fn main() {
             None,
         )
         .await;
-    let calls = metric(&api, "overcast_backend_calls_total", "DescribeInstances").await - before;
+    let after = calls_by_action(&api).await;
+    let made: Vec<String> = after
+        .iter()
+        .map(|(action, n)| (action, n - before.get(action).copied().unwrap_or(0.0)))
+        .filter(|(_, n)| *n > 0.0)
+        .map(|(action, n)| format!("{n} {action}"))
+        .collect();
     println!(
-        "one refresh of {} instances over {} regions: {calls} DescribeInstances calls ({} instances read)",
+        "one refresh of {} instances (and the account's images, groups, buckets and services) over {} regions: {} ({} instances read)",
         INSTANCES,
         REGIONS.len(),
+        made.join(", "),
         refreshed["instances"]
     );
 

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use crate::client::{encode, query, Client};
 use crate::output::{self, render, Format};
-use crate::{follow, key_values, parse_tags, EnvArg, WaitArg};
+use crate::{follow, key_values, parse_tags, EnvArg, FreshArg, WaitArg};
 
 /// The region of a container command (default: the environment's first).
 #[derive(clap::Args)]
@@ -155,6 +155,8 @@ pub enum ServiceCommand {
         #[command(flatten)]
         region: RegionArg,
         cluster: String,
+        #[command(flatten)]
+        fresh: FreshArg,
     },
     /// A service: deployments, recent events, counts.
     Get {
@@ -627,9 +629,11 @@ pub async fn service(
             env,
             region,
             cluster,
+            fresh,
         } => {
+            let q = query(&[("region", region.region), fresh.param()]);
             let listed = client
-                .get(&with_region(services_path(&env, &cluster), &region))
+                .get(&format!("{}{q}", services_path(&env, &cluster)))
                 .await?;
             print!("{}", render(&listed, format, output::SERVICES));
         }

@@ -158,7 +158,11 @@ enum Command {
         /// created, changed or deleted.
         #[arg(long)]
         kind: Option<String>,
-        /// Only this resource's (an instance id).
+        /// instance, image, security_group, bucket or container_service.
+        #[arg(long)]
+        resource_kind: Option<String>,
+        /// Only this resource's: an instance, image or security group id, a bucket name, a
+        /// container service ARN.
         #[arg(long)]
         resource: Option<String>,
         #[arg(long)]
@@ -273,6 +277,21 @@ struct EnvArg {
     /// The environment, e.g. aws-dev.
     #[arg(id = "environment", long = "env", short = 'e', env = "OVERCAST_ENV")]
     environment: String,
+}
+
+/// Whether a listing reads the backend.
+#[derive(clap::Args)]
+struct FreshArg {
+    /// Read the backend now rather than the server's inventory.
+    #[arg(long)]
+    fresh: bool,
+}
+
+impl FreshArg {
+    /// The query parameter that asks for it.
+    fn param(&self) -> (&'static str, Option<String>) {
+        ("fresh", self.fresh.then(|| "true".to_string()))
+    }
 }
 
 /// How a change is followed.
@@ -530,6 +549,8 @@ enum ImageCommand {
         env: EnvArg,
         #[arg(long)]
         region: Option<String>,
+        #[command(flatten)]
+        fresh: FreshArg,
     },
     Get {
         #[command(flatten)]
@@ -686,6 +707,8 @@ enum SgCommand {
         env: EnvArg,
         #[arg(long)]
         region: Option<String>,
+        #[command(flatten)]
+        fresh: FreshArg,
     },
     /// One group and its rules.
     Get {
@@ -953,6 +976,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Events {
             environment,
             kind,
+            resource_kind,
             resource,
             limit,
             page_token,
@@ -960,6 +984,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let q = query(&[
                 ("environment", environment),
                 ("kind", kind),
+                ("resource_kind", resource_kind),
                 ("resource", resource),
                 ("limit", limit.map(|l| l.to_string())),
                 ("page_token", page_token),
@@ -1361,10 +1386,9 @@ async fn vm(client: &Client, format: Format, command: VmCommand) -> anyhow::Resu
 async fn sg(client: &Client, format: Format, command: SgCommand) -> anyhow::Result<ExitCode> {
     let base = |env: &EnvArg| format!("/v1/environments/{}/security-groups", env.environment);
     let (operation, wait) = match command {
-        SgCommand::List { env, region } => {
-            let listed = client
-                .get(&format!("{}{}", base(&env), query(&[("region", region)])))
-                .await?;
+        SgCommand::List { env, region, fresh } => {
+            let q = query(&[("region", region), fresh.param()]);
+            let listed = client.get(&format!("{}{q}", base(&env))).await?;
             print!("{}", render(&listed, format, output::SECURITY_GROUPS));
             return Ok(ExitCode::SUCCESS);
         }
@@ -1491,10 +1515,9 @@ async fn image_check(client: &Client, format: Format, image: &str) -> anyhow::Re
 async fn image(client: &Client, format: Format, command: ImageCommand) -> anyhow::Result<ExitCode> {
     let base = |env: &EnvArg| format!("/v1/environments/{}/images", env.environment);
     let (operation, wait) = match command {
-        ImageCommand::List { env, region } => {
-            let listed = client
-                .get(&format!("{}{}", base(&env), query(&[("region", region)])))
-                .await?;
+        ImageCommand::List { env, region, fresh } => {
+            let q = query(&[("region", region), fresh.param()]);
+            let listed = client.get(&format!("{}{q}", base(&env))).await?;
             print!("{}", render(&listed, format, output::IMAGES));
             return Ok(ExitCode::SUCCESS);
         }

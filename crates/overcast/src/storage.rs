@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncWriteExt};
 
 use crate::client::{encode, encode_key, query, Client};
 use crate::output::{self, render, Format};
-use crate::{follow, key_values, parse_tags, EnvArg, WaitArg};
+use crate::{follow, key_values, parse_tags, EnvArg, FreshArg, WaitArg};
 
 #[derive(clap::Subcommand)]
 pub enum BucketCommand {
@@ -20,6 +20,8 @@ pub enum BucketCommand {
     Ls {
         #[command(flatten)]
         env: EnvArg,
+        #[command(flatten)]
+        fresh: FreshArg,
     },
     /// Make a bucket in a region of the environment.
     Create {
@@ -152,8 +154,9 @@ pub async fn bucket(
     command: BucketCommand,
 ) -> anyhow::Result<ExitCode> {
     match command {
-        BucketCommand::Ls { env } => {
-            let listed = client.get(&buckets_path(&env)).await?;
+        BucketCommand::Ls { env, fresh } => {
+            let q = query(&[fresh.param()]);
+            let listed = client.get(&format!("{}{q}", buckets_path(&env))).await?;
             print!("{}", render(&listed, format, output::BUCKETS));
         }
         BucketCommand::Create {

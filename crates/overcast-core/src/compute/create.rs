@@ -284,7 +284,7 @@ impl Change for CreateInstances {
         .await?
         {
             let instance = env.decorate(instance);
-            env.inventory.record([instance.clone()]);
+            env.inventory.instances.record([instance.clone()]);
             step.record(TargetResult::done(&instance.id).with_detail(&instance)?)
                 .await?;
         }

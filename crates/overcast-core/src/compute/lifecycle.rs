@@ -534,7 +534,7 @@ async fn act_on_batch(
             };
         let current: Vec<Instance> = current.into_iter().map(|i| env.decorate(i)).collect();
         env.inventory
-            .absorb(Scope::Ids(&ids), current.clone(), began, now());
+            .absorb(Scope::Keys(&ids), current.clone(), began, now());
         let _changing = env.inventory.changing(&ids);
         let there = |state: InstanceState| match action {
             Action::Reboot => false,
@@ -582,8 +582,8 @@ async fn act_on_batch(
                     .filter(|id| !found.contains_key(*id))
                     .cloned()
                     .collect();
-                env.inventory.record(found.values().cloned());
-                env.inventory.record_gone(&gone);
+                env.inventory.instances.record(found.values().cloned());
+                env.inventory.instances.record_gone(&gone);
                 results.extend(to_act.iter().map(|t| {
                     let detail = found
                         .remove(&t.id)
@@ -603,9 +603,9 @@ async fn act_on_batch(
     let _changing = env.inventory.changing(&ids);
     // What overcast set, as it will read back: the tags changed and stage and org derived.
     let retag = |ids: &[String], change: &dyn Fn(&mut BTreeMap<String, String>)| {
-        env.inventory.update(ids, |mut instance| {
+        env.inventory.instances.update(ids, |instance| {
             change(&mut instance.tags);
-            env.decorate(instance)
+            env.redecorate(instance);
         })
     };
     let tagging = match env.tags() {

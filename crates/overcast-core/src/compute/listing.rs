@@ -43,10 +43,15 @@ impl InstanceQuery {
 
 impl Environment {
     /// Fills in what overcast derives from tags: stage and org.
-    pub fn decorate(&self, instance: Instance) -> Instance {
-        let mut instance = self.with_owner(instance);
-        instance.stage = instance.tags.get(&self.stages.tag_key).cloned();
+    pub fn decorate(&self, mut instance: Instance) -> Instance {
+        self.redecorate(&mut instance);
         instance
+    }
+
+    /// Derives stage and org again, after a change of tags.
+    pub fn redecorate(&self, instance: &mut Instance) {
+        self.set_owner(instance);
+        instance.stage = instance.tags.get(&self.stages.tag_key).cloned();
     }
 
     /// Every instance the caller may see that matches the query, sorted by id, from the
@@ -57,11 +62,11 @@ impl Environment {
         visible: impl Fn(&Instance) -> bool,
         query: &InstanceQuery,
     ) -> Result<Vec<Instance>, Error> {
-        let regions = self.regions_known(query).await?;
         let keep = |i: &Instance| visible(i) && query.matches(&self.stages.tag_key, i);
-        self.inventory
-            .select(&regions, keep)
-            .ok_or_else(|| self.not_read())
+        let (instances, _) = self
+            .listed(query.region.as_deref(), query.fresh, keep)
+            .await?;
+        Ok(instances)
     }
 
     /// One page of [`Environment::list`], after the query's page token: the instances, the
@@ -71,43 +76,21 @@ impl Environment {
         visible: impl Fn(&Instance) -> bool,
         query: &InstanceQuery,
     ) -> Result<(Vec<Instance>, Option<String>, OffsetDateTime), Error> {
-        let regions = self.regions_known(query).await?;
+        let regions = self
+            .known_parts::<Instance>(query.region.as_deref(), query.fresh)
+            .await?;
         let keep = |i: &Instance| visible(i) && query.matches(&self.stages.tag_key, i);
         self.inventory
+            .instances
             .page(&regions, keep, query.page_token.as_deref(), query.limit)
-            .ok_or_else(|| self.not_read())
-    }
-
-    /// The regions a query covers, each read into the inventory (afresh if it says `fresh`).
-    async fn regions_known(&self, query: &InstanceQuery) -> Result<Vec<String>, Error> {
-        let regions = match &query.region {
-            Some(r) => vec![self.check_region(Some(r))?],
-            None => self.regions()?,
-        };
-        if query.fresh {
-            self.refresh().await?;
-        } else {
-            self.know().await?;
-        }
-        Ok(regions)
-    }
-
-    fn not_read(&self) -> Error {
-        Error::unavailable(
-            "backend_unavailable",
-            format!(
-                "the instances of environment {} have not been read yet",
-                self.name
-            ),
-            5,
-        )
+            .ok_or_else(|| self.not_read("instance"))
     }
 
     /// One instance, from whichever region has it: the inventory's, or the backend's
     /// when the inventory does not hold it or `fresh` asks for it.
     pub async fn find(&self, id: &str, fresh: bool) -> Result<Option<Instance>, Error> {
         if !fresh {
-            if let Some(instance) = self.inventory.get(id) {
+            if let Some(instance) = self.inventory.instances.get(id) {
                 return Ok(Some(instance));
             }
         }

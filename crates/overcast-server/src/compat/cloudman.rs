@@ -767,8 +767,9 @@ async fn buckets(State(state): State<AppState>, Caller(principal): Caller) -> Re
     respond(
         async {
             let env = &mapping(&state)?.environment;
-            let buckets = state.core.buckets(&principal, env).await?;
+            let buckets = state.core.buckets(&principal, env, false).await?;
             let listed: Vec<Value> = buckets
+                .items
                 .iter()
                 .map(|b| json!({ "bucket_name": b.name }))
                 .collect();

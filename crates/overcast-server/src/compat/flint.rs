@@ -626,8 +626,9 @@ impl Call<'_> {
             .text("group-name")
             .or(self.fields.text("security-group-name"))
             .ok_or_else(|| Error::invalid("group-name", "give group-name or security-group-id"))?;
-        core.security_groups(self.cx.principal, self.env, Some(self.region))
+        core.security_groups(self.cx.principal, self.env, Some(self.region), false)
             .await?
+            .items
             .into_iter()
             .find(|g| g.name == name)
             .ok_or_else(|| Error::not_found("security_group", &name))
@@ -646,9 +647,9 @@ impl Call<'_> {
             .cx
             .state
             .core
-            .security_groups(self.cx.principal, self.env, Some(self.region))
+            .security_groups(self.cx.principal, self.env, Some(self.region), false)
             .await?;
-        let listed: Vec<Value> = groups.iter().map(describe_group).collect();
+        let listed: Vec<Value> = groups.items.iter().map(describe_group).collect();
         Ok(Outcome::Answered(Some((
             "security-group-list",
             Value::Array(listed),

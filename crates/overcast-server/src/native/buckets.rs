@@ -10,22 +10,23 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::native::error::{ApiResult, ErrorBody};
-use crate::native::extract::{parse_param, ApiQuery, Mutation, NoBody};
+use crate::native::extract::{parse_param, ApiQuery, FreshQuery, Mutation, NoBody};
 use crate::native::extract::{ApiPath, Caller};
 use crate::AppState;
 
 /// Buckets the caller may see, with region, tags and versioning.
 #[utoipa::path(get, path = "/v1/environments/{env}/buckets", tag = "buckets",
-    params(("env" = String, Path, description = "Environment name")),
-    responses((status = 200, body = Page<Bucket>), (status = 404, body = ErrorBody)))]
+    params(("env" = String, Path, description = "Environment name"), FreshQuery),
+    responses((status = 200, body = Page<Bucket>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn bucket_list(
     State(state): State<AppState>,
     Caller(principal): Caller,
     ApiPath(env): ApiPath<String>,
+    ApiQuery(query): ApiQuery<FreshQuery>,
 ) -> ApiResult<Json<Page<Bucket>>> {
-    Ok(Json(Page::whole(
-        state.core.buckets(&principal, &env).await?,
-    )))
+    Ok(Json(
+        state.core.buckets(&principal, &env, query.fresh).await?,
+    ))
 }
 
 /// Creates a bucket in a region of the environment (an operation), tagged with its org.

@@ -33,6 +33,18 @@ pub struct RegionQuery {
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
+pub struct ServicesQuery {
+    /// The cluster's region (default: the environment's first).
+    region: Option<String>,
+    /// Read the backend now rather than answer from the inventory; the answer's `as_of`
+    /// says when it was read.
+    #[serde(default)]
+    fresh: bool,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DeleteQuery {
     region: Option<String>,
     /// Clusters: delete its services and stop its tasks first. Services: also deregister
@@ -248,19 +260,20 @@ pub async fn task_definition_deregister(
 
 /// The services of a cluster the caller may see.
 #[utoipa::path(get, path = "/v1/environments/{env}/clusters/{cluster}/services", tag = "containers",
-    params(("env" = String, Path, description = "Environment name"), ("cluster" = String, Path, description = "Cluster name"), RegionQuery),
+    params(("env" = String, Path, description = "Environment name"), ("cluster" = String, Path, description = "Cluster name"), ServicesQuery),
     responses((status = 200, body = Page<ContainerService>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn service_list(
     State(state): State<AppState>,
     Caller(principal): Caller,
     ApiPath((env, cluster)): ApiPath<(String, String)>,
-    ApiQuery(query): ApiQuery<RegionQuery>,
+    ApiQuery(query): ApiQuery<ServicesQuery>,
 ) -> ApiResult<Json<Page<ContainerService>>> {
-    let services = state
+    let region = query.region.as_deref();
+    let page = state
         .core
-        .container_services(&principal, &env, query.region.as_deref(), &cluster)
+        .container_services(&principal, &env, region, &cluster, query.fresh)
         .await?;
-    Ok(Json(Page::whole(services)))
+    Ok(Json(page))
 }
 
 /// Makes a service (an operation): Fargate tasks of a task definition kept at a desired

@@ -412,3 +412,27 @@ mod tests {
         }
     }
 }
+
+/// A read answered from the inventory unless the caller asks for the backend.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct FreshQuery {
+    /// Read the backend now rather than answer from the inventory; a listing's `as_of`
+    /// says when it was read.
+    #[serde(default)]
+    pub fresh: bool,
+}
+
+/// A listing answered from the inventory: of one region or all, or read afresh.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct InventoryQuery {
+    /// Only this region; default: all of the environment's.
+    pub region: Option<String>,
+    /// Read the backend now rather than answer from the inventory; the answer's `as_of`
+    /// says when it was read.
+    #[serde(default)]
+    pub fresh: bool,
+}

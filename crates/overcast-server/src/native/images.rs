@@ -6,37 +6,27 @@ use axum::response::Response;
 use axum::Json;
 use overcast_core::images::{CreateImageRequest, ImportImageRequest};
 use overcast_types::{Image, Operation, Page};
-use serde::Deserialize;
-use utoipa::IntoParams;
 
 use crate::native::error::{ApiResult, ErrorBody};
 use crate::native::extract::{ApiPath, Caller};
-use crate::native::extract::{ApiQuery, Mutation, NoBody};
+use crate::native::extract::{ApiQuery, InventoryQuery, Mutation, NoBody};
 use crate::AppState;
-
-#[derive(Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ImagesQuery {
-    /// Only this region; default: all of the environment's.
-    region: Option<String>,
-}
 
 /// Images the environment's account owns that the caller may see.
 #[utoipa::path(get, path = "/v1/environments/{env}/images", tag = "images",
-    params(("env" = String, Path, description = "Environment name"), ImagesQuery),
+    params(("env" = String, Path, description = "Environment name"), InventoryQuery),
     responses((status = 200, body = Page<Image>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn image_list(
     State(state): State<AppState>,
     Caller(principal): Caller,
     ApiPath(env): ApiPath<String>,
-    ApiQuery(query): ApiQuery<ImagesQuery>,
+    ApiQuery(query): ApiQuery<InventoryQuery>,
 ) -> ApiResult<Json<Page<Image>>> {
-    let items = state
+    let page = state
         .core
-        .images(&principal, &env, query.region.as_deref())
+        .images(&principal, &env, query.region.as_deref(), query.fresh)
         .await?;
-    Ok(Json(Page::whole(items)))
+    Ok(Json(page))
 }
 
 /// Makes an image of an instance (an operation that ends when the image is available).

@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 
 use super::page_limit;
 use crate::native::error::{ApiResult, ErrorBody};
-use crate::native::extract::{parse_param, ApiQuery, Mutation, NoBody};
+use crate::native::extract::{parse_param, ApiQuery, FreshQuery, Mutation, NoBody};
 use crate::native::extract::{ApiPath, Caller};
 use crate::AppState;
 
@@ -113,15 +113,6 @@ pub async fn instance_create(
                 .await
         }
     }
-}
-
-#[derive(Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct FreshQuery {
-    /// Read the backend now rather than answer from the inventory.
-    #[serde(default)]
-    fresh: bool,
 }
 
 /// One instance: the inventory's, or the backend's with `fresh` (or when the inventory

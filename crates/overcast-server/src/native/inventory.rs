@@ -3,7 +3,7 @@
 
 use axum::extract::State;
 use axum::Json;
-use overcast_core::inventory::Refreshed;
+use overcast_core::inventory::{Refreshed, KINDS};
 use overcast_core::{EventFilter, PageRequest};
 use overcast_types::{Error, Event, EventKind, Page};
 use serde::Deserialize;
@@ -36,7 +36,11 @@ pub struct EventQuery {
     environment: Option<String>,
     /// Only `created`, `changed` or `deleted`.
     kind: Option<String>,
-    /// Only this resource's (an instance id).
+    /// Only this kind of resource's: `instance`, `image`, `security_group`, `bucket` or
+    /// `container_service`.
+    resource_kind: Option<String>,
+    /// Only this resource's: an instance, image or security group id, a bucket name, a
+    /// container service ARN.
     resource: Option<String>,
     /// 1 to 500, default 50.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
@@ -62,10 +66,20 @@ pub async fn event_list(
             })
         })
         .transpose()?;
+    if let Some(resource_kind) = &query.resource_kind {
+        if !KINDS.contains(&resource_kind.as_str()) {
+            return Err(Error::invalid(
+                "resource_kind",
+                format!("`{resource_kind}` is not one of {}", KINDS.join(", ")),
+            )
+            .into());
+        }
+    }
     let filter = EventFilter {
         org: None,
         environment: query.environment,
         kind,
+        resource_kind: query.resource_kind,
         resource: query.resource,
     };
     let page = PageRequest {

@@ -6,37 +6,27 @@ use axum::response::Response;
 use axum::Json;
 use overcast_core::security_groups::{CreateGroupRequest, RuleChange};
 use overcast_types::{Operation, Page, Rule, SecurityGroup};
-use serde::Deserialize;
-use utoipa::IntoParams;
 
 use crate::native::error::{ApiResult, ErrorBody};
 use crate::native::extract::{ApiPath, Caller};
-use crate::native::extract::{ApiQuery, Mutation, NoBody};
+use crate::native::extract::{ApiQuery, InventoryQuery, Mutation, NoBody};
 use crate::AppState;
-
-#[derive(Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct GroupsQuery {
-    /// Only this region; default: all of the environment's.
-    region: Option<String>,
-}
 
 /// Security groups the caller may see, with their rules.
 #[utoipa::path(get, path = "/v1/environments/{env}/security-groups", tag = "security-groups",
-    params(("env" = String, Path, description = "Environment name"), GroupsQuery),
+    params(("env" = String, Path, description = "Environment name"), InventoryQuery),
     responses((status = 200, body = Page<SecurityGroup>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn security_group_list(
     State(state): State<AppState>,
     Caller(principal): Caller,
     ApiPath(env): ApiPath<String>,
-    ApiQuery(query): ApiQuery<GroupsQuery>,
+    ApiQuery(query): ApiQuery<InventoryQuery>,
 ) -> ApiResult<Json<Page<SecurityGroup>>> {
-    let items = state
+    let page = state
         .core
-        .security_groups(&principal, &env, query.region.as_deref())
+        .security_groups(&principal, &env, query.region.as_deref(), query.fresh)
         .await?;
-    Ok(Json(Page::whole(items)))
+    Ok(Json(page))
 }
 
 /// Creates a security group (an operation), tagged with its org.

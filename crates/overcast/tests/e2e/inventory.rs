@@ -3,7 +3,7 @@
 //! in moto show after one refresh and are recorded as drift events (scoped to their org),
 //! `fresh` reads the backend, a bulk stop planned over stale data acts only on the targets
 //! whose state at the backend needs it, and 10,000 simulated instances list, filter and
-//! page from memory.
+//! page from memory. Security groups and buckets are kept the same way.
 
 use aws_sdk_ec2::types::{InstanceStateName, Tag};
 use overcast_test_utils::moto::{some_image, REGIONS};
@@ -378,4 +378,197 @@ async fn ten_thousand_simulated_instances_list_filter_and_page_from_memory() {
         .await;
     assert_eq!(named["items"].as_array().unwrap().len(), 1, "{named}");
     assert_eq!(named["items"][0]["id"], ids[4321].as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_and_buckets_are_kept_too_and_drift_outside_overcast() {
+    let server = TestServer::aws().await;
+    let ec2 = server.ec2(REGIONS[0]).await;
+    let s3 = server.s3(REGIONS[1]).await;
+    let groups_path = "/v1/environments/aws-test/security-groups";
+    let buckets_path = "/v1/environments/aws-test/buckets";
+    let get = |path: String| {
+        let server = &server;
+        async move {
+            let (status, page) = server.call(Method::GET, &path, Some(ADMIN), None).await;
+            assert_eq!(status, StatusCode::OK, "{path}: {page}");
+            page
+        }
+    };
+    let names = |page: &Value, field: &str| -> BTreeSet<String> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i[field].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    // Made through overcast: in the next list at once, with no backend read.
+    let first = get(groups_path.into()).await;
+    let as_of = first["as_of"].clone();
+    assert!(as_of.is_string(), "{first}");
+    let made = server
+        .change(
+            Method::POST,
+            groups_path,
+            Some(json!({"name": "web", "description": "web", "region": REGIONS[0]})),
+        )
+        .await;
+    let group = made["results"][0]["target"].as_str().unwrap().to_string();
+    // Bucket names are global: these are this test's own.
+    let bucket = |what: &str| format!("{what}-{}", &group[3..]);
+    let (kept, gone, outside, fresh_one) = (
+        bucket("kept"),
+        bucket("gone"),
+        bucket("outside"),
+        bucket("fresh"),
+    );
+    let rule = json!({"direction": "ingress", "protocol": "tcp", "from_port": 22,
+                      "to_port": 22, "cidr": "10.0.0.0/8"});
+    server
+        .change(
+            Method::POST,
+            &format!("{groups_path}/{group}/rules"),
+            Some(rule.clone()),
+        )
+        .await;
+    let listed = get(format!("{groups_path}?region={}", REGIONS[0])).await;
+    let web = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["id"] == group.as_str())
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert!(web["rules"].as_array().unwrap().contains(&rule), "{web}");
+    let rules_before = web["rules"].as_array().unwrap().len();
+    assert_eq!(listed["as_of"], as_of, "no backend read");
+    for name in [&kept, &gone] {
+        server
+            .change(
+                Method::POST,
+                buckets_path,
+                Some(json!({"name": name, "region": REGIONS[0]})),
+            )
+            .await;
+    }
+    let buckets = get(buckets_path.into()).await;
+    assert_eq!(
+        names(&buckets, "name"),
+        BTreeSet::from([kept.clone(), gone.clone()])
+    );
+
+    // Outside overcast: a rule opened in moto, a bucket made and one deleted there.
+    ec2.authorize_security_group_ingress()
+        .group_id(&group)
+        .ip_protocol("tcp")
+        .from_port(443)
+        .to_port(443)
+        .cidr_ip("0.0.0.0/0")
+        .send()
+        .await
+        .unwrap();
+    s3.create_bucket().bucket(&outside).send().await.unwrap();
+    s3.delete_bucket().bucket(&gone).send().await.unwrap();
+    assert_eq!(
+        names(&get(buckets_path.into()).await, "name").len(),
+        2,
+        "stale"
+    );
+    let (status, refreshed) = server
+        .call(
+            Method::POST,
+            "/v1/environments/aws-test/refresh",
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{refreshed}");
+    assert_eq!(refreshed["drift"], 3, "{refreshed}");
+    let kinds: BTreeSet<&str> = refreshed["listings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        ["instance", "image", "security_group", "bucket"]
+            .iter()
+            .all(|k| kinds.contains(k)),
+        "{refreshed}"
+    );
+    assert_eq!(
+        names(&get(buckets_path.into()).await, "name"),
+        BTreeSet::from([kept.clone(), outside.clone()])
+    );
+    let events = |query: &str| get(format!("/v1/events?{query}"));
+    let on_group = events(&format!("resource_kind=security_group&resource={group}")).await;
+    let rules = &on_group["items"][0]["detail"]["rules"];
+    let count = |rules: &Value| rules.as_array().map(Vec::len);
+    assert_eq!(count(&rules["before"]), Some(rules_before), "{on_group}");
+    assert_eq!(count(&rules["after"]), Some(rules_before + 1), "{on_group}");
+    let on_buckets = events("resource_kind=bucket").await;
+    let seen: BTreeSet<(String, String)> = on_buckets["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap().to_string(),
+                e["resource"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        BTreeSet::from([
+            ("created".into(), outside.clone()),
+            ("deleted".into(), gone.clone())
+        ])
+    );
+    let (status, refused) = server
+        .call(
+            Method::GET,
+            "/v1/events?resource_kind=volume",
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert_eq!(refused["error"]["field"], "resource_kind", "{refused}");
+
+    // overcast's own deletes are no drift; `fresh` reads the backend.
+    server
+        .change(Method::DELETE, &format!("{groups_path}/{group}"), None)
+        .await;
+    server
+        .change(Method::DELETE, &format!("{buckets_path}/{kept}"), None)
+        .await;
+    s3.create_bucket().bucket(&fresh_one).send().await.unwrap();
+    let fresh = get(format!("{buckets_path}?fresh=true")).await;
+    assert_eq!(
+        names(&fresh, "name"),
+        BTreeSet::from([outside.clone(), fresh_one.clone()])
+    );
+    let (_, again) = server
+        .call(
+            Method::POST,
+            "/v1/environments/aws-test/refresh",
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    // Only the bucket `fresh` found is news: overcast deleted the others itself.
+    let (_, created) = server
+        .call(
+            Method::GET,
+            &format!("/v1/events?resource={fresh_one}"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(again["drift"], 0, "{again}");
+    assert_eq!(created["items"][0]["kind"], "created", "{created}");
+    let groups = get(groups_path.into()).await;
+    assert!(!names(&groups, "id").contains(&group), "{groups}");
 }

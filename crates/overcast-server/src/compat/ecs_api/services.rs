@@ -544,9 +544,9 @@ pub async fn list(
             let env = account(&state, &account_name, "ecs")?.environment;
             let services = state
                 .core
-                .container_services(&principal, &env, None, &cluster)
+                .container_services(&principal, &env, None, &cluster, false)
                 .await?;
-            let arns: Vec<&Option<String>> = services.iter().map(|s| &s.arn).collect();
+            let arns: Vec<&Option<String>> = services.items.iter().map(|s| &s.arn).collect();
             Ok(json_answer(&json!(arns)))
         }
         .await,
