@@ -19,8 +19,8 @@ use crate::ids::{new_id, now};
 use crate::metrics::Metrics;
 use crate::operations::{register_changes, CallCounter, Membership, Registered, Runner};
 use crate::{
-    buckets, compute, containers, images, key_pairs, objects, orchestration, parameters, secrets,
-    security_groups, tags, tokens,
+    access_keys, buckets, compute, containers, images, key_pairs, objects, orchestration,
+    parameters, secrets, security_groups, tags, tokens,
 };
 use overcast_store::{OperationFilter, PageRequest};
 
@@ -32,6 +32,7 @@ register_changes! {
     pub(crate) fn registry() {
         tokens::CreateToken,
         tokens::RevokeToken,
+        access_keys::AccessKeyChanges,
         compute::CreateInstances,
         compute::ModifyInstance,
         compute::Lifecycle,
@@ -143,6 +144,8 @@ pub struct Core {
     pub(crate) environments: Arc<Environments>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) bucket_homes: objects::BucketHomes,
+    /// What the EC2 endpoint's access keys' secrets are derived from.
+    pub(crate) master_key: access_keys::MasterKey,
 }
 
 impl Core {
@@ -192,7 +195,16 @@ impl Core {
             registry(),
             membership,
         );
+        let master_key = access_keys::MasterKey::load_or_create(
+            &config
+                .compat
+                .ec2
+                .master_key_file
+                .clone()
+                .unwrap_or_else(|| data_dir.join("ec2-master-key")),
+        )?;
         let core = Arc::new(Core {
+            master_key,
             config,
             store,
             runner,
@@ -285,6 +297,11 @@ impl Core {
             .await
             .map_err(store_error)?
             .ok_or_else(|| Error::unauthenticated("the token is not valid"))?;
+        self.usable(token)
+    }
+
+    /// The principal of a token that is neither revoked nor expired; 401 otherwise.
+    pub(crate) fn usable(&self, token: TokenInfo) -> Result<Principal, Error> {
         if token.revoked_at.is_some() {
             return Err(Error::unauthenticated("the token has been revoked"));
         }
@@ -554,7 +571,7 @@ fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
 
 /// Writes a file only its owner can read, creating it with that mode so it is never
 /// readable by others, even for a moment.
-fn write_private_file(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+pub(crate) fn write_private_file(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()

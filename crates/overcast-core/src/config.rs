@@ -127,6 +127,23 @@ pub struct CompatConfig {
     /// ecs-api's `/v1/ecs` routes.
     #[serde(default)]
     pub ecs_api: EcsApiConfig,
+    /// The EC2 Query API, at `/` of the main listener.
+    #[serde(default)]
+    pub ec2: Ec2Config,
+}
+
+/// The EC2-compatible endpoint: an extra listener for clients that assume EC2's ports, and
+/// the master key its access keys' secrets are derived from.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Ec2Config {
+    /// Also serve the EC2 Query API (and only it) on this address, e.g. `0.0.0.0:80` for
+    /// boto2 pointed at a host name without a port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// The master key file (made with mode 0600 on first start when absent); every server
+    /// of a deployment must share it. Default: `ec2-master-key` in the data dir.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_key_file: Option<PathBuf>,
 }
 
 /// The ecs-api family: its `{account}` path segment names an overcast environment, either

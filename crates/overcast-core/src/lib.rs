@@ -3,6 +3,7 @@
 //! calls providers and the store, and decides everything in between.
 
 mod access;
+pub mod access_keys;
 mod app;
 mod audit;
 pub mod auth;

@@ -58,6 +58,15 @@ pub(crate) fn family_routes(
         .route_layer(from_fn_with_state(state.clone(), http::metrics::metrics))
 }
 
+/// The EC2 Query API alone, for the extra listener `[compat.ec2] listen`.
+pub fn ec2_app(core: Arc<Core>) -> Router {
+    let state = AppState { core };
+    family_routes(compat::ec2::routes(), &state, compat::ec2::Ec2)
+        .fallback(native::not_found)
+        .layer(from_fn(http::request_id::request_id))
+        .with_state(state)
+}
+
 /// The whole application: every family, docs, request ids.
 pub fn app(core: Arc<Core>) -> Router {
     let state = AppState { core };

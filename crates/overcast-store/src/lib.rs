@@ -3,8 +3,8 @@
 //! code path through sqlx's `Any` driver. This is the only crate that writes SQL.
 
 use overcast_types::{
-    AuditEntry, Event, EventKind, Operation, OperationError, OperationStatus, Progress, Role,
-    TargetResult, TokenInfo,
+    AccessKey, AuditEntry, Event, EventKind, Operation, OperationError, OperationStatus, Progress,
+    Role, TargetResult, TokenInfo,
 };
 use sqlx::any::{install_default_drivers, AnyArguments, AnyPoolOptions, AnyRow};
 use sqlx::query::Query;
@@ -293,6 +293,65 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(token_from_row).collect()
+    }
+
+    // ---- access keys --------------------------------------------------------------------
+
+    pub async fn insert_access_key(&self, key: &AccessKey) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO access_keys (id, token_id, environment, created_at, revoked_at)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        )
+        .bind(key.id.as_str())
+        .bind(key.token_id.as_str())
+        .bind(key.environment.as_str())
+        .bind(to_ms(key.created_at))
+        .bind(key.revoked_at.map(to_ms))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn access_key(&self, id: &str) -> Result<Option<AccessKey>, StoreError> {
+        let row = sqlx::query(&format!("{ACCESS_KEY_SELECT} WHERE k.id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(access_key_from_row).transpose()
+    }
+
+    /// Access keys, newest first; of one org when `org` is given.
+    pub async fn access_keys(&self, org: Option<&str>) -> Result<Vec<AccessKey>, StoreError> {
+        let mut conditions = Conditions::default();
+        if let Some(org) = org {
+            conditions.push("t.org = ?", Arg::Text(org.into()));
+        }
+        let sql = format!(
+            "{ACCESS_KEY_SELECT} {} ORDER BY k.created_at DESC, k.id",
+            conditions.sql()
+        );
+        let rows = conditions
+            .bind(sqlx::query(&sql))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(access_key_from_row).collect()
+    }
+
+    /// Revokes an access key (a second revoke keeps the first time); whether it exists.
+    pub async fn revoke_access_key(
+        &self,
+        id: &str,
+        at: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let changed = sqlx::query(
+            "UPDATE access_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1",
+        )
+        .bind(id)
+        .bind(to_ms(at))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(changed > 0)
     }
 
     pub async fn token_count(&self) -> Result<u64, StoreError> {
@@ -736,6 +795,24 @@ impl Store {
         };
         Ok((items, next))
     }
+}
+
+const ACCESS_KEY_SELECT: &str =
+    "SELECT k.id, k.token_id, t.org, k.environment, k.created_at, k.revoked_at
+     FROM access_keys k JOIN tokens t ON t.id = k.token_id";
+
+fn access_key_from_row(row: &AnyRow) -> Result<AccessKey, StoreError> {
+    Ok(AccessKey {
+        id: row.try_get("id")?,
+        token_id: row.try_get("token_id")?,
+        org: row.try_get("org")?,
+        environment: row.try_get("environment")?,
+        created_at: from_ms(row.try_get("created_at")?)?,
+        revoked_at: row
+            .try_get::<Option<i64>, _>("revoked_at")?
+            .map(from_ms)
+            .transpose()?,
+    })
 }
 
 const TOKEN_SELECT: &str =

@@ -30,6 +30,8 @@ pub struct TestServer {
     pub account: Option<String>,
     /// The server's data dir, holding its SQLite database.
     pub dir: tempfile::TempDir,
+    /// The URL of the EC2 listener (`[compat.ec2] listen`), when the config has one.
+    pub ec2_url: Option<String>,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -107,6 +109,7 @@ impl TestServer {
         let server = Server::bind(core).await.unwrap();
         let scheme = if server.is_tls() { "https" } else { "http" };
         let api = Api::new(format!("{scheme}://{}", server.local_addr()));
+        let ec2_url = server.ec2_addr().map(|addr| format!("http://{addr}"));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(server.run(async move {
             let _ = stopped.await;
@@ -115,6 +118,7 @@ impl TestServer {
             api,
             account,
             dir,
+            ec2_url,
             _stop: stop,
         }
     }

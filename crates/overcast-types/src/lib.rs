@@ -21,8 +21,8 @@ pub use event::{Event, EventKind};
 pub use firewall::{Direction, Protocol, Rule, SecurityGroup};
 pub use instance::{tags, Image, Instance, InstanceState, Owned};
 pub use operation::{
-    AuditEntry, Operation, OperationError, OperationStatus, Progress, TargetOutcome, TargetResult,
-    TokenInfo,
+    AccessKey, AuditEntry, Operation, OperationError, OperationStatus, Progress, TargetOutcome,
+    TargetResult, TokenInfo,
 };
 pub use secrets::{
     validate_parameter_path, validate_secret_name, Parameter, ParameterType, Secret, SecretData,

@@ -244,6 +244,24 @@ pub struct AuditEntry {
     pub request_id: String,
 }
 
+/// An access key of the EC2-compatible endpoint, as listed: never its secret. Requests
+/// signed with it act as its token, in its environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AccessKey {
+    /// 20 upper-case characters, like AWS's access key ids.
+    pub id: String,
+    pub token_id: String,
+    /// The org of its token.
+    pub org: String,
+    pub environment: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
 /// A token as listed: never its secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TokenInfo {

@@ -10,7 +10,7 @@ mod storage;
 
 use anyhow::{anyhow, bail};
 use clap::{CommandFactory, Parser, Subcommand};
-use client::{query, Client, Profile};
+use client::{encode, query, Client, Profile};
 use indicatif::{ProgressBar, ProgressStyle};
 use output::{render, Column, Format};
 use overcast_core::config::{Config, LogFormat};
@@ -780,6 +780,68 @@ enum TokenCommand {
     Revoke {
         id: String,
     },
+    /// Access keys of the EC2 endpoint (boto, the AWS CLI, Terraform).
+    AccessKey {
+        #[command(subcommand)]
+        command: AccessKeyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccessKeyCommand {
+    /// Make an access key for a token (your own; admins: any), bound to an environment;
+    /// its secret is printed once.
+    Create {
+        /// The token's id (`overcast token list`).
+        token: String,
+        #[command(flatten)]
+        env: EnvArg,
+    },
+    /// The access keys you may see.
+    List,
+    /// Revoke an access key: requests signed with it fail at once.
+    Revoke { id: String },
+}
+
+/// `overcast token access-key …`.
+async fn access_key(
+    client: &Client,
+    format: Format,
+    command: AccessKeyCommand,
+) -> anyhow::Result<ExitCode> {
+    match command {
+        AccessKeyCommand::Create { token, env } => {
+            let body = json!({"environment": env.environment});
+            let path = format!("/v1/tokens/{}/access-keys", encode(&token));
+            let answer = client.send(Method::POST, &path, Some(&body)).await?;
+            let created = answer.body;
+            if format == Format::Table {
+                let field = |name: &str| created[name].as_str().unwrap_or("-").to_string();
+                let key = created["access_key"]["id"].as_str().unwrap_or("-");
+                println!("aws_access_key_id:     {key}");
+                println!("aws_secret_access_key: {}", field("secret_access_key"));
+                println!(
+                    "environment:           {}",
+                    created["access_key"]["environment"].as_str().unwrap_or("-")
+                );
+                eprintln!("(the secret is shown only now: store it safely)");
+            } else {
+                print!("{}", render(&created, format, output::FIELDS));
+            }
+            Ok(exit_code_of(&created["operation"]))
+        }
+        AccessKeyCommand::List => {
+            let listed = client.get("/v1/access-keys").await?;
+            print!("{}", render(&listed, format, output::ACCESS_KEYS));
+            Ok(ExitCode::SUCCESS)
+        }
+        AccessKeyCommand::Revoke { id } => {
+            let path = format!("/v1/access-keys/{}", encode(&id));
+            let answer = client.send(Method::DELETE, &path, None).await?;
+            print!("{}", render(&answer.body, format, output::FIELDS));
+            Ok(exit_code_of(&answer.body))
+        }
+    }
 }
 
 #[tokio::main]
@@ -1051,6 +1113,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     return Ok(exit_code_of(&created["operation"]));
                 }
                 TokenCommand::List => print(&client.get("/v1/tokens").await?, output::TOKENS),
+                TokenCommand::AccessKey { command } => {
+                    return access_key(&client, format, command).await
+                }
                 TokenCommand::Revoke { id } => {
                     let answer = client
                         .send(Method::DELETE, &format!("/v1/tokens/{id}"), None)

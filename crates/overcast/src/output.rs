@@ -98,6 +98,14 @@ pub const TOKENS: &[Column] = &[
     ("EXPIRES", "expires_at"),
     ("REVOKED", "revoked_at"),
 ];
+pub const ACCESS_KEYS: &[Column] = &[
+    ("ID", "id"),
+    ("TOKEN", "token_id"),
+    ("ORG", "org"),
+    ("ENV", "environment"),
+    ("CREATED", "created_at"),
+    ("REVOKED", "revoked_at"),
+];
 pub const AUDIT: &[Column] = &[
     ("AT", "at"),
     ("TOKEN", "token_name"),

@@ -50,6 +50,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         version = env!("CARGO_PKG_VERSION"),
         "overcast is listening"
     );
+    if let Some(addr) = server.ec2_addr() {
+        tracing::info!(url = %format!("http://{addr}"), "the EC2 Query API is listening");
+    }
     server
         .run(shutdown_signal())
         .await

@@ -274,6 +274,11 @@ impl Change for CreateInstances {
         .await?;
         step.set_total(instances.len() as u64).await?;
         let ids: Vec<String> = instances.iter().map(|i| i.id.clone()).collect();
+        // The ids exist now: in the inventory they show as pending at once, for callers
+        // that poll rather than wait for the operation (the EC2 endpoint's clients).
+        env.inventory
+            .instances
+            .record(instances.into_iter().map(|i| env.decorate(i)));
         for instance in wait_for(
             compute,
             &spec.region,

@@ -833,7 +833,7 @@ impl Core {
                     .any(|id| !matched.iter().any(|i| &i.id == id))
             };
             if unknown(&matched) {
-                environment.refresh().await?;
+                environment.reread::<Instance>().await?;
                 matched = environment.list(visible, &query).await?;
             }
             matched.retain(|i| request.ids.contains(&i.id));

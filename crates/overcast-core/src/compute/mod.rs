@@ -21,7 +21,7 @@ pub use listing::InstanceQuery;
 pub(crate) use modify::ModifyInstance;
 pub use modify::ModifyInstanceRequest;
 
-use overcast_types::{Error, Instance, Page};
+use overcast_types::{Error, Instance, Page, StagePolicy};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -85,6 +85,13 @@ impl Core {
     /// backend anything.
     pub fn region_names(&self, env: &str) -> Result<Vec<String>, Error> {
         self.environments.require(env)?.regions()
+    }
+
+    /// An environment's provider kind (`aws`, `qemu`, `sim`, `proxmox`) and its stage
+    /// policy, without asking the backend anything.
+    pub fn provider_and_stages(&self, env: &str) -> Result<(&str, &StagePolicy), Error> {
+        let environment = self.environments.require(env)?;
+        Ok((environment.provider.kind(), &environment.stages))
     }
 
     /// The regions of an environment and their zones.

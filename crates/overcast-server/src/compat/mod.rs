@@ -5,6 +5,7 @@
 //! scoped to the token's org), and answers in its tool's shapes and texts.
 
 pub mod cloudman;
+pub mod ec2;
 pub mod ecs_api;
 pub mod flint;
 pub mod lenient;
@@ -28,6 +29,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(family_routes(vm_api::routes(), state, vm_api::VmApi))
         .merge(family_routes(flint::routes(), state, flint::Flint))
         .merge(family_routes(ecs_api::routes(), state, ecs_api::EcsApi))
+        .merge(family_routes(ec2::routes(), state, ec2::Ec2))
 }
 
 /// What a change through a compatibility route needs besides its own fields: who asks,

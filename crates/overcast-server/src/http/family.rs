@@ -24,6 +24,8 @@ pub enum AuthScheme {
     /// `Authorization: Bearer <token>`, or the token alone in the named header, as the
     /// tool the family stands in for sent its key.
     BearerOrHeader(&'static str),
+    /// An AWS SigV4 signature by an access key of a token, over the whole request.
+    SigV4,
 }
 
 impl AuthScheme {
@@ -39,6 +41,7 @@ impl AuthScheme {
             .map(|(_, secret)| secret.trim());
         match self {
             AuthScheme::Bearer => bearer,
+            AuthScheme::SigV4 => None,
             AuthScheme::BearerOrHeader(name) => bearer.or_else(|| {
                 headers
                     .get(name)
@@ -54,6 +57,9 @@ impl AuthScheme {
         match self {
             AuthScheme::Bearer => {
                 "this route needs a token: send `Authorization: Bearer <token>`".into()
+            }
+            AuthScheme::SigV4 => {
+                "this route needs a SigV4 signature by an overcast access key".into()
             }
             AuthScheme::BearerOrHeader(name) => format!(
                 "this route needs a token: send `Authorization: Bearer <token>` or `{name}: <token>`"
@@ -126,12 +132,17 @@ pub struct FamilyState {
 #[derive(Debug, Clone)]
 pub struct AuditedOperation(pub String);
 
+/// Set by the handler of a route that carries reads and changes alike (one action
+/// route): this call changed nothing, so it is not audited.
+#[derive(Debug, Clone, Copy)]
+pub struct NotAChange;
+
 /// Authenticates the caller as the family's scheme says, checks the role the route needs,
 /// and records audited calls (allowed or denied) in the audit log.
 pub async fn authorize(
     State(state): State<FamilyState>,
     matched: MatchedPath,
-    mut req: Request,
+    req: Request,
     next: Next,
 ) -> Response {
     let route = matched.as_str().to_string();
@@ -141,14 +152,21 @@ pub async fn authorize(
         return next.run(req).await;
     };
     let scheme = family.auth();
-    let presented = scheme.secret(req.headers());
-    let principal = match presented {
-        None => Err(Error::unauthenticated(scheme.missing())),
-        Some(secret) => state.app.core.authenticate(secret).await,
-    };
-    let principal = match principal {
-        Ok(principal) => principal,
-        Err(e) => return family.refused(presented, e),
+    let (principal, mut req) = if scheme == AuthScheme::SigV4 {
+        match crate::compat::ec2::authenticate(&state.app, req).await {
+            Ok(signed) => signed,
+            Err(e) => return family.refused(None, e),
+        }
+    } else {
+        let presented = scheme.secret(req.headers());
+        let principal = match presented {
+            None => Err(Error::unauthenticated(scheme.missing())),
+            Some(secret) => state.app.core.authenticate(secret).await,
+        };
+        match principal {
+            Ok(principal) => (principal, req),
+            Err(e) => return family.refused(presented, e),
+        }
     };
     let method = req.method().clone();
     let target = req.uri().path().to_string();
@@ -159,7 +177,7 @@ pub async fn authorize(
             next.run(req).await
         }
     };
-    if policy.audited {
+    if policy.audited && response.extensions().get::<NotAChange>().is_none() {
         let record = AuditRecord {
             method: method.to_string(),
             route,

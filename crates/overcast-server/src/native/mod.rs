@@ -53,7 +53,10 @@ fn is_docs_route(route: &str) -> bool {
 /// admins (and so is the servers' list), reading is for viewers, every change is for
 /// operators.
 pub fn required_role(method: &str, route: &str) -> Role {
-    if route == "/v1/tokens" || route.starts_with("/v1/tokens/") || route == "/v1/servers" {
+    if ACCESS_KEY_ROUTES.contains(&route) {
+        // Any token may hold access keys of its own; core lets admins handle every one.
+        Role::Viewer
+    } else if route == "/v1/tokens" || route.starts_with("/v1/tokens/") || route == "/v1/servers" {
         Role::Admin
     } else if SECRET_READS.contains(&route) {
         Role::Operator
@@ -63,6 +66,13 @@ pub fn required_role(method: &str, route: &str) -> Role {
         Role::Operator
     }
 }
+
+/// The routes of the EC2 endpoint's access keys.
+const ACCESS_KEY_ROUTES: [&str; 3] = [
+    "/v1/access-keys",
+    "/v1/access-keys/{id}",
+    "/v1/tokens/{id}/access-keys",
+];
 
 /// The reads that answer a secret value: operators only, each in the audit log.
 const SECRET_READS: [&str; 2] = [
@@ -487,6 +497,9 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(operations::operation_cancel))
         .routes(routes!(tokens::token_list, tokens::token_create))
         .routes(routes!(tokens::token_revoke))
+        .routes(routes!(tokens::access_key_list))
+        .routes(routes!(tokens::access_key_create))
+        .routes(routes!(tokens::access_key_revoke))
         .routes(routes!(audit::audit_list))
         .routes(routes!(inventory::event_list))
         .routes(routes!(inventory::inventory_refresh))

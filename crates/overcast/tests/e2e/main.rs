@@ -15,6 +15,7 @@ mod cli;
 mod compat;
 mod compat_ecs;
 mod config;
+mod ec2;
 mod fuzz;
 mod inventory;
 mod local;

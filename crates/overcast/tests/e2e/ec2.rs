@@ -1,0 +1,427 @@
+//! The EC2-compatible endpoint with `aws-sdk-ec2` and `aws-sdk-sts` as the clients, as
+//! boto3 and the AWS CLI speak the same protocol: access keys made through `/v1`, SigV4
+//! verified (a wrong secret and a revoked key refused), run, describe (filters, pages,
+//! an unknown filter refused), stop, terminate, tags, dry runs, roles and orgs, each
+//! change an operation in the audit log and visible through `/v1`.
+
+use aws_sdk_ec2::config::Credentials;
+use aws_sdk_ec2::types::{Filter, InstanceStateName, ResourceType, Tag, TagSpecification};
+use overcast_test_utils::server::environment;
+use overcast_test_utils::{TestServer, ADMIN};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+
+const ENV: &str = "fleet";
+const IMAGE: &str = "ami-sim-base";
+
+/// A server with a simulated environment; with `ec2_listener`, also serving the EC2
+/// Query API alone on a port of its own.
+async fn sim_server(ec2_listener: bool) -> TestServer {
+    TestServer::built_with(|config| {
+        let settings = json!({"provider": "sim", "regions": ["sim-1"], "instances": 0,
+                              "pending_secs": 0});
+        config
+            .environments
+            .insert(ENV.into(), environment(settings));
+        if ec2_listener {
+            config.compat.ec2.listen = Some("127.0.0.1:0".into());
+        }
+    })
+    .await
+}
+
+/// An access key for a new token of `org` and `role`: its id and secret.
+async fn access_key(server: &TestServer, org: &str, role: &str) -> (String, String) {
+    let (token_id, _) = server.token_with(org, role, None).await;
+    let (status, made) = server
+        .call(
+            Method::POST,
+            &format!("/v1/tokens/{token_id}/access-keys"),
+            Some(ADMIN),
+            Some(json!({"environment": ENV})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    (
+        made["access_key"]["id"].as_str().unwrap().to_string(),
+        made["secret_access_key"].as_str().unwrap().to_string(),
+    )
+}
+
+/// Where EC2 clients are pointed: the extra listener when there is one, else `/` of the
+/// main one.
+fn endpoint(server: &TestServer) -> String {
+    server
+        .ec2_url
+        .clone()
+        .unwrap_or_else(|| server.base.clone())
+}
+
+fn ec2(server: &TestServer, key: &(String, String)) -> aws_sdk_ec2::Client {
+    let credentials = Credentials::new(&key.0, &key.1, None, None, "test");
+    let config = aws_sdk_ec2::config::Builder::new()
+        .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
+        .region(aws_sdk_ec2::config::Region::new("us-east-1"))
+        .endpoint_url(endpoint(server))
+        .credentials_provider(credentials)
+        .build();
+    aws_sdk_ec2::Client::from_conf(config)
+}
+
+/// The EC2 error code of a failed call.
+fn code<E, R>(err: &aws_sdk_ec2::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_ec2::error::ProvideErrorMetadata + std::fmt::Debug,
+    R: std::fmt::Debug,
+{
+    err.as_service_error()
+        .and_then(|e| e.code())
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("not a service error: {err:?}"))
+}
+
+fn stage_tag(stage: &str) -> TagSpecification {
+    TagSpecification::builder()
+        .resource_type(ResourceType::Instance)
+        .tags(Tag::builder().key("stage").value(stage).build())
+        .build()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdk_runs_describes_stops_and_terminates_through_core() {
+    let server = sim_server(false).await;
+    let operator = access_key(&server, "acme", "operator").await;
+    let client = ec2(&server, &operator);
+
+    // Run: two instances, answered with their ids, tagged with the org and operation.
+    let run = client
+        .run_instances()
+        .image_id(IMAGE)
+        .instance_type(aws_sdk_ec2::types::InstanceType::from("sim.small"))
+        .min_count(2)
+        .max_count(2)
+        .tag_specifications(stage_tag("dev"))
+        .client_token("launch-1")
+        .send()
+        .await
+        .unwrap();
+    let ids: Vec<String> = run
+        .instances()
+        .iter()
+        .map(|i| i.instance_id().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 2, "{run:?}");
+    assert!(run.reservation_id().unwrap().starts_with("r-"));
+    // The same client token is the same launch: no third instance.
+    let again = client
+        .run_instances()
+        .image_id(IMAGE)
+        .instance_type(aws_sdk_ec2::types::InstanceType::from("sim.small"))
+        .min_count(2)
+        .max_count(2)
+        .tag_specifications(stage_tag("dev"))
+        .client_token("launch-1")
+        .send()
+        .await
+        .unwrap();
+    let again_ids: BTreeSet<&str> = again
+        .instances()
+        .iter()
+        .filter_map(|i| i.instance_id())
+        .collect();
+    assert_eq!(again_ids, ids.iter().map(String::as_str).collect());
+    let (_, one) = server
+        .call(
+            Method::GET,
+            &format!("/v1/environments/{ENV}/instances/{}", ids[0]),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(one["tags"]["overcast:org"], "acme", "{one}");
+    assert_eq!(one["stage"], "dev", "{one}");
+    assert!(one["tags"]["overcast:operation"].is_string(), "{one}");
+
+    // Describe by filter; an unknown filter is refused, never ignored.
+    let described = client
+        .describe_instances()
+        .filters(Filter::builder().name("tag:stage").values("dev").build())
+        .filters(
+            Filter::builder()
+                .name("instance-state-name")
+                .values("running")
+                .values("pending")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let seen: BTreeSet<String> = described
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .map(|i| i.instance_id().unwrap().to_string())
+        .collect();
+    assert_eq!(seen, ids.iter().cloned().collect());
+    let wide = client
+        .describe_instances()
+        .filters(Filter::builder().name("vpc-id").values("vpc-1").build())
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&wide), "InvalidParameterValue");
+
+    // Stop with force: answered at once with the states before and after.
+    let stopped = client
+        .stop_instances()
+        .instance_ids(&ids[0])
+        .force(true)
+        .send()
+        .await
+        .unwrap();
+    let change = &stopped.stopping_instances()[0];
+    assert_eq!(
+        change.previous_state().and_then(|s| s.name()),
+        Some(&InstanceStateName::Running)
+    );
+    assert_eq!(
+        change.current_state().and_then(|s| s.name()),
+        Some(&InstanceStateName::Stopping)
+    );
+    let mut state = None;
+    for _ in 0..50 {
+        let now = client
+            .describe_instances()
+            .instance_ids(&ids[0])
+            .send()
+            .await
+            .unwrap();
+        state = now.reservations()[0].instances()[0]
+            .state()
+            .and_then(|s| s.name())
+            .cloned();
+        if state == Some(InstanceStateName::Stopped) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(state, Some(InstanceStateName::Stopped));
+
+    // Tags through CreateTags show in /v1; DescribeTags answers them.
+    client
+        .create_tags()
+        .resources(&ids[1])
+        .tags(Tag::builder().key("team").value("web").build())
+        .send()
+        .await
+        .unwrap();
+    let tags = client
+        .describe_tags()
+        .filters(
+            Filter::builder()
+                .name("resource-id")
+                .values(&ids[1])
+                .build(),
+        )
+        .filters(Filter::builder().name("key").values("team").build())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tags.tags()[0].value(), Some("web"));
+
+    // A dry run acts on nothing; terminate answers shutting-down.
+    let dry = client
+        .terminate_instances()
+        .instance_ids(&ids[1])
+        .dry_run(true)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&dry), "DryRunOperation");
+    let terminated = client
+        .terminate_instances()
+        .instance_ids(&ids[1])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        terminated.terminating_instances()[0]
+            .current_state()
+            .and_then(|s| s.name()),
+        Some(&InstanceStateName::ShuttingDown)
+    );
+
+    // Every change is an operation of the token, in the audit log; reads are not.
+    let (_, audit) = server
+        .call(Method::GET, "/v1/audit?limit=100", Some(ADMIN), None)
+        .await;
+    let routes: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["route"] == "/")
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect();
+    assert!(routes.len() >= 5, "{audit}");
+    assert!(audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["route"] == "/")
+        .all(|e| e["org"] == "acme"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signatures_roles_orgs_and_pages_are_enforced() {
+    let server = sim_server(true).await;
+    let ec2_url = server.ec2_url.clone().unwrap();
+    let (status, _) = reqwest::Client::new()
+        .get(format!("{ec2_url}/v1/environments"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .map(|r| (r.status(), ()))
+        .unwrap();
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "the EC2 listener serves EC2 alone"
+    );
+    let operator = access_key(&server, "acme", "operator").await;
+    let viewer = access_key(&server, "acme", "viewer").await;
+    let stranger = access_key(&server, "other", "operator").await;
+    let client = ec2(&server, &operator);
+    let run = client
+        .run_instances()
+        .image_id(IMAGE)
+        .min_count(12)
+        .max_count(12)
+        .send()
+        .await
+        .unwrap();
+    let ids: Vec<String> = run
+        .instances()
+        .iter()
+        .map(|i| i.instance_id().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 12);
+
+    // Pages of 5 cover the 12, each once.
+    let mut seen = Vec::new();
+    let mut token = None;
+    let mut pages = 0;
+    loop {
+        let page = client
+            .describe_instances()
+            .max_results(5)
+            .set_next_token(token)
+            .send()
+            .await
+            .unwrap();
+        pages += 1;
+        seen.extend(
+            page.reservations()
+                .iter()
+                .flat_map(|r| r.instances())
+                .map(|i| i.instance_id().unwrap().to_string()),
+        );
+        token = page.next_token().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    seen.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!((seen, pages), (expected, 3));
+    let mixed = client
+        .describe_instances()
+        .instance_ids(&ids[0])
+        .max_results(5)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&mixed), "InvalidParameterCombination");
+
+    // A viewer reads but may not change, not even in a dry run.
+    let viewing = ec2(&server, &viewer);
+    viewing
+        .describe_instances()
+        .instance_ids(&ids[0])
+        .send()
+        .await
+        .unwrap();
+    for dry_run in [false, true] {
+        let refused = viewing
+            .stop_instances()
+            .instance_ids(&ids[0])
+            .dry_run(dry_run)
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(&refused), "UnauthorizedOperation", "dry run {dry_run}");
+    }
+    // Another org's instances do not exist for it.
+    let theirs = ec2(&server, &stranger)
+        .terminate_instances()
+        .instance_ids(&ids[0])
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&theirs), "InvalidInstanceID.NotFound");
+    let (_, still) = server
+        .call(
+            Method::GET,
+            &format!("/v1/environments/{ENV}/instances/{}", ids[0]),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(still["state"], "running");
+
+    // A wrong secret and a revoked key are refused; STS names the caller.
+    let forged = ec2(&server, &(operator.0.clone(), "x".repeat(40)))
+        .describe_instances()
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&forged), "SignatureDoesNotMatch");
+    let sts_config = aws_sdk_sts::config::Builder::new()
+        .behavior_version(aws_sdk_sts::config::BehaviorVersion::latest())
+        .region(aws_sdk_sts::config::Region::new("us-east-1"))
+        .endpoint_url(endpoint(&server))
+        .credentials_provider(Credentials::new(&operator.0, &operator.1, None, None, "t"))
+        .build();
+    let identity = aws_sdk_sts::Client::from_conf(sts_config)
+        .get_caller_identity()
+        .send()
+        .await
+        .unwrap();
+    let account = identity.account().unwrap();
+    assert_eq!(account.len(), 12);
+    assert_eq!(identity.user_id(), Some(operator.0.as_str()));
+    assert!(identity.arn().unwrap().contains(account));
+    let (status, _) = server
+        .call(
+            Method::DELETE,
+            &format!("/v1/access-keys/{}", operator.0),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert!(status.is_success());
+    let revoked = client.describe_instances().send().await.unwrap_err();
+    assert_eq!(code(&revoked), "AuthFailure");
+
+    // Keys are listed without secrets; the viewer's token sees only its own.
+    let (_, keys) = server
+        .call(Method::GET, "/v1/access-keys", Some(ADMIN), None)
+        .await;
+    let listed: Vec<&Value> = keys["items"].as_array().unwrap().iter().collect();
+    assert_eq!(listed.len(), 3, "{keys}");
+    assert!(!keys.to_string().contains(&operator.1));
+    assert!(listed
+        .iter()
+        .any(|k| k["id"] == operator.0.as_str() && k["revoked_at"].is_string()));
+}
