@@ -6,6 +6,8 @@
 
 use aws_sdk_ec2::config::Credentials;
 use aws_sdk_ec2::types::{Filter, InstanceStateName, ResourceType, Tag, TagSpecification};
+use aws_sdk_ec2::types::{IpPermission, IpRange, UserIdGroupPair};
+use overcast_test_utils::moto::{some_image, REGIONS};
 use overcast_test_utils::server::environment;
 use overcast_test_utils::{TestServer, ADMIN};
 use reqwest::{Method, StatusCode};
@@ -31,15 +33,20 @@ async fn sim_server(ec2_listener: bool) -> TestServer {
     .await
 }
 
-/// An access key for a new token of `org` and `role`: its id and secret.
+/// An access key for a new token of `org` and `role`, in the simulated environment: its
+/// id and secret.
 async fn access_key(server: &TestServer, org: &str, role: &str) -> (String, String) {
+    access_key_in(server, ENV, org, role).await
+}
+
+async fn access_key_in(server: &TestServer, env: &str, org: &str, role: &str) -> (String, String) {
     let (token_id, _) = server.token_with(org, role, None).await;
     let (status, made) = server
         .call(
             Method::POST,
             &format!("/v1/tokens/{token_id}/access-keys"),
             Some(ADMIN),
-            Some(json!({"environment": ENV})),
+            Some(json!({"environment": env})),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{made}");
@@ -424,4 +431,180 @@ async fn signatures_roles_orgs_and_pages_are_enforced() {
     assert!(listed
         .iter()
         .any(|k| k["id"] == operator.0.as_str() && k["revoked_at"].is_string()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_groups_and_instances_on_moto_as_moto_sees_them() {
+    let server = TestServer::aws().await;
+    let moto = server.ec2(REGIONS[1]).await;
+    let key = access_key_in(&server, "aws-test", "acme", "operator").await;
+    // Signed for us-east-1, a region of the environment: the calls act there.
+    let client = ec2(&server, &key);
+
+    let web = client
+        .create_security_group()
+        .group_name("apache")
+        .description("Our Apache Group")
+        .send()
+        .await
+        .unwrap()
+        .group_id()
+        .unwrap()
+        .to_string();
+    let app = client
+        .create_security_group()
+        .group_name("appserver")
+        .description("The application tier")
+        .send()
+        .await
+        .unwrap()
+        .group_id()
+        .unwrap()
+        .to_string();
+    let duplicate = client
+        .create_security_group()
+        .group_name("apache")
+        .description("again")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&duplicate), "InvalidGroup.Duplicate");
+    client
+        .authorize_security_group_ingress()
+        .group_id(&web)
+        .ip_permissions(
+            IpPermission::builder()
+                .ip_protocol("tcp")
+                .from_port(80)
+                .to_port(80)
+                .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    client
+        .authorize_security_group_ingress()
+        .group_name("appserver")
+        .ip_permissions(
+            IpPermission::builder()
+                .ip_protocol("tcp")
+                .from_port(8080)
+                .to_port(8080)
+                .user_id_group_pairs(UserIdGroupPair::builder().group_id(&web).build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    // Moto holds the rules, with overcast's org tag on the groups.
+    let truth = moto
+        .describe_security_groups()
+        .group_ids(&web)
+        .group_ids(&app)
+        .send()
+        .await
+        .unwrap();
+    for group in truth.security_groups() {
+        let org = group
+            .tags()
+            .iter()
+            .find(|t| t.key() == Some("overcast:org"))
+            .and_then(|t| t.value());
+        assert_eq!(org, Some("acme"), "{group:?}");
+        let ingress = &group.ip_permissions()[0];
+        if group.group_id() == Some(web.as_str()) {
+            assert_eq!(ingress.from_port(), Some(80));
+            assert_eq!(ingress.ip_ranges()[0].cidr_ip(), Some("0.0.0.0/0"));
+        } else {
+            assert_eq!(ingress.from_port(), Some(8080));
+            assert_eq!(
+                ingress.user_id_group_pairs()[0].group_id(),
+                Some(web.as_str())
+            );
+        }
+    }
+    // And overcast answers them as EC2 does.
+    let described = client
+        .describe_security_groups()
+        .group_names("appserver")
+        .send()
+        .await
+        .unwrap();
+    let group = &described.security_groups()[0];
+    let pair = &group.ip_permissions()[0].user_id_group_pairs()[0];
+    assert_eq!(
+        (pair.group_id(), pair.group_name()),
+        (Some(web.as_str()), Some("apache"))
+    );
+    let missing = client
+        .describe_security_groups()
+        .group_names("nope")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&missing), "InvalidGroup.NotFound");
+
+    // An instance in the group by name; the group is in use until it is terminated.
+    let image = some_image(&moto).await;
+    let run = client
+        .run_instances()
+        .image_id(&image)
+        .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+        .min_count(1)
+        .max_count(1)
+        .security_groups("apache")
+        .send()
+        .await
+        .unwrap();
+    let id = run.instances()[0].instance_id().unwrap().to_string();
+    let in_moto = moto
+        .describe_instances()
+        .instance_ids(&id)
+        .send()
+        .await
+        .unwrap();
+    let groups: Vec<&str> = in_moto.reservations()[0].instances()[0]
+        .security_groups()
+        .iter()
+        .filter_map(|g| g.group_id())
+        .collect();
+    assert_eq!(groups, [web.as_str()]);
+    let in_use = client
+        .delete_security_group()
+        .group_id(&web)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&in_use), "DependencyViolation");
+
+    // Revoke and delete; moto no longer has them.
+    client
+        .revoke_security_group_ingress()
+        .group_id(&app)
+        .ip_permissions(
+            IpPermission::builder()
+                .ip_protocol("tcp")
+                .from_port(8080)
+                .to_port(8080)
+                .user_id_group_pairs(UserIdGroupPair::builder().group_id(&web).build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    client
+        .delete_security_group()
+        .group_id(&app)
+        .send()
+        .await
+        .unwrap();
+    let gone = moto
+        .describe_security_groups()
+        .group_ids(&app)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&gone), "InvalidGroup.NotFound");
 }

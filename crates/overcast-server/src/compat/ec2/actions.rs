@@ -12,13 +12,15 @@ use overcast_core::compute::{
 use overcast_core::tags::TagRequest;
 use overcast_core::Idempotency;
 use overcast_provider::ResourceKind;
-use overcast_types::{tags, Error, Instance, InstanceState, Operation, OperationStatus, Role};
+use overcast_types::{
+    tags, Direction, Error, Instance, InstanceState, Operation, OperationStatus, Role,
+};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::xml::Xml;
-use super::{fault, Answer, Params, Signed};
+use super::{fault, groups, Answer, Params, Signed};
 use crate::http::idempotency::request_hash;
 use crate::AppState;
 
@@ -31,13 +33,13 @@ pub struct Call<'a> {
 }
 
 impl Call<'_> {
-    fn env(&self) -> &str {
+    pub(super) fn env(&self) -> &str {
         &self.signed.key.environment
     }
 
     /// The region the client signed for when the environment has it (boto2 signs for
     /// the host's name), else the environment's first.
-    fn region(&self) -> Result<String, Error> {
+    pub(super) fn region(&self) -> Result<String, Error> {
         let regions = self.state.core.region_names(self.env())?;
         if regions.contains(&self.signed.region) {
             return Ok(self.signed.region.clone());
@@ -61,7 +63,7 @@ impl Call<'_> {
     }
 
     /// Refuses a caller below `role` as EC2 does, then answers a dry run's success.
-    fn check_dry_run(&self, role: Role) -> Result<(), Error> {
+    pub(super) fn check_dry_run(&self, role: Role) -> Result<(), Error> {
         self.principal.require(role)?;
         if self.dry_run()? {
             return Err(dry_run_ok());
@@ -101,6 +103,13 @@ pub async fn run(cx: &Call<'_>, action: &str) -> Result<Answer, Error> {
         "DescribeTags" => describe_tags(cx).await,
         "DescribeInstanceAttribute" => instance_attribute(cx).await,
         "ModifyInstanceAttribute" => modify_attribute(cx).await,
+        "CreateSecurityGroup" => groups::create(cx).await,
+        "DescribeSecurityGroups" => groups::describe(cx).await,
+        "AuthorizeSecurityGroupIngress" => groups::change_rules(cx, Direction::Ingress, true).await,
+        "RevokeSecurityGroupIngress" => groups::change_rules(cx, Direction::Ingress, false).await,
+        "AuthorizeSecurityGroupEgress" => groups::change_rules(cx, Direction::Egress, true).await,
+        "RevokeSecurityGroupEgress" => groups::change_rules(cx, Direction::Egress, false).await,
+        "DeleteSecurityGroup" => groups::delete(cx).await,
         other => Err(fault(
             "InvalidAction",
             format!("The action {other} is not valid for this web service."),
@@ -142,7 +151,7 @@ fn is_hex16(text: &str) -> bool {
 }
 
 /// A stable 12-digit account number for an org, as `ownerId` and STS's `Account`.
-fn account_of(org: &str) -> String {
+pub(super) fn account_of(org: &str) -> String {
     let digest = Sha256::digest(org.as_bytes());
     let n = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
     format!("{:012}", n % 1_000_000_000_000)
@@ -471,11 +480,16 @@ async fn run_instances(cx: &Call<'_>) -> Result<Answer, Error> {
     let (machine_type, instance_type) =
         resolve_type(cx, params.text("InstanceType").unwrap_or("m1.small"))?;
     let mut groups = params.list("SecurityGroupId")?;
-    // A local VM has no groups: the implicit `default` by name is no request for one.
     let (provider, stages) = cx.state.core.provider_and_stages(cx.env())?;
     let named = params.list("SecurityGroup")?;
     if provider == "aws" {
-        groups.extend(named);
+        groups.extend(groups::ids_of_names(cx, &named).await?);
+    } else if let Some(other) = named.iter().find(|n| *n != "default") {
+        // A local VM has no groups: boto2's implicit `default` asks for none.
+        return Err(fault(
+            "UnsupportedOperation",
+            format!("security groups ({other}) are not supported by provider {provider}"),
+        ));
     }
     let mut launch_tags = launch_tags(params)?;
     let stage = launch_tags.remove(&stages.tag_key);

@@ -6,6 +6,7 @@
 //! passed through to a cloud ungoverned (`../shared/compat/EC2-API.md`).
 
 mod actions;
+mod groups;
 mod query;
 mod sigv4;
 mod xml;
@@ -64,36 +65,36 @@ pub(crate) fn fault(code: &str, message: impl Into<String>) -> Error {
     Error::new(ErrorKind::InvalidInput, code, message)
 }
 
+/// overcast's error codes that have an EC2 code of their own.
+const CODES: [(&str, &str); 11] = [
+    ("instance_not_found", "InvalidInstanceID.NotFound"),
+    ("image_not_found", "InvalidAMIID.NotFound"),
+    ("security_group_not_found", "InvalidGroup.NotFound"),
+    ("key_pair_not_found", "InvalidKeyPair.NotFound"),
+    ("security_group_exists", "InvalidGroup.Duplicate"),
+    ("key_pair_exists", "InvalidKeyPair.Duplicate"),
+    ("in_use", "DependencyViolation"),
+    ("wrong_state", "IncorrectInstanceState"),
+    ("instance_locked", "IncorrectInstanceState"),
+    ("operation_not_permitted", "OperationNotPermitted"),
+    ("invalid_instance_type", "InvalidInstanceType"),
+];
+
 /// The status and EC2 code of an error: EC2's own codes pass as they are; overcast's are
 /// mapped. A client's fault is never a 5xx, since clients retry those.
 fn ec2_code(error: &Error) -> (StatusCode, String) {
     let own = error.code.starts_with(|c: char| c.is_ascii_uppercase());
-    let code = match error.kind {
+    let mapped = CODES.iter().find(|(ours, _)| *ours == error.code);
+    let code = match (error.kind, mapped) {
         _ if own => error.code.clone(),
-        ErrorKind::Unauthenticated => "AuthFailure".into(),
-        ErrorKind::Forbidden => "UnauthorizedOperation".into(),
-        ErrorKind::NotFound => match error.code.as_str() {
-            "instance_not_found" => "InvalidInstanceID.NotFound",
-            "image_not_found" => "InvalidAMIID.NotFound",
-            "security_group_not_found" => "InvalidGroup.NotFound",
-            "key_pair_not_found" => "InvalidKeyPair.NotFound",
-            _ => "InvalidParameterValue",
-        }
-        .into(),
-        ErrorKind::Conflict => match error.code.as_str() {
-            "wrong_state" | "incorrect_instance_state" | "instance_locked" => {
-                "IncorrectInstanceState"
-            }
-            "in_use" => "DependencyViolation",
-            "termination_protected" => "OperationNotPermitted",
-            _ => "InvalidParameterValue",
-        }
-        .into(),
-        ErrorKind::Unsupported => "UnsupportedOperation".into(),
-        ErrorKind::InsufficientCapacity => "InsufficientInstanceCapacity".into(),
-        ErrorKind::RateLimited => "RequestLimitExceeded".into(),
-        ErrorKind::BackendUnavailable | ErrorKind::BackendTimeout => "Unavailable".into(),
-        ErrorKind::Internal => "InternalError".into(),
+        (_, Some((_, theirs))) => (*theirs).to_string(),
+        (ErrorKind::Unauthenticated, _) => "AuthFailure".into(),
+        (ErrorKind::Forbidden, _) => "UnauthorizedOperation".into(),
+        (ErrorKind::Unsupported, _) => "UnsupportedOperation".into(),
+        (ErrorKind::InsufficientCapacity, _) => "InsufficientInstanceCapacity".into(),
+        (ErrorKind::RateLimited, _) => "RequestLimitExceeded".into(),
+        (ErrorKind::BackendUnavailable | ErrorKind::BackendTimeout, _) => "Unavailable".into(),
+        (ErrorKind::Internal, _) => "InternalError".into(),
         _ => "InvalidParameterValue".into(),
     };
     let status = match code.as_str() {
