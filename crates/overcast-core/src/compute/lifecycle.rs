@@ -583,7 +583,16 @@ async fn act_on_batch(
                     .cloned()
                     .collect();
                 env.inventory.instances.record(found.values().cloned());
-                env.inventory.instances.record_gone(&gone);
+                // What the backend lists no more stays listed, terminated, for an hour.
+                env.inventory.instances.record_tombstones(
+                    current
+                        .iter()
+                        .filter(|i| gone.contains(&i.id))
+                        .map(|i| Instance {
+                            state: InstanceState::Terminated,
+                            ..i.clone()
+                        }),
+                );
                 results.extend(to_act.iter().map(|t| {
                     let detail = found
                         .remove(&t.id)

@@ -683,6 +683,20 @@ mod tests {
             inventory.absorb(Scope::Part("r1"), without_i1, began, at),
             0
         );
+
+        // One overcast terminated and the backend no longer lists stays listed as
+        // terminated (EC2's clients wait for that state), by any later read.
+        inventory
+            .instances
+            .record_tombstones([instance("i-2", InstanceState::Terminated, "dev")]);
+        let began = Instant::now();
+        inventory.absorb::<Instance>(Scope::Part("r1"), vec![], began, at);
+        inventory.absorb::<Instance>(Scope::Keys(&["i-2".to_string()]), vec![], began, at);
+        assert_eq!(
+            inventory.instances.get("i-2").map(|i| i.state),
+            Some(InstanceState::Terminated)
+        );
+        assert!(inventory.take_drift().is_empty());
     }
 
     #[test]

@@ -15,6 +15,11 @@ use super::kinds::Held;
 /// How long overcast's own write of a resource outranks a listing that began before it.
 const OWN_WRITE_KEPT: Duration = Duration::from_secs(600);
 
+/// How long a resource overcast removed stays listed in its last state when the backend
+/// no longer lists it: an hour, as EC2 lists terminated instances (clients wait for
+/// `terminated` rather than for an instance to vanish).
+const TOMBSTONE_KEPT: Duration = Duration::from_secs(3600);
+
 /// What a backend read covered: a whole part, or some resources by key.
 #[derive(Debug, Clone, Copy)]
 pub enum Scope<'a> {
@@ -42,6 +47,9 @@ struct State<T> {
     read_at: BTreeMap<String, OffsetDateTime>,
     /// When overcast last wrote each resource itself.
     written: HashMap<String, Instant>,
+    /// Resources overcast removed that stay listed, gone, though the backend lists them no
+    /// more, and since when.
+    tombstones: HashMap<String, Instant>,
 }
 
 impl<T> Default for Shelf<T> {
@@ -51,6 +59,7 @@ impl<T> Default for Shelf<T> {
                 items: BTreeMap::new(),
                 read_at: BTreeMap::new(),
                 written: HashMap::new(),
+                tombstones: HashMap::new(),
             }),
         }
     }
@@ -157,6 +166,19 @@ impl<T: Held> Shelf<T> {
         }
     }
 
+    /// overcast's own write: these resources are gone, and are kept as given (in a gone
+    /// state) for an hour after, whatever the backend lists.
+    pub fn record_tombstones(&self, items: impl IntoIterator<Item = T>) {
+        let mut state = self.write_state();
+        let now = Instant::now();
+        for item in items {
+            let key = item.key();
+            state.written.insert(key.clone(), now);
+            state.tombstones.insert(key.clone(), now);
+            state.items.insert(key, item);
+        }
+    }
+
     /// overcast's own write: the resources `gone` picks are gone.
     pub fn record_gone_where(&self, gone: impl Fn(&T) -> bool) {
         let keys: Vec<String> = self
@@ -196,6 +218,12 @@ impl<T: Held> Shelf<T> {
         let mut state = self.write_state();
         let own_newer =
             |state: &State<T>, key: &str| state.written.get(key).is_some_and(|w| *w > began);
+        let kept = |state: &State<T>, key: &str| {
+            state
+                .tombstones
+                .get(key)
+                .is_some_and(|at| at.elapsed() < TOMBSTONE_KEPT)
+        };
         let mut drift = Vec::new();
         let mut seen = BTreeSet::new();
         for item in listed {
@@ -234,7 +262,10 @@ impl<T: Held> Shelf<T> {
             .items
             .iter()
             .filter(|(key, item)| {
-                in_scope(key, item) && !seen.contains(*key) && !own_newer(&state, key)
+                in_scope(key, item)
+                    && !seen.contains(*key)
+                    && !own_newer(&state, key)
+                    && !kept(&state, key)
             })
             .map(|(key, _)| key.clone())
             .collect();
@@ -257,6 +288,18 @@ impl<T: Held> Shelf<T> {
             state.read_at.insert(part.to_string(), at);
         }
         state.written.retain(|_, w| w.elapsed() < OWN_WRITE_KEPT);
+        let expired: Vec<String> = state
+            .tombstones
+            .iter()
+            .filter(|(_, at)| at.elapsed() >= TOMBSTONE_KEPT)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in expired {
+            state.tombstones.remove(&key);
+            if !seen.contains(&key) {
+                state.items.remove(&key);
+            }
+        }
         drift
     }
 }

@@ -608,3 +608,134 @@ async fn security_groups_and_instances_on_moto_as_moto_sees_them() {
         .unwrap_err();
     assert_eq!(code(&gone), "InvalidGroup.NotFound");
 }
+
+/// A local VM's state through the endpoint, once it is `want` (polled every 250 ms).
+async fn reach(client: &aws_sdk_ec2::Client, id: &str, want: InstanceStateName) {
+    for _ in 0..480 {
+        let now = client
+            .describe_instances()
+            .instance_ids(id)
+            .send()
+            .await
+            .unwrap();
+        let state = now.reservations()[0].instances()[0]
+            .state()
+            .and_then(|s| s.name())
+            .cloned();
+        if state == Some(want.clone()) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    panic!("{id} never became {want:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_vm_runs_stops_and_terminates_through_the_sdk() {
+    use overcast_test_utils::process::{serve, write_local_config};
+    use overcast_test_utils::qemu::{import_test_image, qemu_pid, vm_dir, Reaper};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let _reaper = Reaper(data.to_path_buf());
+    let served = serve(crate::BIN, &write_local_config(data));
+    let image = import_test_image(&served).await;
+    // An operator of the org that imported the image.
+    let (token_id, _) = served.token_with("admin", "operator", None).await;
+    let (status, made) = served
+        .call(
+            Method::POST,
+            &format!("/v1/tokens/{token_id}/access-keys"),
+            Some(ADMIN),
+            Some(json!({"environment": "local"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let credentials = Credentials::new(
+        made["access_key"]["id"].as_str().unwrap(),
+        made["secret_access_key"].as_str().unwrap(),
+        None,
+        None,
+        "test",
+    );
+    // boto2 signs for the host's name (`…/0/127/aws4_request` on 127.0.0.1): any region.
+    let config = aws_sdk_ec2::config::Builder::new()
+        .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
+        .region(aws_sdk_ec2::config::Region::new("0"))
+        .endpoint_url(&served.base)
+        .credentials_provider(credentials)
+        .build();
+    let client = aws_sdk_ec2::Client::from_conf(config);
+
+    // The image in EC2's shape; boto2's default type is the `small` machine type, so the
+    // tiny test image is launched as `tiny`.
+    let ami = format!("ami-0{}", image.strip_prefix("img-").unwrap());
+    let started = std::time::Instant::now();
+    let run = client
+        .run_instances()
+        .image_id(&ami)
+        .instance_type(aws_sdk_ec2::types::InstanceType::from("tiny"))
+        .min_count(1)
+        .max_count(1)
+        .security_groups("default")
+        .tag_specifications(stage_tag("dev"))
+        .send()
+        .await
+        .unwrap();
+    let answered = started.elapsed();
+    let id = run.instances()[0].instance_id().unwrap().to_string();
+    let vm = format!("vm-{}", id.strip_prefix("i-0").unwrap());
+    assert_eq!(run.instances()[0].image_id(), Some(ami.as_str()));
+    reach(&client, &id, InstanceStateName::Running).await;
+    println!(
+        "RunInstances answered in {:.2} s; running after {:.1} s",
+        answered.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(qemu_pid(data, &vm).is_some(), "no QEMU for {vm}");
+    let (_, seen) = served
+        .call(
+            Method::GET,
+            &format!("/v1/environments/local/instances/{vm}"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(seen["stage"], "dev", "{seen}");
+
+    client
+        .stop_instances()
+        .instance_ids(&id)
+        .force(true)
+        .send()
+        .await
+        .unwrap();
+    reach(&client, &id, InstanceStateName::Stopped).await;
+    assert!(qemu_pid(data, &vm).is_none(), "QEMU still runs");
+
+    // Terminated, the VM is gone, and stays listed as terminated for the waiters.
+    client
+        .terminate_instances()
+        .instance_ids(&id)
+        .send()
+        .await
+        .unwrap();
+    reach(&client, &id, InstanceStateName::Terminated).await;
+    let (status, _) = served
+        .call(
+            Method::GET,
+            &format!("/v1/environments/local/instances/{vm}?fresh=true"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the tombstone answers a fresh read too"
+    );
+    assert!(
+        !vm_dir(data, &vm).join("disk.qcow2").exists(),
+        "the VM's disk is gone"
+    );
+}
