@@ -182,6 +182,8 @@ owned_by_tags!(Instance, Image, crate::SecurityGroup);
 
 /// Tags overcast puts on everything it creates.
 pub mod tags {
+    /// What overcast's own keys start with.
+    pub const PREFIX: &str = "overcast:";
     pub const ORG: &str = "overcast:org";
     pub const CREATED_BY: &str = "overcast:created-by";
     pub const OPERATION: &str = "overcast:operation";
@@ -189,7 +191,7 @@ pub mod tags {
 
     /// Keys a caller may not set or remove: overcast owns them.
     pub fn is_reserved(key: &str) -> bool {
-        key.starts_with("overcast:") || key.starts_with("aws:")
+        key.starts_with(PREFIX) || key.starts_with("aws:")
     }
 }
 

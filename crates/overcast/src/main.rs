@@ -793,7 +793,7 @@ enum AccessKeyCommand {
     /// its secret is printed once.
     Create {
         /// The token's id (`overcast token list`).
-        token: String,
+        token_id: String,
         #[command(flatten)]
         env: EnvArg,
     },
@@ -810,9 +810,9 @@ async fn access_key(
     command: AccessKeyCommand,
 ) -> anyhow::Result<ExitCode> {
     match command {
-        AccessKeyCommand::Create { token, env } => {
+        AccessKeyCommand::Create { token_id, env } => {
             let body = json!({"environment": env.environment});
-            let path = format!("/v1/tokens/{}/access-keys", encode(&token));
+            let path = format!("/v1/tokens/{}/access-keys", encode(&token_id));
             let answer = client.send(Method::POST, &path, Some(&body)).await?;
             let created = answer.body;
             if format == Format::Table {

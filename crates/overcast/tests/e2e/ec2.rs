@@ -632,7 +632,7 @@ async fn reach(client: &aws_sdk_ec2::Client, id: &str, want: InstanceStateName) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_local_vm_runs_stops_and_terminates_through_the_sdk() {
-    use overcast_test_utils::process::{serve, write_local_config};
+    use overcast_test_utils::process::{cli, serve, write_local_config};
     use overcast_test_utils::qemu::{import_test_image, qemu_pid, vm_dir, Reaper};
 
     let dir = tempfile::tempdir().unwrap();
@@ -640,24 +640,29 @@ async fn a_local_vm_runs_stops_and_terminates_through_the_sdk() {
     let _reaper = Reaper(data.to_path_buf());
     let served = serve(crate::BIN, &write_local_config(data));
     let image = import_test_image(&served).await;
-    // An operator of the org that imported the image.
+    // An operator of the org that imported the image, its key made with the CLI.
     let (token_id, _) = served.token_with("admin", "operator", None).await;
-    let (status, made) = served
-        .call(
-            Method::POST,
-            &format!("/v1/tokens/{token_id}/access-keys"),
-            Some(ADMIN),
-            Some(json!({"environment": "local"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{made}");
-    let credentials = Credentials::new(
-        made["access_key"]["id"].as_str().unwrap(),
-        made["secret_access_key"].as_str().unwrap(),
-        None,
-        None,
-        "test",
+    let (status, printed, said) = cli(
+        crate::BIN,
+        &served.base,
+        &["token", "access-key", "create", &token_id, "-e", "local"],
     );
+    assert_eq!(status, 0, "{said}");
+    assert!(said.contains("shown only now"), "{said}");
+    let value = |name: &str| {
+        printed
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| panic!("no {name} in {printed}"))
+    };
+    let (key_id, secret) = (value("aws_access_key_id:"), value("aws_secret_access_key:"));
+    let (_, listed, _) = cli(crate::BIN, &served.base, &["token", "access-key", "list"]);
+    assert!(
+        listed.contains(&key_id) && !listed.contains(&secret),
+        "{listed}"
+    );
+    let credentials = Credentials::new(&key_id, &secret, None, None, "test");
     // boto2 signs for the host's name (`…/0/127/aws4_request` on 127.0.0.1): any region.
     let config = aws_sdk_ec2::config::Builder::new()
         .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
@@ -738,4 +743,14 @@ async fn a_local_vm_runs_stops_and_terminates_through_the_sdk() {
         !vm_dir(data, &vm).join("disk.qcow2").exists(),
         "the VM's disk is gone"
     );
+
+    // Revoked with the CLI, the key signs nothing more.
+    let (status, _, said) = cli(
+        crate::BIN,
+        &served.base,
+        &["token", "access-key", "revoke", &key_id],
+    );
+    assert_eq!(status, 0, "{said}");
+    let refused = client.describe_instances().send().await.unwrap_err();
+    assert_eq!(code(&refused), "AuthFailure");
 }

@@ -16,6 +16,7 @@ mod compat;
 mod compat_ecs;
 mod config;
 mod ec2;
+mod ec2_clients;
 mod fuzz;
 mod inventory;
 mod local;

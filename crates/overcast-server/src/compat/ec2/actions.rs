@@ -195,8 +195,16 @@ fn write_state(xml: &mut Xml, name: &str, state: InstanceState) {
     });
 }
 
+/// The tags an EC2 client sees: overcast's own (`overcast:org`, `overcast:operation`, …)
+/// are overcast's business, as `aws:` ones are AWS's, and a client may not set them; shown,
+/// they would read as drift to Terraform.
+fn client_tags(tags: &BTreeMap<String, String>) -> impl Iterator<Item = (&String, &String)> {
+    tags.iter()
+        .filter(|(key, _)| !key.starts_with(tags::PREFIX))
+}
+
 fn write_tags(xml: &mut Xml, tags: &BTreeMap<String, String>) {
-    xml.set("tagSet", tags, |xml, (key, value)| {
+    xml.set("tagSet", client_tags(tags), |xml, (key, value)| {
         xml.text("key", key).text("value", value);
     });
 }
@@ -819,8 +827,7 @@ async fn describe_tags(cx: &Call<'_>) -> Result<Answer, Error> {
     let rows: Vec<(String, String, String)> = instances
         .iter()
         .flat_map(|i| {
-            i.tags
-                .iter()
+            client_tags(&i.tags)
                 .filter(|(k, _)| keys.is_empty() || keys.contains(k))
                 .map(|(k, v)| (shape.shown(&i.id), k.clone(), v.clone()))
         })
@@ -976,5 +983,72 @@ mod tests {
         assert!(acme.bytes().all(|b| b.is_ascii_digit()));
         assert_eq!(acme, account_of("acme"));
         assert_ne!(acme, account_of("other"));
+    }
+
+    fn golden_instance() -> Instance {
+        let mut instance = Instance::new(
+            "vm-0123456789abcdef",
+            "local",
+            "local",
+            InstanceState::Terminating,
+        );
+        instance.image = Some("img-00000000000000ff".into());
+        instance.instance_type = Some("tiny".into());
+        instance.private_ip = Some("10.0.2.15".into());
+        instance.tags = BTreeMap::from([
+            ("stage".to_string(), "dev".to_string()),
+            ("overcast:operation".to_string(), "op_1".to_string()),
+            ("overcast:org".to_string(), "acme".to_string()),
+        ]);
+        instance
+    }
+
+    #[test]
+    fn a_reservation_reads_as_describe_instances_answers_it() {
+        let mut xml = Xml::new();
+        let instance = golden_instance();
+        write_reservation(
+            &mut xml,
+            &reservation_of(&instance),
+            "123456789012",
+            IdShape { local: true },
+            &[&instance],
+        );
+        assert_eq!(
+            xml.into_string(),
+            format!(
+                "<reservationId>{}</reservationId><ownerId>123456789012</ownerId><groupSet/>\
+                 <instancesSet><item><instanceId>i-00123456789abcdef</instanceId>\
+                 <imageId>ami-000000000000000ff</imageId>\
+                 <instanceState><code>32</code><name>shutting-down</name></instanceState>\
+                 <privateDnsName>10.0.2.15</privateDnsName><dnsName></dnsName>\
+                 <amiLaunchIndex>0</amiLaunchIndex><instanceType>tiny</instanceType>\
+                 <placement><availabilityZone>local</availabilityZone><tenancy>default</tenancy></placement>\
+                 <monitoring><state>disabled</state></monitoring>\
+                 <privateIpAddress>10.0.2.15</privateIpAddress><groupSet/>\
+                 <architecture>x86_64</architecture><rootDeviceType>instance-store</rootDeviceType>\
+                 <virtualizationType>hvm</virtualizationType><hypervisor>xen</hypervisor>\
+                 <tagSet><item><key>stage</key><value>dev</value></item></tagSet>\
+                 </item></instancesSet>",
+                reservation_of(&instance)
+            )
+        );
+        // One launch is one reservation, whatever instance of it is asked for.
+        let mut sibling = golden_instance();
+        sibling.id = "vm-00000000000000aa".into();
+        assert_eq!(reservation_of(&sibling), reservation_of(&instance));
+        assert!(reservation_of(&instance).starts_with("r-0"));
+    }
+
+    #[test]
+    fn states_read_as_ec2_names_and_codes() {
+        let mut xml = Xml::new();
+        write_state(&mut xml, "currentState", InstanceState::Stopping);
+        write_state(&mut xml, "previousState", InstanceState::Rebooting);
+        assert_eq!(
+            xml.into_string(),
+            "<currentState><code>64</code><name>stopping</name></currentState>\
+             <previousState><code>16</code><name>running</name></previousState>"
+        );
     }
 }

@@ -472,4 +472,60 @@ mod tests {
             "{missing:?}"
         );
     }
+
+    /// A request as a real client signed it (recorded against a capturing server, with
+    /// AWS's example secret): its headers, body and time.
+    fn recorded(pairs: &[(&str, &str)], body: &[u8], at: OffsetDateTime) -> Result<(), Refusal> {
+        let headers = headers(pairs);
+        let request = Received {
+            method: "POST",
+            path: "/",
+            query: "",
+            headers: &headers,
+            body,
+        };
+        let credential = credential(&request, at)?;
+        check(&request, &credential, SECRET)
+    }
+
+    #[test]
+    fn boto2_signs_for_the_hosts_name_without_spaces_and_verifies() {
+        let pairs = [
+            ("Accept-Encoding", "identity"),
+            ("User-Agent", "Boto/2.49.0 Python/3.11.7 Linux/6.18.44-fc-v857"),
+            ("X-Amz-Date", "20261130T100329Z"),
+            ("Content-Type", "application/x-www-form-urlencoded; charset=UTF-8"),
+            ("Content-Length", "76"),
+            ("Authorization", "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261130/0/127/aws4_request,SignedHeaders=host;x-amz-date,Signature=685ede3155bb2e2708444fcbf9a42c6010db2f15dba6a7ceae51746425532244"),
+            ("Host", "127.0.0.1:18977"),
+        ];
+        let body = b"Action=DescribeInstances&InstanceId.1=i-0123456789abcdef0&Version=2014-10-01";
+        let at = time::macros::datetime!(2026-11-30 10:03:29 UTC);
+        assert_eq!(recorded(&pairs, body, at), Ok(()));
+        let other =
+            b"Action=TerminateInstances&InstanceId.1=i-0123456789abcdef0&Version=2014-10-01";
+        assert_eq!(recorded(&pairs, other, at), Err(Refusal::Mismatch));
+    }
+
+    #[test]
+    fn terraforms_six_signed_headers_for_sts_verify() {
+        let pairs = [
+            ("Host", "127.0.0.1:18977"),
+            ("User-Agent", "APN/1.0 HashiCorp/1.0 Terraform/1.11.4 (+https://www.terraform.io) terraform-provider-aws/5.100.0 (+https://registry.terraform.io/providers/hashicorp/aws) aws-sdk-go-v2/1.36.3 ua/2.1 os/linux lang/go#1.23.10 md/GOOS#linux md/GOARCH#amd64 api/sts#1.33.20 m/g"),
+            ("Content-Length", "43"),
+            ("Amz-Sdk-Invocation-Id", "285c5f92-b13f-4b01-9a38-e8c40d2699aa"),
+            ("Amz-Sdk-Request", "attempt=1; max=25"),
+            ("Authorization", "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261130/us-east-1/sts/aws4_request, SignedHeaders=amz-sdk-invocation-id;amz-sdk-request;content-length;content-type;host;x-amz-date, Signature=72dee7196e32a1618a80ac4f4109d377c875efd628f49c6c0e55d62e32adede0"),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("X-Amz-Date", "20261130T100334Z"),
+            ("Accept-Encoding", "gzip"),
+        ];
+        let body = b"Action=GetCallerIdentity&Version=2011-06-15";
+        let at = time::macros::datetime!(2026-11-30 10:03:34 UTC);
+        assert_eq!(recorded(&pairs, body, at), Ok(()));
+        // A retry is signed anew: the same signature with another attempt header fails.
+        let mut retried = pairs;
+        retried[4] = ("Amz-Sdk-Request", "attempt=2; max=25");
+        assert_eq!(recorded(&retried, body, at), Err(Refusal::Mismatch));
+    }
 }
