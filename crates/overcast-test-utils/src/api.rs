@@ -103,6 +103,25 @@ impl Api {
         )
     }
 
+    /// Makes an access key of the EC2 endpoint, as the admin, for a new token of `org` and
+    /// `role`, bound to `env`; answers its id and secret.
+    pub async fn access_key(&self, env: &str, org: &str, role: &str) -> (String, String) {
+        let (token_id, _) = self.token_with(org, role, None).await;
+        let (status, made) = self
+            .call(
+                Method::POST,
+                &format!("/v1/tokens/{token_id}/access-keys"),
+                Some(ADMIN),
+                Some(json!({"environment": env})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{made}");
+        (
+            made["access_key"]["id"].as_str().unwrap().to_string(),
+            made["secret_access_key"].as_str().unwrap().to_string(),
+        )
+    }
+
     /// The server's `/metrics` text.
     pub async fn metrics(&self) -> String {
         self.request(Method::GET, "/metrics", Some(ADMIN))

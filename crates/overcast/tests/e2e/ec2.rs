@@ -36,24 +36,7 @@ async fn sim_server(ec2_listener: bool) -> TestServer {
 /// An access key for a new token of `org` and `role`, in the simulated environment: its
 /// id and secret.
 async fn access_key(server: &TestServer, org: &str, role: &str) -> (String, String) {
-    access_key_in(server, ENV, org, role).await
-}
-
-async fn access_key_in(server: &TestServer, env: &str, org: &str, role: &str) -> (String, String) {
-    let (token_id, _) = server.token_with(org, role, None).await;
-    let (status, made) = server
-        .call(
-            Method::POST,
-            &format!("/v1/tokens/{token_id}/access-keys"),
-            Some(ADMIN),
-            Some(json!({"environment": env})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{made}");
-    (
-        made["access_key"]["id"].as_str().unwrap().to_string(),
-        made["secret_access_key"].as_str().unwrap().to_string(),
-    )
+    server.access_key(ENV, org, role).await
 }
 
 /// Where EC2 clients are pointed: the extra listener when there is one, else `/` of the
@@ -437,7 +420,7 @@ async fn signatures_roles_orgs_and_pages_are_enforced() {
 async fn security_groups_and_instances_on_moto_as_moto_sees_them() {
     let server = TestServer::aws().await;
     let moto = server.ec2(REGIONS[1]).await;
-    let key = access_key_in(&server, "aws-test", "acme", "operator").await;
+    let key = server.access_key("aws-test", "acme", "operator").await;
     // Signed for us-east-1, a region of the environment: the calls act there.
     let client = ec2(&server, &key);
 

@@ -9,7 +9,7 @@ use overcast_test_utils::moto::{heavy_use, some_image};
 use overcast_test_utils::process::{serve, write_local_config, Served};
 use overcast_test_utils::qemu::{import_test_image, Reaper};
 use overcast_test_utils::{Api, TestServer, ADMIN};
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::Command;
@@ -32,20 +32,7 @@ fn script(name: &str) -> PathBuf {
 /// An access key of a new operator token of the admin org (which imported the test image
 /// and owns what the tests make through `/v1`), in `env`.
 async fn access_key(api: &Api, env: &str) -> (String, String) {
-    let (token_id, _) = api.token_with("admin", "operator", None).await;
-    let (status, made) = api
-        .call(
-            Method::POST,
-            &format!("/v1/tokens/{token_id}/access-keys"),
-            Some(ADMIN),
-            Some(json!({"environment": env})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{made}");
-    (
-        made["access_key"]["id"].as_str().unwrap().to_string(),
-        made["secret_access_key"].as_str().unwrap().to_string(),
-    )
+    api.access_key(env, "admin", "operator").await
 }
 
 /// Runs a client command with the key in its environment; answers stdout, failing the test

@@ -352,6 +352,16 @@ impl Filter {
     }
 }
 
+/// The ids `InstanceId.N` names, as overcast knows them.
+fn instance_ids(cx: &Call<'_>, shape: IdShape) -> Result<Vec<String>, Error> {
+    Ok(cx
+        .params
+        .list("InstanceId")?
+        .iter()
+        .map(|id| shape.own(id))
+        .collect())
+}
+
 /// The instances named, each as the caller may see it; any unknown id refuses the call,
 /// as EC2 does.
 async fn named_instances(cx: &Call<'_>, ids: &[String]) -> Result<Vec<Instance>, Error> {
@@ -377,12 +387,7 @@ async fn named_instances(cx: &Call<'_>, ids: &[String]) -> Result<Vec<Instance>,
 
 async fn describe_instances(cx: &Call<'_>) -> Result<Answer, Error> {
     let shape = cx.ids()?;
-    let ids: Vec<String> = cx
-        .params
-        .list("InstanceId")?
-        .iter()
-        .map(|id| shape.own(id))
-        .collect();
+    let ids = instance_ids(cx, shape)?;
     let filters = cx
         .params
         .filters()?
@@ -597,12 +602,7 @@ async fn launched(
 /// instance of a protected stage is left to `/v1`, where its confirmation is given.
 async fn lifecycle(cx: &Call<'_>, action: BulkAction) -> Result<Answer, Error> {
     let shape = cx.ids()?;
-    let ids: Vec<String> = cx
-        .params
-        .list("InstanceId")?
-        .iter()
-        .map(|id| shape.own(id))
-        .collect();
+    let ids = instance_ids(cx, shape)?;
     if ids.is_empty() {
         return Err(fault(
             "MissingParameter",
