@@ -377,25 +377,35 @@ async fn the_aws_cli_and_boto3_drive_a_local_vm() {
     );
 }
 
-/// Terraform and the `hashicorp/aws` provider mirror, when this machine has them:
-/// `OVERCAST_TEST_TERRAFORM_MIRROR` (default `/opt/tf-plugins`) is a filesystem mirror.
+/// Terraform and a filesystem mirror of the `hashicorp/aws` provider, when the machine
+/// has them: the mirror is `OVERCAST_TEST_TERRAFORM_MIRROR`, else the first of
+/// Terraform's implied mirror directories, or of the directories under `/opt`, that holds
+/// `registry.terraform.io/hashicorp/aws`.
 fn terraform() -> Result<(PathBuf, PathBuf), String> {
-    let mirror = PathBuf::from(
-        std::env::var("OVERCAST_TEST_TERRAFORM_MIRROR").unwrap_or("/opt/tf-plugins".into()),
-    );
     let binary = std::env::var_os("PATH")
         .iter()
         .flat_map(std::env::split_paths)
         .map(|dir| dir.join("terraform"))
         .find(|path| path.is_file())
         .ok_or("terraform is not on the PATH")?;
-    if !mirror.join("registry.terraform.io/hashicorp/aws").is_dir() {
-        return Err(format!(
-            "no hashicorp/aws provider mirror at {}",
-            mirror.display()
-        ));
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(given) = std::env::var_os("OVERCAST_TEST_TERRAFORM_MIRROR") {
+        candidates.push(given.into());
+    } else {
+        if let Some(home) = std::env::var_os("HOME") {
+            candidates.push(PathBuf::from(home).join(".terraform.d/plugins"));
+        }
+        candidates.push("/usr/local/share/terraform/plugins".into());
+        candidates.push("/usr/share/terraform/plugins".into());
+        if let Ok(entries) = std::fs::read_dir("/opt") {
+            candidates.extend(entries.flatten().map(|e| e.path()));
+        }
     }
-    Ok((binary, mirror))
+    candidates
+        .into_iter()
+        .find(|dir| dir.join("registry.terraform.io/hashicorp/aws").is_dir())
+        .map(|mirror| (binary, mirror))
+        .ok_or_else(|| "no filesystem mirror of the hashicorp/aws provider".to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
