@@ -5,7 +5,7 @@
 //! a local VM; and Terraform's `aws_instance` when Terraform and its provider are on the
 //! machine (skipped with the reason otherwise).
 
-use overcast_test_utils::moto::{heavy_use, some_image};
+use overcast_test_utils::moto::{heavy_use, new_account, some_image, REGIONS};
 use overcast_test_utils::process::{serve, write_local_config, Served};
 use overcast_test_utils::qemu::{import_test_image, Reaper};
 use overcast_test_utils::{Api, TestServer, ADMIN};
@@ -56,8 +56,35 @@ fn run(command: &mut Command, key: &(String, String)) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_boto2_tutorial_runs_unchanged_against_moto() {
+    // boto's proxy setting: it sends `POST http://ec2.us-east-1.amazonaws.com/` to
+    // overcast, signed for us-east-1, a region of the environment.
     let server = TestServer::aws().await;
-    let region = overcast_test_utils::moto::REGIONS[1];
+    let port = server.base.rsplit(':').next().unwrap().to_string();
+    let config = format!(
+        "[Boto]\nis_secure = False\nproxy = 127.0.0.1\nproxy_port = {port}\nnum_retries = 0\n"
+    );
+    tutorial(&server, REGIONS[1], &config).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_boto2_tutorial_reaches_overcast_on_port_80_by_its_endpoint_setting() {
+    // boto's endpoint setting takes no port: overcast's EC2 listener on port 80. boto signs
+    // for the host's name (`0/127`), so the environment's first region is used.
+    if let Err(e) = std::net::TcpListener::bind("127.0.0.1:80") {
+        println!("SKIPPED: boto2 on port 80: 127.0.0.1:80 cannot be bound here ({e})");
+        return;
+    }
+    let server = TestServer::aws_with(new_account(), |config| {
+        config.compat.ec2.listen = Some("127.0.0.1:80".into());
+    })
+    .await;
+    let config = "[Boto]\nis_secure = False\nec2_region_name = local\nec2_region_endpoint = 127.0.0.1\nnum_retries = 0\n";
+    tutorial(&server, REGIONS[0], config).await;
+}
+
+/// Runs the tutorial with a boto config against `server`, whose calls act in `region`,
+/// and checks what it printed and what moto holds.
+async fn tutorial(server: &TestServer, region: &str, boto_config: &str) {
     let moto = server.ec2(region).await;
     let image = some_image(&moto).await;
     // What the tutorial assumes exists: a key pair and a group of the caller's.
@@ -73,20 +100,10 @@ async fn the_boto2_tutorial_runs_unchanged_against_moto() {
             Some(json!({"name": "public-facing", "description": "public", "region": region})),
         )
         .await;
-    let key = access_key(&server, "aws-test").await;
-
-    // boto's proxy setting: it sends `POST http://ec2.us-east-1.amazonaws.com/` to overcast,
-    // signed for us-east-1, a region of the environment.
+    let key = access_key(server, "aws-test").await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("boto.cfg");
-    let port = server.base.rsplit(':').next().unwrap();
-    std::fs::write(
-        &config,
-        format!(
-            "[Boto]\nis_secure = False\nproxy = 127.0.0.1\nproxy_port = {port}\nnum_retries = 0\n"
-        ),
-    )
-    .unwrap();
+    std::fs::write(&config, boto_config).unwrap();
     let printed = run(
         Command::new(clients().join("python"))
             .arg(script("boto2_tutorial.py"))
