@@ -10,8 +10,7 @@ use async_trait::async_trait;
 use overcast_provider::SecretSpec;
 use overcast_types::SecretData;
 use overcast_types::{
-    Error, ErrorKind, Operation, OperationError, Registry, Role, TargetOutcome, TargetResult,
-    TaskDefinition,
+    Error, Operation, OperationError, Registry, Role, TargetOutcome, TargetResult, TaskDefinition,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -170,10 +169,7 @@ fn failure_of(marker: &TargetResult) -> Error {
         .clone()
         .and_then(|d| serde_json::from_value(d).ok());
     match recorded {
-        Some(e) => Error {
-            field: e.field,
-            ..Error::new(e.kind.unwrap_or(ErrorKind::Internal), e.code, e.message)
-        },
+        Some(e) => Error::from(&e),
         None => Error::internal(marker.message.clone().unwrap_or_default()),
     }
 }

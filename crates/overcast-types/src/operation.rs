@@ -150,6 +150,20 @@ impl From<&Error> for OperationError {
     }
 }
 
+/// A recorded failure as an error again (one recorded before kinds were kept is internal).
+impl From<&OperationError> for Error {
+    fn from(e: &OperationError) -> Self {
+        Error {
+            field: e.field.clone(),
+            ..Error::new(
+                e.kind.unwrap_or(crate::ErrorKind::Internal),
+                e.code.clone(),
+                e.message.clone(),
+            )
+        }
+    }
+}
+
 /// A recorded change: persisted before any backend call, then run, resumed after a restart,
 /// and kept as history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -4,7 +4,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use overcast_types::{Error, ErrorKind, Operation};
+use overcast_types::{Error, Operation};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -53,13 +53,7 @@ impl IntoResponse for ApiError {
 /// own status and error, with the operation's id.
 pub fn operation_failed(operation: &Operation) -> Option<Response> {
     let failure = operation.error.as_ref()?;
-    let mut error = Error::new(
-        failure.kind.unwrap_or(ErrorKind::Internal),
-        failure.code.clone(),
-        failure.message.clone(),
-    );
-    error.field = failure.field.clone();
-    Some(error_response(error, Some(operation.id.clone())))
+    Some(error_response(failure.into(), Some(operation.id.clone())))
 }
 
 fn error_response(e: Error, operation_id: Option<String>) -> Response {

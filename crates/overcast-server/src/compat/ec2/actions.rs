@@ -576,11 +576,12 @@ async fn launched(
         }
         let now = cx.state.core.operation(cx.principal, &operation.id).await?;
         match now.status {
+            // The launch's own failure, in EC2's terms (an image not found, no capacity).
             OperationStatus::Failed | OperationStatus::Cancelled => {
-                let message = now
-                    .error
-                    .map_or_else(|| "the launch failed".to_string(), |e| e.message);
-                return Err(fault("InsufficientInstanceCapacity", message));
+                return Err(now.error.as_ref().map_or_else(
+                    || fault("InsufficientInstanceCapacity", "the launch failed"),
+                    Error::from,
+                ));
             }
             _ if Instant::now() >= deadline => {
                 return Err(Error::unavailable(

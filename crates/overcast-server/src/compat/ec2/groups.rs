@@ -80,15 +80,8 @@ async fn ended(cx: &Call<'_>, operation: Operation, wait: Duration) -> Result<Op
         .core
         .wait(cx.principal, &operation.id, wait)
         .await?;
-    match ended.error.clone() {
-        Some(error) => Err(Error {
-            field: error.field,
-            ..Error::new(
-                error.kind.unwrap_or(overcast_types::ErrorKind::Internal),
-                error.code,
-                error.message,
-            )
-        }),
+    match &ended.error {
+        Some(error) => Err(error.into()),
         None if ended.status == OperationStatus::Succeeded => Ok(ended),
         None => Err(Error::unavailable(
             "operation_pending",
