@@ -543,11 +543,62 @@ impl Core {
         self.runner.wait(id, timeout).await
     }
 
+    /// An operation the caller may see, as it is now and again each time it changes, until
+    /// it has ended. It is read from the store every [`FOLLOW_POLL`], so it follows the
+    /// operation on whichever server runs it. A read that fails ends the stream with its
+    /// error.
+    pub fn follow(
+        self: &Arc<Self>,
+        principal: &Principal,
+        id: &str,
+    ) -> impl futures::Stream<Item = Result<Operation, Error>> + Send + 'static {
+        struct Following {
+            core: Arc<Core>,
+            principal: Principal,
+            id: String,
+            last: Option<Operation>,
+            done: bool,
+        }
+        let start = Following {
+            core: self.clone(),
+            principal: principal.clone(),
+            id: id.to_string(),
+            last: None,
+            done: false,
+        };
+        futures::stream::unfold(start, |mut following| async move {
+            if following.done {
+                return None;
+            }
+            loop {
+                let read = following
+                    .core
+                    .operation(&following.principal, &following.id)
+                    .await;
+                match read {
+                    Err(e) => {
+                        following.done = true;
+                        return Some((Err(e), following));
+                    }
+                    Ok(operation) if following.last.as_ref() != Some(&operation) => {
+                        following.done = operation.status.is_final();
+                        following.last = Some(operation.clone());
+                        return Some((Ok(operation), following));
+                    }
+                    Ok(_) => tokio::time::sleep(FOLLOW_POLL).await,
+                }
+            }
+        })
+    }
+
     pub async fn cancel(&self, principal: &Principal, id: &str) -> Result<Operation, Error> {
         self.operation(principal, id).await?;
         self.runner.cancel(id).await
     }
 }
+
+/// How often a followed operation is read again.
+const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 
 fn key_reused(operation_id: &str) -> Error {
     Error::conflict(

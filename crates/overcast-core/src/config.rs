@@ -48,6 +48,10 @@ pub struct Config {
     /// most SigV4 allows).
     #[serde(default = "default_presign_max")]
     pub presign_max_secs: u64,
+    /// How long a console sign-in lasts before the console asks for the token again (at
+    /// most the token's own life).
+    #[serde(default = "default_console_session")]
+    pub console_session_secs: u64,
     /// `text` for people, `json` for log collectors.
     #[serde(default)]
     pub log_format: LogFormat,
@@ -305,6 +309,10 @@ fn default_presign_max() -> u64 {
     3600
 }
 
+fn default_console_session() -> u64 {
+    12 * 3600
+}
+
 /// SigV4 signatures expire after at most seven days.
 const PRESIGN_LIMIT_SECS: u64 = 7 * 24 * 3600;
 
@@ -476,6 +484,10 @@ impl Config {
         );
         number("OVERCAST_PRESIGN_MAX_SECS", &mut self.presign_max_secs);
         number(
+            "OVERCAST_CONSOLE_SESSION_SECS",
+            &mut self.console_session_secs,
+        );
+        number(
             "OVERCAST_OPERATION_LEASE_SECS",
             &mut self.operation_lease_secs,
         );
@@ -597,6 +609,13 @@ impl Config {
                     "{} is not from 1 to {PRESIGN_LIMIT_SECS} (7 days)",
                     self.presign_max_secs
                 ),
+            );
+        }
+        if self.console_session_secs == 0 {
+            at(
+                "console_session_secs".into(),
+                "0 would end every console sign-in at once; give the seconds a sign-in lasts"
+                    .into(),
             );
         }
         for e in self.stages.problems() {

@@ -25,6 +25,7 @@ pub mod orchestration;
 pub mod parameters;
 pub mod secrets;
 pub mod security_groups;
+pub mod sessions;
 #[cfg(test)]
 mod sim_tests;
 pub mod tags;

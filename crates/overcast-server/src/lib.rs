@@ -1,9 +1,10 @@
 //! The overcast HTTP server: route families (the native `/v1` API with its system routes,
-//! the compatibility families of the tools overcast replaces, and room for the console), request ids and
+//! the compatibility families of the tools overcast replaces, and the console), request ids and
 //! metrics, per-family authentication, audit and error bodies, OpenAPI and the docs page,
 //! TLS and graceful shutdown. Handlers stay thin: parse, call the core, shape the answer.
 
 pub mod compat;
+pub mod console;
 pub mod http;
 pub mod native;
 mod server;
@@ -74,6 +75,7 @@ pub fn app(core: Arc<Core>) -> Router {
     let native = api.merge(SwaggerUi::new("/docs").url("/openapi.json", document));
     let app = family_routes(native, &state, native::Native)
         .merge(compat::routes(&state))
+        .merge(family_routes(console::routes(), &state, console::Console))
         .fallback(native::not_found)
         .method_not_allowed_fallback(native::method_not_allowed)
         .layer(from_fn(http::request_id::request_id))

@@ -204,6 +204,214 @@ async fn a_token_works_until_it_is_revoked_and_its_secret_is_shown_once() {
     );
 }
 
+/// Signs in to the console with a token: the session secret its cookie holds, and the
+/// session's CSRF token.
+async fn sign_in(server: &TestServer, token: &str) -> (String, String) {
+    let response = server
+        .request(Method::POST, "/console/session", None)
+        .json(&json!({"token": token}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let secret = cookie
+        .strip_prefix("overcast_session=")
+        .and_then(|c| c.split(';').next())
+        .unwrap()
+        .to_string();
+    let body: Value = response.json().await.unwrap();
+    (secret, body["csrf_token"].as_str().unwrap().to_string())
+}
+
+/// A request with a console session's cookie, and its CSRF token when given.
+async fn with_session(
+    server: &TestServer,
+    method: Method,
+    path: &str,
+    secret: &str,
+    csrf: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = server
+        .request(method, path, None)
+        .header("cookie", format!("overcast_session={secret}"));
+    if let Some(csrf) = csrf {
+        request = request.header("x-csrf-token", csrf);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[tokio::test]
+async fn console_sessions_stand_for_their_token_until_signed_out_revoked_or_expired() {
+    let server = TestServer::start_with(|c| c.console_session_secs = 2).await;
+    let (id, token) = server.token_with("acme", "operator", None).await;
+    let (status, body) = server
+        .call(
+            Method::POST,
+            "/console/session",
+            None,
+            Some(json!({"token": "oc_wrong"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, body) = server
+        .call(
+            Method::POST,
+            "/console/session",
+            None,
+            Some(json!({"token": token, "role": "admin"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("body.role")),
+        "{body}"
+    );
+
+    // A form of another site can only send text: a sign-in takes JSON alone.
+    let response = server
+        .request(Method::POST, "/console/session", None)
+        .header("content-type", "text/plain")
+        .body(json!({"token": token}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(response.headers().get("set-cookie").is_none());
+
+    let (secret, csrf) = sign_in(&server, &token).await;
+    let (status, me) = with_session(&server, Method::GET, "/v1/whoami", &secret, None, None).await;
+    assert_eq!(
+        (status, me["token_id"].as_str()),
+        (StatusCode::OK, Some(id.as_str()))
+    );
+    let (_, session) = with_session(
+        &server,
+        Method::GET,
+        "/console/session",
+        &secret,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(session["csrf_token"], csrf.as_str());
+    assert_eq!(session["whoami"]["role"], "operator");
+
+    // A change needs the session's CSRF token; with it, the change is the token's own.
+    let idempotent = json!({"dry_run": true, "ids": ["i-1"]});
+    let (status, body) = with_session(
+        &server,
+        Method::POST,
+        "/v1/environments/local/instances/stop",
+        &secret,
+        None,
+        Some(idempotent.clone()),
+    )
+    .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::FORBIDDEN, "csrf_token_invalid")
+    );
+    let (status, body) = with_session(
+        &server,
+        Method::POST,
+        "/v1/environments/local/instances/stop",
+        &secret,
+        Some("0f00"),
+        Some(idempotent.clone()),
+    )
+    .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::FORBIDDEN, "csrf_token_invalid")
+    );
+    let (status, body) = with_session(
+        &server,
+        Method::DELETE,
+        "/v1/access-keys/AKOCNOTAKEY",
+        &secret,
+        Some(&csrf),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::NOT_FOUND, "access_key_not_found"),
+        "past the CSRF check"
+    );
+    let (_, audit) = server
+        .call(Method::GET, "/v1/audit?limit=10", Some(ADMIN), None)
+        .await;
+    let entries = audit["items"].as_array().unwrap();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["route"] == "/console/session" && e["token_id"] == id.as_str()),
+        "the sign-in is audited: {audit}"
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["route"] == "/v1/environments/{env}/instances/stop"
+                && e["outcome"] == "denied"),
+        "the refused change is audited: {audit}"
+    );
+
+    // Signed out: the cookie is worth nothing.
+    let (status, _) = with_session(
+        &server,
+        Method::DELETE,
+        "/console/session",
+        &secret,
+        Some(&csrf),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) =
+        with_session(&server, Method::GET, "/v1/whoami", &secret, None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+
+    // A session ends with its token's revocation, and on its own after console_session_secs.
+    let (revoked, _) = sign_in(&server, &token).await;
+    let (expiring, _) = sign_in(&server, &token).await;
+    let (other_id, other) = server.token_with("acme", "viewer", None).await;
+    let (kept, _) = sign_in(&server, &other).await;
+    server
+        .change(Method::DELETE, &format!("/v1/tokens/{id}"), None)
+        .await;
+    let (status, body) =
+        with_session(&server, Method::GET, "/v1/whoami", &revoked, None, None).await;
+    assert_eq!(
+        (status, body["error"]["message"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("the token has been revoked"))
+    );
+    let (status, me) = with_session(&server, Method::GET, "/v1/whoami", &kept, None, None).await;
+    assert_eq!(
+        (status, me["token_id"].as_str()),
+        (StatusCode::OK, Some(other_id.as_str()))
+    );
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    for secret in [&expiring, &kept] {
+        let (status, body) =
+            with_session(&server, Method::GET, "/v1/whoami", secret, None, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    }
+}
+
 /// Reads every byte the database holds, for looking for secrets in it.
 async fn database_bytes(server: &TestServer, database_url: Option<&str>) -> Vec<u8> {
     match database_url {
@@ -268,8 +476,10 @@ async fn secrets_never_reach_the_database(database_url: Option<String>) {
     let secret = server.token("acme", "operator").await;
     // A replayed create does not show the secret again.
     let secret2 = server.token("acme", "viewer").await;
+    // A console sign-in's cookie holds a session secret, which the store keeps hashed too.
+    let session = sign_in(&server, &secret2).await.0;
     let bytes = database_bytes(&server, database_url.as_deref()).await;
-    for s in [secret, secret2, ADMIN.to_string()] {
+    for s in [secret, secret2, ADMIN.to_string(), session] {
         let hex = s.trim_start_matches("oc_").as_bytes().to_vec();
         assert!(
             !bytes.windows(hex.len()).any(|w| w == hex.as_slice()),

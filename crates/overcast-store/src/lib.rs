@@ -354,6 +354,66 @@ impl Store {
         Ok(changed > 0)
     }
 
+    // ---- console sessions ---------------------------------------------------------------
+
+    /// Records a console session by its secret's hash, and forgets every session that has
+    /// expired.
+    pub async fn insert_session(
+        &self,
+        secret_hash: &str,
+        token_id: &str,
+        created_at: OffsetDateTime,
+        expires_at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM console_sessions WHERE expires_at <= $1")
+            .bind(to_ms(created_at))
+            .execute(&self.pool)
+            .await?;
+        sqlx::query(
+            "INSERT INTO console_sessions (secret_hash, token_id, created_at, expires_at)
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(secret_hash)
+        .bind(token_id)
+        .bind(to_ms(created_at))
+        .bind(to_ms(expires_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The token of the console session with this secret hash, and when the session
+    /// expires.
+    pub async fn session_token(
+        &self,
+        secret_hash: &str,
+    ) -> Result<Option<(TokenInfo, OffsetDateTime)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT t.id, t.name, t.org, t.role, t.created_at, t.expires_at, t.revoked_at,
+                    t.created_by, s.expires_at AS session_expires_at
+             FROM console_sessions s JOIN tokens t ON t.id = s.token_id
+             WHERE s.secret_hash = $1",
+        )
+        .bind(secret_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let expires_at = from_ms(row.try_get("session_expires_at")?)?;
+        Ok(Some((token_from_row(&row)?, expires_at)))
+    }
+
+    /// Ends a console session; whether there was one.
+    pub async fn delete_session(&self, secret_hash: &str) -> Result<bool, StoreError> {
+        let deleted = sqlx::query("DELETE FROM console_sessions WHERE secret_hash = $1")
+            .bind(secret_hash)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(deleted > 0)
+    }
+
     pub async fn token_count(&self) -> Result<u64, StoreError> {
         let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM tokens")
             .fetch_one(&self.pool)

@@ -667,6 +667,38 @@ async fn the_last_usable_admin_is_never_revoked_even_by_concurrent_revokes(store
     }
 }
 
+async fn console_sessions_lead_to_their_token_until_ended_or_expired(store: &Store) {
+    store
+        .insert_token(&token("tok_s", "acme"), "hash-token")
+        .await
+        .unwrap();
+    store
+        .insert_session("session-a", "tok_s", t(0), t(1_000))
+        .await
+        .unwrap();
+    let (found, expires_at) = store.session_token("session-a").await.unwrap().unwrap();
+    assert_eq!(found, token("tok_s", "acme"));
+    assert_eq!(expires_at, t(1_000));
+    assert!(store.session_token("hash-token").await.unwrap().is_none());
+
+    // A later sign-in forgets the sessions that have expired by then, and only those.
+    store
+        .insert_session("session-b", "tok_s", t(500), t(5_000))
+        .await
+        .unwrap();
+    store
+        .insert_session("session-c", "tok_s", t(2_000), t(9_000))
+        .await
+        .unwrap();
+    assert!(store.session_token("session-a").await.unwrap().is_none());
+    assert!(store.session_token("session-b").await.unwrap().is_some());
+
+    assert!(store.delete_session("session-b").await.unwrap());
+    assert!(!store.delete_session("session-b").await.unwrap());
+    assert!(store.session_token("session-b").await.unwrap().is_none());
+    assert!(store.session_token("session-c").await.unwrap().is_some());
+}
+
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -702,6 +734,7 @@ contract!(
     operations_are_paged_and_filtered,
     the_audit_log_is_appended_and_listed,
     the_last_usable_admin_is_never_revoked_even_by_concurrent_revokes,
+    console_sessions_lead_to_their_token_until_ended_or_expired,
 );
 
 #[tokio::test]

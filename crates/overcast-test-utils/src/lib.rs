@@ -16,6 +16,7 @@
 //! - [`registry`]: a real container image registry (Debian's `docker-registry`), open or
 //!   behind basic or token authentication, pushes into it, and its token service.
 //! - [`qemu`] (feature `qemu`): the test image, VM processes and QMP, and a reaper for VMs.
+//! - [`browser`]: headless Chromium over WebDriver, for the console's tests.
 //! - [`eventually`]: polling until something holds.
 //!
 //! # Features and dependency cycles
@@ -34,6 +35,7 @@
 //! once, with both, and each test binary links only what it calls.
 
 pub mod api;
+pub mod browser;
 pub mod fakepve;
 pub mod faults;
 pub mod metrics;

@@ -6,7 +6,9 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 /// The common states of every provider's machines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum InstanceState {
     Pending,

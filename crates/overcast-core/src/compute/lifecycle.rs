@@ -196,6 +196,9 @@ pub struct Plan {
     pub set: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keys: Vec<String>,
+    /// The `confirm` text carrying the plan out needs, when it needs one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm: Option<String>,
 }
 
 /// Plans an action on the matched instances: who is acted on, who is skipped and why, and
@@ -296,7 +299,7 @@ pub fn make_plan(
             })
         })
         .collect();
-    Ok(Plan {
+    let mut plan = Plan {
         environment: environment.to_string(),
         action,
         targets,
@@ -305,7 +308,10 @@ pub fn make_plan(
         force: request.force,
         set: request.set.clone(),
         keys: request.keys.clone(),
-    })
+        confirm: None,
+    };
+    plan.confirm = needed_confirmation(policy, request, &plan);
+    Ok(plan)
 }
 
 /// The stage a promotion moves to, or why it cannot.
@@ -335,14 +341,9 @@ fn promotion(policy: &StagePolicy, from: Option<&str>, to: Option<&str>) -> Resu
     }
 }
 
-/// Checks the confirmation a destructive plan needs: terminate always, stop when a target
-/// is in a protected stage. The expected value is `ENV/STAGE` when the selector names a
-/// stage, else `ENV/COUNT`.
-pub fn check_confirmation(
-    policy: &StagePolicy,
-    request: &BulkRequest,
-    plan: &Plan,
-) -> Result<(), Error> {
+/// The confirmation a destructive plan needs: terminate always, stop when a target is in
+/// a protected stage. It is `ENV/STAGE` when the selector names a stage, else `ENV/COUNT`.
+fn needed_confirmation(policy: &StagePolicy, request: &BulkRequest, plan: &Plan) -> Option<String> {
     let needed = match plan.action {
         BulkAction::Terminate => true,
         BulkAction::Stop => plan
@@ -352,11 +353,22 @@ pub fn check_confirmation(
         _ => false,
     };
     if !needed || plan.targets.is_empty() {
-        return Ok(());
+        return None;
     }
-    let expected = match &request.stage {
+    Some(match &request.stage {
         Some(stage) => format!("{}/{stage}", plan.environment),
         None => format!("{}/{}", plan.environment, plan.targets.len()),
+    })
+}
+
+/// Checks that a request carries the confirmation its plan needs.
+pub fn check_confirmation(
+    policy: &StagePolicy,
+    request: &BulkRequest,
+    plan: &Plan,
+) -> Result<(), Error> {
+    let Some(expected) = needed_confirmation(policy, request, plan) else {
+        return Ok(());
     };
     if request.confirm.as_deref() == Some(expected.as_str()) {
         return Ok(());
@@ -1031,6 +1043,11 @@ mod tests {
             EC2_BATCH,
         )
         .unwrap();
+        assert_eq!(
+            stop.confirm.as_deref(),
+            Some("aws-dev/prod"),
+            "the plan names it"
+        );
         let err = check_confirmation(&policy, &by_stage, &stop).unwrap_err();
         assert_eq!(err.field.as_deref(), Some("confirm"));
         assert!(
@@ -1074,6 +1091,7 @@ mod tests {
             EC2_BATCH,
         )
         .unwrap();
+        assert_eq!(stop_dev.confirm, None, "an unprotected stop needs none");
         check_confirmation(&policy, &BulkRequest::default(), &stop_dev).unwrap();
     }
 

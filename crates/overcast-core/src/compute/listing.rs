@@ -86,6 +86,29 @@ impl Environment {
             .ok_or_else(|| self.not_read("instance"))
     }
 
+    /// How many instances the caller may see match the query (its page and limit aside),
+    /// by stage and state, and when the backend was read for them.
+    pub async fn count_by_stage_and_state(
+        &self,
+        visible: impl Fn(&Instance) -> bool,
+        query: &InstanceQuery,
+    ) -> Result<
+        (
+            BTreeMap<(Option<String>, InstanceState), usize>,
+            OffsetDateTime,
+        ),
+        Error,
+    > {
+        let regions = self
+            .known_parts::<Instance>(query.region.as_deref(), query.fresh)
+            .await?;
+        let keep = |i: &Instance| visible(i) && query.matches(&self.stages.tag_key, i);
+        self.inventory
+            .instances
+            .count_by(&regions, keep, |i| (i.stage.clone(), i.state))
+            .ok_or_else(|| self.not_read("instance"))
+    }
+
     /// One instance, from whichever region has it: the inventory's, or the backend's
     /// when the inventory does not hold it or `fresh` asks for it.
     pub async fn find(&self, id: &str, fresh: bool) -> Result<Option<Instance>, Error> {

@@ -21,14 +21,36 @@ pub use listing::InstanceQuery;
 pub(crate) use modify::ModifyInstance;
 pub use modify::ModifyInstanceRequest;
 
-use overcast_types::{Error, Instance, Page, StagePolicy};
+use overcast_types::{Error, Instance, InstanceState, Page, StagePolicy};
 use serde::Serialize;
+use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::access::{visible_or_404, visible_org};
 use crate::app::Core;
 use crate::auth::Principal;
 use crate::errors::provider_error;
+
+/// How many instances of an environment match a query, by stage and state: the fleet at
+/// a glance, however large.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FleetSummary {
+    pub total: usize,
+    /// One entry per stage and state that has instances, by stage (none first), then state.
+    pub counts: Vec<FleetCount>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub as_of: OffsetDateTime,
+}
+
+/// The instances of one stage in one state.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FleetCount {
+    /// The stage tag's value; none for instances without one.
+    pub stage: Option<String>,
+    pub state: InstanceState,
+    pub count: usize,
+}
 
 /// A region of an environment and its zones.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -53,6 +75,35 @@ impl Core {
         Ok(Page {
             as_of: Some(as_of),
             ..Page::of(items, next_page_token)
+        })
+    }
+
+    /// The instances of an environment the caller may see that match the query, counted
+    /// by stage and state, from the inventory.
+    pub async fn fleet_summary(
+        &self,
+        principal: &Principal,
+        env: &str,
+        query: InstanceQuery,
+    ) -> Result<FleetSummary, Error> {
+        let environment = self.environments.require(env)?;
+        let visible = |i: &Instance| visible_org(principal, i.org.as_deref());
+        let (counts, as_of) = environment
+            .count_by_stage_and_state(visible, &query)
+            .await?;
+        self.record_drift(environment).await;
+        let counts: Vec<FleetCount> = counts
+            .into_iter()
+            .map(|((stage, state), count)| FleetCount {
+                stage,
+                state,
+                count,
+            })
+            .collect();
+        Ok(FleetSummary {
+            total: counts.iter().map(|c| c.count).sum(),
+            counts,
+            as_of,
         })
     }
 

@@ -132,6 +132,27 @@ impl<T: Held> Shelf<T> {
         ))
     }
 
+    /// How many resources of `parts` that `keep` keeps fall under each `key`, and when
+    /// the oldest part was read; none while a part has not been read. Nothing is copied.
+    pub fn count_by<K: Ord>(
+        &self,
+        parts: &[String],
+        keep: impl Fn(&T) -> bool,
+        key: impl Fn(&T) -> K,
+    ) -> Option<(BTreeMap<K, usize>, OffsetDateTime)> {
+        let as_of = self.as_of(parts)?;
+        let state = self.read_state();
+        let mut counts = BTreeMap::new();
+        for item in state
+            .items
+            .values()
+            .filter(|item| parts.iter().any(|p| p == item.part()) && keep(item))
+        {
+            *counts.entry(key(item)).or_default() += 1;
+        }
+        Some((counts, as_of))
+    }
+
     /// One resource, if the shelf holds it.
     pub fn get(&self, key: &str) -> Option<T> {
         self.read_state().items.get(key).cloned()

@@ -14,7 +14,7 @@ use overcast_types::{Error, Role};
 use std::sync::Arc;
 
 use super::request_id::current_request_id;
-use crate::AppState;
+use crate::{console, AppState};
 
 /// Where a family's callers put their overcast token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +26,10 @@ pub enum AuthScheme {
     BearerOrHeader(&'static str),
     /// An AWS SigV4 signature by an access key of a token, over the whole request.
     SigV4,
+    /// A console session's cookie; a change also carries the session's CSRF token.
+    Session,
+    /// `Authorization: Bearer <token>`, or else a console session, as for [`Self::Session`].
+    BearerOrSession,
 }
 
 impl AuthScheme {
@@ -40,8 +44,8 @@ impl AuthScheme {
             })
             .map(|(_, secret)| secret.trim());
         match self {
-            AuthScheme::Bearer => bearer,
-            AuthScheme::SigV4 => None,
+            AuthScheme::Bearer | AuthScheme::BearerOrSession => bearer,
+            AuthScheme::SigV4 | AuthScheme::Session => None,
             AuthScheme::BearerOrHeader(name) => bearer.or_else(|| {
                 headers
                     .get(name)
@@ -55,9 +59,10 @@ impl AuthScheme {
     /// What to tell a caller that sent no token.
     pub fn missing(self) -> String {
         match self {
-            AuthScheme::Bearer => {
+            AuthScheme::Bearer | AuthScheme::BearerOrSession => {
                 "this route needs a token: send `Authorization: Bearer <token>`".into()
             }
+            AuthScheme::Session => "this route needs a console session: sign in first".into(),
             AuthScheme::SigV4 => {
                 "this route needs a SigV4 signature by an overcast access key".into()
             }
@@ -142,7 +147,7 @@ pub struct NotAChange;
 pub async fn authorize(
     State(state): State<FamilyState>,
     matched: MatchedPath,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Response {
     let route = matched.as_str().to_string();
@@ -152,25 +157,42 @@ pub async fn authorize(
         return next.run(req).await;
     };
     let scheme = family.auth();
+    // A known caller refused all the same (a console change without its CSRF token): the
+    // refusal is audited like a missing role.
+    let mut refusal = None;
     let (principal, mut req) = if scheme == AuthScheme::SigV4 {
         match crate::compat::ec2::authenticate(&state.app, req).await {
             Ok(signed) => signed,
             Err(e) => return family.refused(None, e),
         }
     } else {
-        let presented = scheme.secret(req.headers());
-        let principal = match presented {
-            None => Err(Error::unauthenticated(scheme.missing())),
+        let presented = scheme.secret(req.headers()).map(str::to_string);
+        let principal = match presented.as_deref() {
             Some(secret) => state.app.core.authenticate(secret).await,
+            None if matches!(scheme, AuthScheme::Session | AuthScheme::BearerOrSession) => {
+                match console::session_of(&state.app, req.headers()).await {
+                    Ok(session) => {
+                        refusal = console::csrf_refusal(&session, req.method(), req.headers());
+                        let principal = session.principal.clone();
+                        req.extensions_mut().insert(session);
+                        Ok(principal)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            None => Err(Error::unauthenticated(scheme.missing())),
         };
         match principal {
             Ok(principal) => (principal, req),
-            Err(e) => return family.refused(presented, e),
+            Err(e) => return family.refused(presented.as_deref(), e),
         }
     };
     let method = req.method().clone();
     let target = req.uri().path().to_string();
-    let response = match principal.require(role) {
+    let allowed = principal
+        .require(role)
+        .and_then(|()| refusal.map_or(Ok(()), Err));
+    let response = match allowed {
         Err(e) => family.error(e),
         Ok(()) => {
             req.extensions_mut().insert(principal.clone());

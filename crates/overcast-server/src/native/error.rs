@@ -56,10 +56,9 @@ pub fn operation_failed(operation: &Operation) -> Option<Response> {
     Some(error_response(failure.into(), Some(operation.id.clone())))
 }
 
-fn error_response(e: Error, operation_id: Option<String>) -> Response {
-    {
-        let status = status_of(e.kind);
-        let body = ErrorBody {
+impl ErrorBody {
+    fn of(e: Error, operation_id: Option<String>) -> ErrorBody {
+        ErrorBody {
             error: ErrorDetail {
                 code: e.code,
                 message: e.message,
@@ -67,14 +66,28 @@ fn error_response(e: Error, operation_id: Option<String>) -> Response {
                 request_id: current_request_id(),
                 operation_id,
             },
-        };
+        }
+    }
+}
+
+impl From<Error> for ErrorBody {
+    fn from(e: Error) -> Self {
+        ErrorBody::of(e, None)
+    }
+}
+
+fn error_response(e: Error, operation_id: Option<String>) -> Response {
+    {
+        let status = status_of(e.kind);
+        let retry_after_secs = e.retry_after_secs;
+        let body = ErrorBody::of(e, operation_id);
         let mut response = (status, Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if let Some(secs) = e.retry_after_secs {
+        if let Some(secs) = retry_after_secs {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use overcast_core::compute::{
-    BulkAction, CreateInstancesRequest, InstanceActionRequest, InstanceQuery, Launch,
+    BulkAction, CreateInstancesRequest, FleetSummary, InstanceActionRequest, InstanceQuery, Launch,
     ModifyInstanceRequest, RegionView,
 };
 use overcast_types::{Error, Instance, InstanceState, Operation, Page};
@@ -39,6 +39,38 @@ pub async fn instance_list(
     ApiPath(env): ApiPath<String>,
     ApiQuery(params): ApiQuery<Vec<(String, String)>>,
 ) -> ApiResult<Json<Page<Instance>>> {
+    let query = instance_query(params, true)?;
+    Ok(Json(state.core.instances(&principal, &env, query).await?))
+}
+
+/// The instances of the environment the caller may see that match the filters, counted by
+/// stage and state: the fleet at a glance, without listing it.
+#[utoipa::path(get, path = "/v1/environments/{env}/fleet", tag = "instances",
+    params(
+        ("env" = String, Path, description = "Environment name"),
+        ("stage" = Option<String>, Query, description = "Only this stage"),
+        ("state" = Option<InstanceState>, Query, description = "Only this state, e.g. running"),
+        ("name" = Option<String>, Query, description = "Only this Name tag"),
+        ("region" = Option<String>, Query, description = "Only this region"),
+        ("tag.KEY" = Option<String>, Query, description = "Only instances whose tag KEY has this value; repeatable"),
+        ("fresh" = Option<bool>, Query, description = "Read the backend now rather than count the inventory"),
+    ),
+    responses((status = 200, body = FleetSummary), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn fleet_summary(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    ApiPath(env): ApiPath<String>,
+    ApiQuery(params): ApiQuery<Vec<(String, String)>>,
+) -> ApiResult<Json<FleetSummary>> {
+    let query = instance_query(params, false)?;
+    Ok(Json(
+        state.core.fleet_summary(&principal, &env, query).await?,
+    ))
+}
+
+/// The filters of an instance listing; `limit` and `page_token` too when it is `paged`.
+fn instance_query(params: Vec<(String, String)>, paged: bool) -> Result<InstanceQuery, Error> {
     let mut query = InstanceQuery::default();
     let mut limit = None;
     for (key, value) in params {
@@ -47,8 +79,8 @@ pub async fn instance_list(
             "state" => query.state = Some(InstanceState::parse("state", &value)?),
             "name" => query.name = Some(value),
             "region" => query.region = Some(value),
-            "limit" => limit = Some(value),
-            "page_token" => query.page_token = Some(value),
+            "limit" if paged => limit = Some(value),
+            "page_token" if paged => query.page_token = Some(value),
             "fresh" => {
                 query.fresh = parse_param("fresh", Some(&value), "true or false")?.unwrap_or(false)
             }
@@ -57,17 +89,21 @@ pub async fn instance_list(
                     query.tags.insert(tag.to_string(), value);
                 }
                 _ => {
+                    let known = if paged {
+                        "stage, state, name, region, tag.KEY, limit, page_token, fresh"
+                    } else {
+                        "stage, state, name, region, tag.KEY, fresh"
+                    };
                     return Err(Error::invalid(
                         "query",
-                        format!("unknown parameter `{key}`; use stage, state, name, region, tag.KEY, limit, page_token, fresh"),
-                    )
-                    .into())
+                        format!("unknown parameter `{key}`; use {known}"),
+                    ));
                 }
             },
         }
     }
     query.limit = page_limit(limit.as_deref())?;
-    Ok(Json(state.core.instances(&principal, &env, query).await?))
+    Ok(query)
 }
 
 /// The answer to a dry-run create.

@@ -85,7 +85,7 @@ pub struct Native;
 
 impl Family for Native {
     fn auth(&self) -> AuthScheme {
-        AuthScheme::Bearer
+        AuthScheme::BearerOrSession
     }
 
     fn policy(&self, method: &Method, route: &str, config: &Config) -> RoutePolicy {
@@ -442,6 +442,7 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
             instances::instance_modify
         ))
         .routes(routes!(instances::region_list))
+        .routes(routes!(instances::fleet_summary))
         .routes(routes!(buckets::bucket_list, buckets::bucket_create))
         .routes(routes!(buckets::bucket_view, buckets::bucket_delete))
         .routes(routes!(
@@ -495,6 +496,7 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(operations::operation_list))
         .routes(routes!(operations::operation_view))
         .routes(routes!(operations::operation_cancel))
+        .routes(routes!(operations::operation_events))
         .routes(routes!(tokens::token_list, tokens::token_create))
         .routes(routes!(tokens::token_revoke))
         .routes(routes!(tokens::access_key_list))

@@ -2,12 +2,15 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::Response;
 use axum::Json;
+use futures::{Stream, StreamExt};
 use overcast_core::{OperationFilter, PageRequest};
 use overcast_types::{Operation, OperationStatus, Page};
 use serde::Deserialize;
-use utoipa::IntoParams;
+use std::convert::Infallible;
+use utoipa::{IntoParams, ToSchema};
 
 use super::{page_limit, since};
 use crate::native::error::{ApiResult, ErrorBody};
@@ -76,6 +79,44 @@ pub async fn operation_view(
         return Ok(Json(operation));
     }
     Ok(Json(state.core.wait(&principal, &id, wait).await?))
+}
+
+/// One server-sent event of an operation's stream, as the wire carries it (axum's `Event`
+/// writes it; this type describes it in the OpenAPI document).
+#[derive(ToSchema)]
+pub struct OperationEvent {
+    /// `operation`, or `error` when the operation could not be read.
+    pub event: String,
+    /// The operation as JSON (an `Operation`), or the error body.
+    pub data: String,
+}
+
+/// The operation as it runs, as server-sent events: an `operation` event holding the whole
+/// operation at once and again whenever it changes (status, progress, a target's outcome),
+/// until it has ended; then the stream ends. A read that fails sends an `error` event with
+/// the error body. For a browser's `EventSource`, which shows progress without polling.
+#[utoipa::path(get, path = "/v1/operations/{id}/events", tag = "operations",
+    params(("id" = String, Path, description = "Operation id")),
+    responses((status = 200, content_type = "text/event-stream", body = OperationEvent,
+               description = "`event: operation` with the operation as JSON in `data`, each time it changes"),
+              (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn operation_events(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    // An operation the caller may not see is a 404 before any stream starts.
+    state.core.operation(&principal, &id).await?;
+    let events = state.core.follow(&principal, &id).map(|read| {
+        let event = match read {
+            Ok(operation) => Event::default().event("operation").json_data(&operation),
+            Err(e) => Event::default()
+                .event("error")
+                .json_data(ErrorBody::from(e)),
+        };
+        Ok(event.unwrap_or_else(|e| Event::default().event("error").data(e.to_string())))
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }
 
 /// Asks an operation to stop: a pending one ends at once, a running one at its next step.

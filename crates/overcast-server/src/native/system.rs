@@ -34,6 +34,17 @@ pub struct WhoAmI {
     pub role: Role,
 }
 
+impl From<overcast_core::auth::Principal> for WhoAmI {
+    fn from(principal: overcast_core::auth::Principal) -> Self {
+        WhoAmI {
+            token_id: principal.token_id,
+            token_name: principal.token_name,
+            org: principal.org,
+            role: principal.role,
+        }
+    }
+}
+
 /// Answers while the process runs.
 #[utoipa::path(get, path = "/healthz", tag = "system", security(()),
     responses((status = 200, body = Health)))]
@@ -92,10 +103,5 @@ pub async fn servers_list(
 #[utoipa::path(get, path = "/v1/whoami", tag = "system",
     responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody)))]
 pub async fn principal_view(Caller(principal): Caller) -> Json<WhoAmI> {
-    Json(WhoAmI {
-        token_id: principal.token_id,
-        token_name: principal.token_name,
-        org: principal.org,
-        role: principal.role,
-    })
+    Json(WhoAmI::from(principal))
 }

@@ -15,6 +15,7 @@ mod cli;
 mod compat;
 mod compat_ecs;
 mod config;
+mod console;
 mod ec2;
 mod ec2_clients;
 mod fuzz;
