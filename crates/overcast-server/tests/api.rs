@@ -218,12 +218,17 @@ async fn sign_in(server: &TestServer, token: &str) -> (String, String) {
         .to_str()
         .unwrap()
         .to_string();
+    for part in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age="] {
+        assert!(cookie.contains(part), "{cookie} lacks {part}");
+    }
+    assert!(!cookie.contains(token), "the cookie is not the token");
     let secret = cookie
         .strip_prefix("overcast_session=")
         .and_then(|c| c.split(';').next())
         .unwrap()
         .to_string();
     let body: Value = response.json().await.unwrap();
+    assert!(!body.to_string().contains(token), "the token is not echoed");
     (secret, body["csrf_token"].as_str().unwrap().to_string())
 }
 
@@ -280,6 +285,17 @@ async fn console_sessions_stand_for_their_token_until_signed_out_revoked_or_expi
         (StatusCode::BAD_REQUEST, Some("body.role")),
         "{body}"
     );
+
+    // The page loads only its own code, and no other site may frame it.
+    let page = server
+        .request(Method::GET, "/console/", None)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let policy = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(policy.contains("script-src 'self'") && policy.contains("frame-ancestors 'none'"));
+    assert!(page.text().await.unwrap().contains("/console/app.js"));
 
     // A form of another site can only send text: a sign-in takes JSON alone.
     let response = server
