@@ -3,7 +3,7 @@
 //! the secret's hash. The CSRF token is derived from the secret, so it needs no storage
 //! and cannot be made without the cookie the browser will not show to any script.
 
-use overcast_types::{Error, ErrorKind};
+use overcast_types::Error;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
@@ -118,11 +118,7 @@ impl Core {
         {
             Ok(())
         } else {
-            Err(Error::new(
-                ErrorKind::Unauthenticated,
-                "unauthenticated",
-                "no such console session",
-            ))
+            Err(Error::unauthenticated("no such console session"))
         }
     }
 }

@@ -26,7 +26,7 @@ use crate::AppState;
 const COOKIE: &str = "overcast_session";
 
 /// The header every change through a session carries.
-pub const CSRF_HEADER: &str = "x-csrf-token";
+const CSRF_HEADER: &str = "x-csrf-token";
 
 /// The page may load only its own script, style and images, and no other site may frame it.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; \
@@ -70,14 +70,17 @@ impl Family for Console {
     }
 }
 
-/// The session a request's cookie stands for.
-pub async fn session_of(state: &AppState, headers: &HeaderMap) -> Result<Session, Error> {
-    let secret = session_secret(headers).ok_or_else(|| {
-        Error::unauthenticated(
-            "this route needs a token: send `Authorization: Bearer <token>`, or sign in to the console",
-        )
-    })?;
-    state.core.session(secret).await
+/// The secret in the session cookie, if the request carries one.
+pub fn session_secret(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.trim())
+        .filter(|value| !value.is_empty())
 }
 
 /// Why a request through a session is refused, if it is: a change (any method but GET,
@@ -101,19 +104,6 @@ pub fn csrf_refusal(session: &Session, method: &Method, headers: &HeaderMap) -> 
             Some(_) => "the X-CSRF-Token header is not this console session's",
         },
     ))
-}
-
-/// The secret in the session cookie, if the request carries one.
-fn session_secret(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| value.trim())
-        .filter(|value| !value.is_empty())
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {

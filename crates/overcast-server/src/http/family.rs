@@ -59,8 +59,11 @@ impl AuthScheme {
     /// What to tell a caller that sent no token.
     pub fn missing(self) -> String {
         match self {
-            AuthScheme::Bearer | AuthScheme::BearerOrSession => {
+            AuthScheme::Bearer => {
                 "this route needs a token: send `Authorization: Bearer <token>`".into()
+            }
+            AuthScheme::BearerOrSession => {
+                "this route needs a token: send `Authorization: Bearer <token>`, or sign in to the console".into()
             }
             AuthScheme::Session => "this route needs a console session: sign in first".into(),
             AuthScheme::SigV4 => {
@@ -170,7 +173,11 @@ pub async fn authorize(
         let principal = match presented.as_deref() {
             Some(secret) => state.app.core.authenticate(secret).await,
             None if matches!(scheme, AuthScheme::Session | AuthScheme::BearerOrSession) => {
-                match console::session_of(&state.app, req.headers()).await {
+                let session = match console::session_secret(req.headers()) {
+                    Some(secret) => state.app.core.session(secret).await,
+                    None => Err(Error::unauthenticated(scheme.missing())),
+                };
+                match session {
                     Ok(session) => {
                         refusal = console::csrf_refusal(&session, req.method(), req.headers());
                         let principal = session.principal.clone();

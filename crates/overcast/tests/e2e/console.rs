@@ -663,3 +663,80 @@ async fn console_reveals_a_secret_on_request_and_shows_a_private_key_once() {
         .await;
     assert_eq!(browser.count("#private-key").await, 0, "shown once");
 }
+
+/// A real VM made from the console: the create form (machine type, image, user data), its
+/// operation followed to the end, then the instance's serial console followed live until
+/// the user data's line appears. QEMU boots the test image under `overcast serve`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_creates_a_local_vm_and_follows_its_serial_console() {
+    use crate::BIN;
+    use overcast_test_utils::process::{serve, write_local_config};
+    use overcast_test_utils::qemu::{import_test_image, qemu_pid, Reaper};
+
+    let dir = tempfile::tempdir().unwrap();
+    let _reaper = Reaper(dir.path().to_path_buf());
+    let served = serve(BIN, &write_local_config(dir.path()));
+    let image = import_test_image(&served).await;
+
+    let browser = Browser::start().await;
+    browser.goto(&format!("{}/console/", served.base)).await;
+    browser.fill("#signin-token", ADMIN).await;
+    browser.click("#signin-submit").await;
+    browser.find("#whoami").await;
+    browser
+        .goto(&format!("{}/console/#/create/local", served.base))
+        .await;
+    browser.fill("#create-name", "from-console").await;
+    browser
+        .wait_until(
+            "the machine types",
+            "document.querySelector(\"#create-machine-type option[value='tiny']\")",
+        )
+        .await;
+    browser
+        .script(
+            "const select = document.querySelector('#create-machine-type');
+             select.value = 'tiny'; select.dispatchEvent(new Event('change'));",
+            json!([]),
+        )
+        .await;
+    browser.fill("#create-image", &image).await;
+    browser
+        .fill(
+            "#create-user-data",
+            "#!/bin/sh\necho \"CONSOLE-MARKER on $(hostname)\"\n",
+        )
+        .await;
+    browser.click("#create-submit").await;
+    browser
+        .wait_until(
+            "the launch to succeed",
+            "document.querySelector('#op-status') && document.querySelector('#op-status').textContent.trim() === 'succeeded'",
+        )
+        .await;
+    browser.click("#op-links a").await;
+    let id = browser
+        .script("return location.hash.split('/').pop()", json!([]))
+        .await;
+    let id = id.as_str().unwrap().to_string();
+    assert!(
+        qemu_pid(dir.path(), &id).is_some(),
+        "a QEMU process runs {id}"
+    );
+    browser
+        .wait_until(
+            "the user data's line on the serial console",
+            "document.querySelector('#serial-console').textContent.includes('CONSOLE-MARKER on from-console')",
+        )
+        .await;
+    let (_, vm) = served
+        .call(
+            Method::GET,
+            &format!("/v1/environments/local/instances/{id}"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(vm["state"], "running", "{vm}");
+    assert_eq!(vm["name"], "from-console", "{vm}");
+}
