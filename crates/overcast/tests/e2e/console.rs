@@ -19,12 +19,13 @@ const ORG: &str = "web";
 
 /// A server whose simulated environment starts with `instances` running instances of
 /// org `web`, spread over two regions and the stages dev, test and prod (protected).
-/// Stops take 2 s and every call 100 ms in batches of 4, so an operation is seen running.
+/// Stops take 2 s and every call 100 ms, in batches of 2, so an operation is seen running
+/// with some of its targets done.
 async fn server(instances: u32) -> TestServer {
     TestServer::built_with(|config| {
         let settings = json!({"provider": "sim", "regions": ["sim-1", "sim-2"],
             "instances": instances, "default_org": ORG, "stopping_secs": 2,
-            "max_ids_per_call": 4, "latency_ms": 100});
+            "max_ids_per_call": 2, "latency_ms": 100});
         config
             .environments
             .insert(ENV.into(), environment(settings));
@@ -166,6 +167,13 @@ async fn console_stops_a_stage_with_its_plan_confirmed_and_followed_live() {
         marker.as_str().unwrap().starts_with("#/operations/"),
         "{marker}"
     );
+    // Part done, still running: the page follows the operation as its batches end.
+    browser
+        .wait_until(
+            "some targets done while the operation runs",
+            "document.querySelector('#op-status').textContent.trim() === 'running' && document.querySelector('#op-progress').value > 0",
+        )
+        .await;
     browser.screenshot(&artifact("operation-running.png")).await;
     browser
         .wait_until(
@@ -485,13 +493,14 @@ async fn console_fleet_page_at_ten_thousand_instances() {
     browser.screenshot(&artifact("fleet-phone.png")).await;
 }
 
-/// The operation events the console follows: each change of a running bulk stop as an
-/// `operation` event, in order, and the stream's end once the operation has ended. Another
-/// org's operation is a 404 before any stream starts.
+/// The operation events the console follows: each change of a running bulk stop (8
+/// instances, two batches per region) as an `operation` event, in order, and the stream's
+/// end once the operation has ended. Another org's operation is a 404 before any stream
+/// starts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operation_events_follow_a_running_operation_to_its_end() {
     use futures::StreamExt;
-    let server = server(12).await;
+    let server = server(24).await;
     let token = server.token(ORG, "operator").await;
     let response = server
         .request(
@@ -556,7 +565,15 @@ async fn operation_events_follow_a_running_operation_to_its_end() {
         "{statuses:?}"
     );
     let last = events.last().unwrap();
-    assert_eq!(last["progress"], json!({"done": 4, "total": 4}));
+    assert_eq!(last["progress"], json!({"done": 8, "total": 8}));
+    let done: Vec<&Value> = events.iter().map(|e| &e["progress"]["done"]).collect();
+    assert!(
+        events.iter().any(|e| e["status"] == "running"
+            && e["progress"]["done"]
+                .as_u64()
+                .is_some_and(|d| d > 0 && d < 8)),
+        "a batch's end is an event of its own: {statuses:?} {done:?}"
+    );
     assert!(
         events.windows(2).all(|pair| pair[0] != pair[1]),
         "an event per change"
