@@ -10,13 +10,11 @@ use axum::routing::get;
 use axum::{Extension, Json, Router};
 use overcast_core::config::Config;
 use overcast_core::sessions::Session;
-use overcast_core::AuditRecord;
 use overcast_types::{Error, ErrorKind, Role};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::http::family::{AuthScheme, Family, RoutePolicy};
-use crate::http::request_id::current_request_id;
 use crate::native::error::ApiError;
 use crate::native::extract::parse_json;
 use crate::native::system::WhoAmI;
@@ -60,7 +58,12 @@ impl Family for Console {
     fn policy(&self, method: &Method, route: &str, _: &Config) -> RoutePolicy {
         match (method.as_str(), route) {
             ("GET", "/console/session") => RoutePolicy::read(Role::Viewer),
-            (_, "/console/session") if method != Method::POST => RoutePolicy::audited(Role::Viewer),
+            // A sign-in brings its own token; a good one is audited as that token's.
+            ("POST", "/console/session") => RoutePolicy {
+                role: None,
+                audited: true,
+            },
+            (_, "/console/session") => RoutePolicy::audited(Role::Viewer),
             _ => RoutePolicy::PUBLIC,
         }
     }
@@ -177,7 +180,8 @@ fn cookie(value: &str, max_age_secs: i64, tls: bool) -> HeaderValue {
     .expect("a session secret is hex")
 }
 
-/// Signs in with a token. The sign-in is audited as the token's, when the token is good.
+/// Signs in with a token. The answer names the token's principal, so the family audits
+/// the sign-in as the token's.
 async fn sign_in(State(state): State<AppState>, request: Request) -> Response {
     let result = async {
         // JSON only: a form on another site cannot send it without asking first, which
@@ -205,24 +209,13 @@ async fn sign_in(State(state): State<AppState>, request: Request) -> Response {
         Err(e) => return ApiError(e).into_response(),
     };
     let principal = signed_in.session.principal.clone();
-    let record = AuditRecord {
-        method: "POST".into(),
-        route: "/console/session".into(),
-        target: "/console/session".into(),
-        operation_id: None,
-        outcome: "succeeded".into(),
-        status_code: StatusCode::OK.as_u16(),
-        request_id: current_request_id(),
-    };
-    if let Err(e) = state.core.record_audit(&principal, record).await {
-        tracing::error!(error = %e, "the audit log could not record a console sign-in");
-    }
     let max_age = (signed_in.session.expires_at - OffsetDateTime::now_utc()).whole_seconds();
     let tls = state.core.config().tls.is_some();
     let mut response = Json(SessionView::from(signed_in.session)).into_response();
     response
         .headers_mut()
         .insert(header::SET_COOKIE, cookie(&signed_in.secret, max_age, tls));
+    response.extensions_mut().insert(principal);
     response
 }
 

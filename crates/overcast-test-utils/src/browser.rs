@@ -278,6 +278,19 @@ impl Browser {
         std::fs::write(path, bytes).unwrap();
     }
 
+    /// Opens the console of the server at `base` and signs in with `token`; waits until
+    /// the page shows the signed-in session's bar.
+    pub async fn sign_in(&self, base: &str, token: &str) {
+        self.goto(&format!("{base}/console/")).await;
+        self.fill("#signin-token", token).await;
+        self.click("#signin-submit").await;
+        self.wait_until(
+            "the sign-in",
+            "!document.querySelector('#session-bar').hidden",
+        )
+        .await;
+    }
+
     /// Resizes the window, e.g. to a phone's width.
     pub async fn resize(&self, width: u32, height: u32) {
         self.command(

@@ -209,6 +209,20 @@ pub fn write_local_config(dir: &Path) -> PathBuf {
     path
 }
 
+/// Writes a config for `overcast serve` on a free loopback port with its data in `dir`
+/// and one simulated environment, `fleet`, of `instances` running instances over the
+/// regions sim-1 and sim-2; answers its path.
+pub fn write_sim_config(dir: &Path, instances: usize) -> PathBuf {
+    let path = dir.join("overcast.toml");
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\n[environments.fleet]\nprovider = \"sim\"\n\
+         regions = [\"sim-1\", \"sim-2\"]\ninstances = {instances}\npending_secs = 0\n",
+        dir.join("data").display()
+    );
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
 /// Runs a command to its end; answers its exit code and its stdout and stderr.
 pub fn run(command: &mut Command) -> (i32, String, String) {
     let Output {

@@ -7,7 +7,7 @@
 //! (see scripts/bench).
 
 use overcast_test_utils::browser::Browser;
-use overcast_test_utils::process::serve;
+use overcast_test_utils::process::{serve, write_sim_config};
 use overcast_test_utils::ADMIN;
 use reqwest::Method;
 use serde_json::json;
@@ -33,17 +33,7 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("overcast.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\n[environments.fleet]\nprovider = \"sim\"\n\
-             regions = [\"sim-1\", \"sim-2\"]\ninstances = {INSTANCES}\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
-    let server = serve(BIN, &config);
+    let server = serve(BIN, &write_sim_config(dir.path(), INSTANCES));
     let requests = [
         "/v1/environments/fleet/instances?limit=100",
         "/v1/environments/fleet/fleet",
@@ -66,9 +56,7 @@ async fn main() {
     }
 
     let browser = Browser::start().await;
-    browser.goto(&format!("{}/console/", server.base)).await;
-    browser.fill("#signin-token", ADMIN).await;
-    browser.click("#signin-submit").await;
+    browser.sign_in(&server.base, ADMIN).await;
     browser.find("#fleet-table tbody tr").await;
     let mut rendered = Vec::new();
     let mut requests_ms: Vec<Vec<f64>> = vec![Vec::new(), Vec::new()];

@@ -9,7 +9,7 @@
 //! Needs OVERCAST_TEST_MOTO (see scripts/bench).
 
 use overcast_test_utils::moto::{launch_fleet, REGIONS};
-use overcast_test_utils::process::{serve, write_aws_config, Served};
+use overcast_test_utils::process::{serve, write_aws_config, write_sim_config, Served};
 use overcast_test_utils::{Api, ADMIN};
 use reqwest::Method;
 use std::collections::BTreeMap;
@@ -215,17 +215,7 @@ async fn main() {
 
     // 10,000 simulated instances: list latency, and the server's memory.
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("overcast.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\n[environments.fleet]\nprovider = \"sim\"\n\
-             regions = [\"sim-1\", \"sim-2\"]\ninstances = {SIM_INSTANCES}\npending_secs = 0\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
-    let served = serve(BIN, &config);
+    let served = serve(BIN, &write_sim_config(dir.path(), SIM_INSTANCES));
     let api = Api::new(served.base.clone());
     tokio::time::sleep(Duration::from_secs(1)).await;
     let cold = rss_mib(&served);

@@ -362,15 +362,11 @@ fn needed_confirmation(policy: &StagePolicy, request: &BulkRequest, plan: &Plan)
 }
 
 /// Checks that a request carries the confirmation its plan needs.
-pub fn check_confirmation(
-    policy: &StagePolicy,
-    request: &BulkRequest,
-    plan: &Plan,
-) -> Result<(), Error> {
-    let Some(expected) = needed_confirmation(policy, request, plan) else {
+pub fn check_confirmation(request: &BulkRequest, plan: &Plan) -> Result<(), Error> {
+    let Some(expected) = &plan.confirm else {
         return Ok(());
     };
-    if request.confirm.as_deref() == Some(expected.as_str()) {
+    if request.confirm.as_ref() == Some(expected) {
         return Ok(());
     }
     Err(Error::invalid(
@@ -877,7 +873,7 @@ impl Core {
         if request.dry_run || plan.targets.is_empty() {
             return Ok(BulkOutcome::Planned(plan));
         }
-        check_confirmation(&environment.stages, request, &plan)?;
+        check_confirmation(request, &plan)?;
         let target = Target::new(
             env,
             format!("{env}/instances ({} selected)", plan.targets.len()),
@@ -1048,7 +1044,7 @@ mod tests {
             Some("aws-dev/prod"),
             "the plan names it"
         );
-        let err = check_confirmation(&policy, &by_stage, &stop).unwrap_err();
+        let err = check_confirmation(&by_stage, &stop).unwrap_err();
         assert_eq!(err.field.as_deref(), Some("confirm"));
         assert!(
             err.message.contains("\"confirm\": \"aws-dev/prod\""),
@@ -1059,7 +1055,7 @@ mod tests {
             confirm: Some("aws-dev/prod".into()),
             ..by_stage.clone()
         };
-        check_confirmation(&policy, &confirmed, &stop).unwrap();
+        check_confirmation(&confirmed, &stop).unwrap();
 
         let by_ids = BulkRequest {
             ids: vec!["i-1".into()],
@@ -1074,12 +1070,12 @@ mod tests {
             EC2_BATCH,
         )
         .unwrap();
-        assert!(check_confirmation(&policy, &by_ids, &terminate).is_err());
+        assert!(check_confirmation(&by_ids, &terminate).is_err());
         let confirmed = BulkRequest {
             confirm: Some("aws-dev/1".into()),
             ..by_ids
         };
-        check_confirmation(&policy, &confirmed, &terminate).unwrap();
+        check_confirmation(&confirmed, &terminate).unwrap();
 
         let dev = vec![instance("i-2", "eu", InstanceState::Running, Some("dev"))];
         let stop_dev = make_plan(
@@ -1092,7 +1088,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(stop_dev.confirm, None, "an unprotected stop needs none");
-        check_confirmation(&policy, &BulkRequest::default(), &stop_dev).unwrap();
+        check_confirmation(&BulkRequest::default(), &stop_dev).unwrap();
     }
 
     #[test]

@@ -8,6 +8,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
+use overcast_core::auth::Principal;
 use overcast_core::config::Config;
 use overcast_core::AuditRecord;
 use overcast_types::{Error, Role};
@@ -157,7 +158,17 @@ pub async fn authorize(
     let family = state.family.as_ref();
     let policy = family.policy(req.method(), &route, state.app.core.config());
     let Some(role) = policy.role else {
-        return next.run(req).await;
+        let (method, target) = (req.method().clone(), req.uri().path().to_string());
+        let response = next.run(req).await;
+        // A public route that authenticates its caller itself (the console's sign-in) names
+        // whom it found in its answer, and an audited one is recorded as theirs.
+        if let Some(principal) = response.extensions().get::<Principal>().cloned() {
+            if policy.audited {
+                let record = audit_record(&method, route, target, &response);
+                audit(&state, &principal, record).await;
+            }
+        }
+        return response;
     };
     let scheme = family.auth();
     // A known caller refused all the same (a console change without its CSRF token): the
@@ -207,23 +218,38 @@ pub async fn authorize(
         }
     };
     if policy.audited && response.extensions().get::<NotAChange>().is_none() {
-        let record = AuditRecord {
-            method: method.to_string(),
-            route,
-            target,
-            operation_id: response
-                .extensions()
-                .get::<AuditedOperation>()
-                .map(|o| o.0.clone()),
-            outcome: outcome_of(response.status()).into(),
-            status_code: response.status().as_u16(),
-            request_id: current_request_id(),
-        };
-        if let Err(e) = state.app.core.record_audit(&principal, record).await {
-            tracing::error!(error = %e, "the audit log could not record a change");
-        }
+        let record = audit_record(&method, route, target, &response);
+        audit(&state, &principal, record).await;
     }
     response
+}
+
+/// What the audit log records of a finished call.
+fn audit_record(
+    method: &Method,
+    route: String,
+    target: String,
+    response: &Response,
+) -> AuditRecord {
+    AuditRecord {
+        method: method.to_string(),
+        route,
+        target,
+        operation_id: response
+            .extensions()
+            .get::<AuditedOperation>()
+            .map(|o| o.0.clone()),
+        outcome: outcome_of(response.status()).into(),
+        status_code: response.status().as_u16(),
+        request_id: current_request_id(),
+    }
+}
+
+/// Appends a finished call to the audit log as `principal`'s.
+async fn audit(state: &FamilyState, principal: &Principal, record: AuditRecord) {
+    if let Err(e) = state.app.core.record_audit(principal, record).await {
+        tracing::error!(error = %e, "the audit log could not record a change");
+    }
 }
 
 /// How an audited call ended, from its answer's status.

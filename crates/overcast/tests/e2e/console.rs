@@ -41,11 +41,9 @@ fn artifact(name: &str) -> PathBuf {
     path
 }
 
-/// Opens the console and signs in with `token`; waits for the fleet table.
+/// Signs in with `token`; waits for the fleet table, the page a sign-in opens.
 async fn sign_in(browser: &Browser, server: &TestServer, token: &str) {
-    browser.goto(&format!("{}/console/", server.base)).await;
-    browser.fill("#signin-token", token).await;
-    browser.click("#signin-submit").await;
+    browser.sign_in(&server.base, token).await;
     browser
         .wait_until(
             "the fleet table",
@@ -341,10 +339,7 @@ async fn console_uploads_and_downloads_an_object_byte_for_byte() {
     let digest = hex::encode(Sha256::digest(&bytes));
 
     let browser = Browser::start().await;
-    browser.goto(&format!("{}/console/", server.base)).await;
-    browser.fill("#signin-token", &token).await;
-    browser.click("#signin-submit").await;
-    browser.find("#whoami").await;
+    browser.sign_in(&server.base, &token).await;
     browser
         .goto(&format!(
             "{}/console/#/objects/{ENV}/console-files/reports/",
@@ -598,10 +593,7 @@ async fn console_reveals_a_secret_on_request_and_shows_a_private_key_once() {
     assert!(status.is_success(), "{made}");
 
     let browser = Browser::start().await;
-    browser.goto(&format!("{}/console/", server.base)).await;
-    browser.fill("#signin-token", &token).await;
-    browser.click("#signin-submit").await;
-    browser.find("#whoami").await;
+    browser.sign_in(&server.base, &token).await;
     browser
         .goto(&format!("{}/console/#/secrets/{ENV}", server.base))
         .await;
@@ -696,10 +688,7 @@ async fn console_creates_a_local_vm_and_follows_its_serial_console() {
     let image = import_test_image(&served).await;
 
     let browser = Browser::start().await;
-    browser.goto(&format!("{}/console/", served.base)).await;
-    browser.fill("#signin-token", ADMIN).await;
-    browser.click("#signin-submit").await;
-    browser.find("#whoami").await;
+    browser.sign_in(&served.base, ADMIN).await;
     browser
         .goto(&format!("{}/console/#/create/local", served.base))
         .await;
